@@ -1,0 +1,130 @@
+"""Artefact registry on disk: list, verify and load model versions.
+
+A version folder holds model.joblib, spec.json, statistics.json, evaluation.json and
+manifest.json (which records the sha256 of every other file). joblib files are pickles and
+loading one runs code, so the hash is checked BEFORE unpickling, and a scikit-learn of another
+major.minor version than the training one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import sklearn
+
+from core.errors import ArtefactMismatch
+from core.predict import Predictor
+from core.routing import RoutingRule
+from core.spec import Spec, parse_spec
+
+ARTEFACT_FILES = ("model.joblib", "spec.json", "statistics.json", "evaluation.json")
+DEFAULT_FILE = "DEFAULT_VERSION"  # names the version that serves when none was activated
+
+_cache: dict[tuple[str, str], Artefact] = {}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A verified, loaded model version."""
+
+    version: str
+    path: Path
+    manifest: dict
+    spec: Spec
+    predictor: Predictor
+    evaluation: dict
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["files"]["model.joblib"]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_versions(models_dir: Path) -> list[str]:
+    """Version folders that have a manifest, oldest first by their creation time."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    found = [p for p in models_dir.iterdir()
+             if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()]
+    return [p.name for p in sorted(found, key=lambda p: (read_manifest(p).get("created_at", ""), p.name))]
+
+
+def default_version(models_dir: Path) -> str | None:
+    marker = Path(models_dir) / DEFAULT_FILE
+    return marker.read_text().strip() if marker.is_file() else None
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / "manifest.json").read_text())
+    except FileNotFoundError as exc:
+        raise ArtefactMismatch(f"{path.name}: manifest.json is missing") from exc
+    except json.JSONDecodeError as exc:
+        raise ArtefactMismatch(f"{path.name}: manifest.json is not valid JSON") from exc
+
+
+def verify(models_dir: Path, version: str) -> list[str]:
+    """Every problem with a version's files (empty list: all files match their recorded hashes)."""
+    path = Path(models_dir) / version
+    if not path.is_dir():
+        return [f"version {version} not found in {models_dir}"]
+    try:
+        manifest = read_manifest(path)
+    except ArtefactMismatch as exc:
+        return [str(exc)]
+    problems = []
+    recorded = manifest.get("files", {})
+    for name in ARTEFACT_FILES:
+        if name not in recorded:
+            problems.append(f"{version}/{name}: no hash recorded in the manifest")
+        elif not (path / name).is_file():
+            problems.append(f"{version}/{name}: file is missing")
+        elif sha256_file(path / name) != recorded[name]:
+            problems.append(f"{version}/{name}: sha256 does not match the manifest (file altered)")
+    trained = manifest.get("libraries", {}).get("scikit-learn", "")
+    if _major_minor(trained) != _major_minor(sklearn.__version__):
+        problems.append(f"{version}: trained with scikit-learn {trained}, this environment has "
+                        f"{sklearn.__version__}; retrain or install the training version")
+    return problems
+
+
+def load(models_dir: Path, version: str) -> Artefact:
+    """Verify, then unpickle; cached per folder and version for the life of the process
+    (a file altered after loading is caught by `models verify` and at the next start)."""
+    path = Path(models_dir).resolve() / version
+    key = (str(path), version)
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+        problems = verify(models_dir, version)
+        if problems:
+            raise ArtefactMismatch("refusing to load model: " + "; ".join(problems))
+        manifest = read_manifest(path)
+        spec = parse_spec(json.loads((path / "spec.json").read_text()), source=f"{version}/spec.json")
+        stats = json.loads((path / "statistics.json").read_text())
+        pipeline = joblib.load(path / "model.joblib")
+        rule = RoutingRule(**{k: v for k, v in manifest["routing"].items()
+                              if k in RoutingRule.model_fields})
+        artefact = Artefact(version=version, path=path, manifest=manifest, spec=spec,
+                            predictor=Predictor(pipeline, spec, stats, rule),
+                            evaluation=json.loads((path / "evaluation.json").read_text()))
+        _cache[key] = artefact
+        return artefact
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])

@@ -1,0 +1,113 @@
+"""Command line: `python -m core <command>`. Every command is listed in the README."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from core import artifacts
+from core.config import default_extract_path, default_spec_path, get_settings
+from core.errors import CoreError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a new model version from an extract")
+    t.add_argument("--data", type=Path, default=default_extract_path())
+    t.add_argument("--spec", type=Path, default=default_spec_path())
+    t.add_argument("--version", required=True)
+    t.add_argument("--by", default=getpass.getuser(), help="who trained it (recorded)")
+
+    m = sub.add_parser("models", help="list, verify or activate model versions")
+    msub = m.add_subparsers(dest="action", required=True)
+    msub.add_parser("list", help="versions, data hash, AUROC, which is active")
+    v = msub.add_parser("verify", help="exit 0 only if every file matches its recorded hash")
+    v.add_argument("version", nargs="?")
+    a = msub.add_parser("activate", help="make a version the serving one (recorded)")
+    a.add_argument("version")
+    a.add_argument("--by", required=True)
+    a.add_argument("--reason", required=True)
+
+    b = sub.add_parser("score-batch", help="score a CSV file of patients")
+    b.add_argument("--input", type=Path, required=True)
+    b.add_argument("--output", type=Path, required=True)
+    b.add_argument("--user", default=getpass.getuser(), help="who is scoring (recorded)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from core.train import train
+
+    path = train(data=args.data, spec_path=args.spec, version=args.version,
+                 models_dir=get_settings().models, trained_by=args.by)
+    manifest = artifacts.read_manifest(path)
+    m = manifest["metrics"]
+    print(f"wrote {path.name}: AUROC {m['auroc']} (95% CI {m['auroc_ci95'][0]}-{m['auroc_ci95'][1]}), "
+          f"Brier {m['brier']}, expected review share {manifest['routing']['expected_review_share']:.0%}")
+    print(f"not active yet: python -m core models activate {path.name} --by NAME --reason TEXT")
+    return 0
+
+
+def _models(args) -> int:
+    settings = get_settings()
+    if args.action == "verify":
+        versions = [args.version] if args.version else artifacts.list_versions(settings.models)
+        bad = 0
+        for version in versions:
+            problems = artifacts.verify(settings.models, version)
+            print(f"{version}: " + ("OK" if not problems else "FAILED"))
+            for problem in problems:
+                print(f"  {problem}")
+            bad += bool(problems)
+        return 1 if bad or not versions else 0
+    if args.action == "activate":
+        from core.scoring import activate
+
+        artefact = activate(args.version, by=args.by, reason=args.reason)
+        print(f"active: {artefact.version} (sha256 {artefact.sha256[:12]}...)")
+        return 0
+    active = _active_version(settings)
+    print(f"{'version':<12} {'created (UTC)':<21} {'data sha256':<14} {'AUROC':<7} active")
+    for version in artifacts.list_versions(settings.models):
+        mf = artifacts.read_manifest(settings.models / version)
+        mark = "*" if version == active else ""
+        print(f"{version:<12} {mf['created_at']:<21} {mf['data']['sha256'][:12]:<14} "
+              f"{mf['metrics']['auroc']:<7} {mark}")
+    return 0
+
+
+def _active_version(settings) -> str | None:
+    from core.store import open_store
+
+    try:
+        activation = open_store(settings.db).active_activation()
+    except CoreError:
+        print("(the store is in use by another process; showing the shipped default)")
+        activation = None
+    return activation[0] if activation else artifacts.default_version(settings.models)
+
+
+def _score_batch(args) -> int:
+    from core.batch import score_batch
+
+    counts = score_batch(args.input, args.output, user=args.user, progress=not args.quiet)
+    print(f"{counts['rows']} rows: {counts['scored']} scored ({counts['review']} to review), "
+          f"{counts['rejected']} rejected; results in {args.output}")
+    return 0
+
+
+COMMANDS = {"train": _train, "models": _models, "score-batch": _score_batch}

@@ -1,0 +1,37 @@
+"""Exceptions that core raises to its callers (pages, CLI, tests)."""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    """Base class: every error core raises on purpose."""
+
+
+class ConfigError(CoreError):
+    """A required setting is missing or unsafe."""
+
+
+class SpecError(CoreError):
+    """The feature spec is malformed (unknown field, bad limits, duplicate names)."""
+
+
+class TrainingDataError(CoreError):
+    """The training extract cannot be used (missing columns, wrong types, no events)."""
+
+
+class ArtefactMismatch(CoreError):
+    """A model artefact is missing, altered, or built with an incompatible library."""
+
+
+class StoreUnavailable(CoreError):
+    """The store cannot be opened or written; nothing was recorded."""
+
+
+class InvalidInput(CoreError):
+    """The payload failed validation; `.errors` lists every problem at once."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"invalid input: {summary}{more}")

@@ -1,0 +1,82 @@
+"""Model features: the one function that turns validated inputs into the model's frame,
+used by training and scoring alike, and the preprocessing that lives inside the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from core.spec import Spec
+
+
+def model_frame(rows: pd.DataFrame | Iterable[Mapping], spec: Spec) -> pd.DataFrame:
+    """The spec's features in spec order with the dtypes the pipeline was fitted on."""
+    if not isinstance(rows, pd.DataFrame):
+        rows = list(rows)
+        columns = {f.name: [r.get(f.name) for r in rows] for f in spec.features}
+    else:
+        columns = {f.name: rows[f.name] if f.name in rows else [None] * len(rows)
+                   for f in spec.features}
+    out = {}
+    for f in spec.features:
+        col = columns[f.name]
+        if f.type == "category":
+            out[f.name] = np.array([None if _missing(v) else v for v in col], dtype=object)
+        else:
+            out[f.name] = np.array([np.nan if _missing(v) else v for v in col], dtype=float)
+    index = rows.index if isinstance(rows, pd.DataFrame) else None
+    return pd.DataFrame(out, index=index)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+def build_preprocessor(spec: Spec) -> ColumnTransformer:
+    """Few transformers (one per kind of feature), so one-row transforms stay fast."""
+    kinds = {
+        "required": [f.name for f in spec.features if f.numeric and f.required],
+        "optional": [f.name for f in spec.features if f.numeric and not f.required],
+        "boolean": [f.name for f in spec.features if f.type == "boolean"],
+        "category": [f.name for f in spec.features if f.type == "category"],
+    }
+    steps = {
+        "required": StandardScaler(),
+        # Missing optional values: impute the training median and add a was-missing column.
+        "optional": Pipeline([
+            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            ("scale", StandardScaler()),
+        ]),
+        "boolean": "passthrough",
+        "category": OneHotEncoder(
+            categories=[spec.feature(n).categories for n in kinds["category"]], drop="first",
+            handle_unknown="ignore", sparse_output=False,
+        ),
+    }
+    parts = [(kind, steps[kind], names) for kind, names in kinds.items() if names]
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=True)
+
+
+def output_owners(preprocessor: ColumnTransformer, spec: Spec) -> list[str]:
+    """For each transformed column, the name of the spec feature it came from."""
+    owner = {}
+    for f in spec.features:
+        owner[f.name] = owner[f"missingindicator_{f.name}"] = f.name
+        for c in f.categories or []:
+            owner[f"{f.name}_{c}"] = f.name
+    return [owner[name.split("__", 1)[1]] for name in preprocessor.get_feature_names_out()]
+
+
+def group_by_owner(values: np.ndarray, owners: list[str], names: list[str]) -> np.ndarray:
+    """Sum per-column values (rows x columns) into per-feature values (rows x features)."""
+    index = {n: i for i, n in enumerate(names)}
+    matrix = np.zeros((len(owners), len(names)))
+    for j, owner in enumerate(owners):
+        matrix[j, index[owner]] = 1.0
+    return values @ matrix

@@ -1,0 +1,178 @@
+"""Scoring: the single path from a payload to a recorded, routed prediction.
+
+validate (spec of the active artefact) -> features (same code as training) -> predict ->
+route -> record (one committed event) -> ScoreResult. Fail closed: a result exists only once
+its record is committed; a rejected payload is recorded too, then raised as InvalidInput.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from core import artifacts, audit
+from core.config import Settings, get_settings
+from core.errors import ArtefactMismatch, InvalidInput
+from core.features import model_frame
+from core.predict import Predictions
+from core.spec import validate_payload
+from core.store import Event, Store, open_store
+
+CONFIDENCE_MEANING = (
+    "How sure the model is, given the statistical uncertainty of its own estimate, that the "
+    "patient's true risk lies on the safe side of the boundary for the class shown: at or above "
+    "the action threshold for 'high', below the safe-low bound for 'low'. Predictions below the "
+    "confidence level in the routing rule go to clinical review."
+)
+
+
+class Factor(BaseModel):
+    """One input that moved this patient's risk away from the average training patient."""
+
+    feature: str
+    label: str
+    direction: Literal["raises risk", "lowers risk"]
+    effect: float  # change in log-odds
+
+
+class ScoreResult(BaseModel):
+    """What the model says about one patient, as recorded (schema versioned with the model)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = 1
+    prediction_id: str
+    patient_ref: str
+    risk: float
+    risk_interval_95: tuple[float, float]
+    risk_class: Literal["high", "low"]
+    action_threshold: float
+    confidence: float
+    routing: Literal["auto_finalised", "review"]
+    reasons: list[str]
+    top_factors: list[Factor]
+    model_version: str
+    model_sha256: str
+    created_at: datetime
+
+
+def now_utc() -> datetime:
+    """UTC now, naive (the store keeps TIMESTAMP in UTC; TIMESTAMPTZ would need pytz to read)."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
+    """The serving version: the latest activation in the store, else the shipped default."""
+    activation = store.active_activation()
+    version = activation[0] if activation else artifacts.default_version(settings.models)
+    if not version:
+        raise ArtefactMismatch(f"no model is active and {settings.models} names no default version")
+    artefact = artifacts.load(settings.models, version)
+    if activation and activation[1] != artefact.sha256:
+        raise ArtefactMismatch(f"model {version} on disk differs from the one that was activated")
+    return artefact
+
+
+def _context() -> tuple[Settings, Store, artifacts.Artefact]:
+    settings = get_settings()
+    store = open_store(settings.db)
+    return settings, store, active_artefact(store, settings)
+
+
+def score(payload: Mapping, *, user: str, source: str = "form") -> ScoreResult:
+    """Validate, predict, route and record one patient; InvalidInput lists every problem."""
+    _check_user(user)
+    settings, store, artefact = _context()
+    try:
+        ref, values = validate_payload(artefact.spec, payload)
+    except InvalidInput as exc:
+        record_rejections(store, [(payload, exc.errors)], user=user, source=source,
+                          model_version=artefact.version)
+        raise
+    pred = artefact.predictor.predict(model_frame([values], artefact.spec))
+    key = settings.patient_key_bytes()
+    return record_predictions(store, artefact, [(ref, values)], pred, user=user,
+                              source=source, key=key)[0]
+
+
+def record_predictions(store: Store, artefact: artifacts.Artefact,
+                       inputs: list[tuple[str, dict]], pred: Predictions, *, user: str,
+                       source: str, key: bytes) -> list[ScoreResult]:
+    """Commit one prediction event per input; return results only after the commit."""
+    at = now_utc()
+    results, events = [], []
+    for i, (ref, values) in enumerate(inputs):
+        factors = pred.factors[i]
+        result = ScoreResult(
+            prediction_id=str(uuid.uuid4()), patient_ref=ref, risk=round(float(pred.risk[i]), 4),
+            risk_interval_95=(round(float(pred.risk_low[i]), 4), round(float(pred.risk_high[i]), 4)),
+            risk_class=pred.risk_class[i], action_threshold=artefact.predictor.rule.action_threshold,
+            confidence=round(float(pred.confidence[i]), 4),
+            routing="review" if pred.review[i] else "auto_finalised", reasons=pred.reasons[i],
+            top_factors=factors, model_version=artefact.version, model_sha256=artefact.sha256,
+            created_at=at.replace(tzinfo=UTC),
+        )
+        input_json = audit.canonical_json(values)
+        content = {
+            "prediction_id": result.prediction_id, "created_at": at, "user": user,
+            "source": source, "patient_key": audit.patient_key(ref, key),
+            "input_sha256": audit.sha256_text(input_json), "risk": result.risk,
+            "risk_class": result.risk_class, "confidence": result.confidence,
+            "routing": result.routing, "reasons": result.reasons,
+            "model_version": result.model_version, "model_sha256": result.model_sha256,
+        }
+        row = {**content, "user_name": user, "patient_ref": ref, "input_json": input_json,
+               "risk_low": result.risk_interval_95[0], "risk_high": result.risk_interval_95[1],
+               "reasons_json": json.dumps(result.reasons), "factors_json": json.dumps(factors)}
+        events.append(Event("prediction", user, at, result.prediction_id, content, row))
+        results.append(result)
+    store.append("predictions", events)
+    return results
+
+
+def record_rejections(store: Store, rejected: list[tuple[Any, list[dict]]], *, user: str,
+                      source: str, model_version: str | None) -> None:
+    """Record rejected payloads: field names and messages and a payload hash, never the values."""
+    at = now_utc()
+    events = []
+    for payload, errors in rejected:
+        fields = [{"field": e["field"], "message": e["message"]} for e in errors]
+        content = {"rejection_id": str(uuid.uuid4()), "created_at": at, "user": user,
+                   "source": source, "fields": fields, "payload_sha256": _payload_hash(payload),
+                   "model_version": model_version}
+        row = {**content, "user_name": user, "fields_json": json.dumps(fields)}
+        events.append(Event("rejected_input", user, at, content["rejection_id"], content, row))
+    store.append("rejected_inputs", events)
+
+
+def activate(version: str, *, by: str, reason: str) -> artifacts.Artefact:
+    """Make a verified version the serving one; the history keeps every activation."""
+    _check_user(by)
+    if not reason or not reason.strip():
+        raise ValueError("an activation needs a reason")
+    settings = get_settings()
+    artefact = artifacts.load(settings.models, version)
+    at = now_utc()
+    content = {"activation_id": str(uuid.uuid4()), "created_at": at, "user": by,
+               "version": version, "model_sha256": artefact.sha256, "reason": reason.strip()}
+    open_store(settings.db).append("model_activations", [Event(
+        "model_activation", by, at, version, content, {**content, "user_name": by})])
+    return artefact
+
+
+def _payload_hash(payload: Any) -> str:
+    try:
+        text = audit.canonical_json(payload if isinstance(payload, Mapping) else repr(payload))
+    except (TypeError, ValueError):
+        text = repr(payload)
+    return audit.sha256_text(text)
+
+
+def _check_user(user: str) -> None:
+    if not isinstance(user, str) or not user.strip():
+        raise ValueError("every scoring call needs the signed-in user's name")
