@@ -1,0 +1,32 @@
+"""Core of the service: everything except the Streamlit pages. Never imports streamlit.
+
+`core.score(payload, user=...)` is the one public scoring entry point; `core.InvalidInput`
+is the one exception it raises for a payload that fails validation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from core.errors import (
+    ArtefactMismatch,
+    ConfigError,
+    CoreError,
+    InvalidInput,
+    SpecError,
+    StoreUnavailable,
+    TrainingDataError,
+)
+
+if TYPE_CHECKING:
+    from core.scoring import ScoreResult
+
+__all__ = ["score", "InvalidInput", "ArtefactMismatch", "ConfigError", "CoreError", "SpecError",
+           "StoreUnavailable", "TrainingDataError"]
+
+
+def score(payload: Any, *, user: str) -> ScoreResult:
+    """Validate, predict, route and record one patient (see core.scoring.score)."""
+    from core.scoring import score as _score  # imported here: sklearn loads only when scoring
+
+    return _score(payload, user=user)
