@@ -1,0 +1,125 @@
+"""Registry: verify, refuse altered artefacts before unpickling, activation history, CLI."""
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import artifacts
+from core.config import PROJ_ROOT
+from core.errors import ArtefactMismatch
+
+SHIPPED = PROJ_ROOT / "model_artifacts"
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    """A writable copy of the shipped artefact folder."""
+    target = tmp_path / "models"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def cli(*args, models: Path, db: Path, stdin: str | None = None):
+    env = {**os.environ, "APP_MODELS": str(models), "APP_DB": str(db), "APP_DEMO": "1"}
+    return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True,
+                          env=env, cwd=PROJ_ROOT, input=stdin, timeout=120)
+
+
+def test_shipped_v1_verifies():
+    assert artifacts.verify(SHIPPED, "v1") == []
+    assert artifacts.default_version(SHIPPED) == "v1"
+
+
+def test_flipped_byte_fails_verify_and_load(models):
+    path = models / "v1" / "model.joblib"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert any("sha256 does not match" in p for p in artifacts.verify(models, "v1"))
+    with pytest.raises(ArtefactMismatch, match="model.joblib: sha256 does not match"):
+        artifacts.load(models, "v1")
+    proc = cli("models", "verify", "v1", models=models, db=models / "s.duckdb")
+    assert proc.returncode == 1 and "FAILED" in proc.stdout
+
+
+class _Tripwire:
+    """Unpickling this writes a file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path(self.target).write_text, ("unpickled",))
+
+
+def test_load_refuses_before_unpickling_a_substituted_file(models, tmp_path):
+    sentinel = tmp_path / "sentinel"
+    (models / "v1" / "model.joblib").write_bytes(pickle.dumps(_Tripwire(str(sentinel))))
+    with pytest.raises(ArtefactMismatch):
+        artifacts.load(models, "v1")
+    assert not sentinel.exists()
+
+
+def test_missing_file_is_reported(models):
+    (models / "v1" / "statistics.json").unlink()
+    assert artifacts.verify(models, "v1") == ["v1/statistics.json: file is missing"]
+    with pytest.raises(ArtefactMismatch, match="statistics.json: file is missing"):
+        artifacts.load(models, "v1")
+
+
+def test_other_sklearn_minor_version_is_refused(models):
+    manifest_path = models / "v1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["libraries"]["scikit-learn"] = "1.2.2"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtefactMismatch, match="trained with scikit-learn 1.2.2"):
+        artifacts.load(models, "v1")
+
+
+def test_unknown_version_is_reported(models):
+    assert artifacts.verify(models, "v9") == [f"version v9 not found in {models}"]
+
+
+def test_models_list_marks_default_active(models, tmp_path):
+    proc = cli("models", "list", models=models, db=tmp_path / "s.duckdb")
+    assert proc.returncode == 0
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("v1 "))
+    assert line.rstrip().endswith("*") and "0.79" in line
+
+
+def test_activation_history_is_kept(models, tmp_path):
+    second = models / "v2"
+    shutil.copytree(models / "v1", second)
+    db = tmp_path / "s.duckdb"
+    assert cli("models", "activate", "v2", "--by", "Dr A", "--reason", "trial", models=models, db=db).returncode == 0
+    assert cli("models", "activate", "v1", "--by", "Dr B", "--reason", "rollback", models=models, db=db).returncode == 0
+    listing = cli("models", "list", models=models, db=db).stdout
+    assert next(x for x in listing.splitlines() if x.startswith("v1 ")).rstrip().endswith("*")
+    from core.store import Store
+
+    store = Store(db)
+    try:
+        history = store.activations()
+    finally:
+        store.close()
+    assert list(history["version"]) == ["v2", "v1"]
+    assert list(history["user_name"]) == ["Dr A", "Dr B"]
+    assert list(history["reason"]) == ["trial", "rollback"]
+
+
+def test_activate_requires_who_and_why(models, tmp_path):
+    proc = cli("models", "activate", "v1", models=models, db=tmp_path / "s.duckdb")
+    assert proc.returncode != 0 and "--by" in proc.stderr
+
+
+def test_activate_refuses_an_altered_version(models, tmp_path):
+    (models / "v1" / "evaluation.json").write_text("{}")
+    proc = cli("models", "activate", "v1", "--by", "A", "--reason", "r", models=models,
+               db=tmp_path / "s.duckdb")
+    assert proc.returncode == 2 and "evaluation.json: sha256 does not match" in proc.stderr
