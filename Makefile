@@ -26,6 +26,7 @@ run: venv
 lint: dev
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
 
 test: lint
 	$(PY) -m pytest -q

@@ -26,7 +26,8 @@ def _default(value: Any) -> Any:
 
 
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate in hostile input must still hash, deterministically.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def content_hash(content: dict) -> str:
@@ -38,8 +39,73 @@ def patient_key(reference: str, key: bytes) -> str:
     return hmac.new(key, reference.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def entry_hash(*, prev_hash: str, seq: int, at: datetime, kind: str, actor: str,
-               content_sha256: str) -> str:
+def entry_hash(*, prev_hash: str, seq: int, at: datetime, kind: str, actor: str, subject: str,
+               event_table: str, content_sha256: str) -> str:
+    """Hash of one entry: its place in the chain, its envelope and its content's hash."""
     return sha256_text(canonical_json(
-        [prev_hash, seq, at.isoformat(), kind, actor, content_sha256]
+        [prev_hash, seq, at.isoformat(), kind, actor, subject, event_table, content_sha256]
     ))
+
+
+def verify_chain(entries, event_rows: dict[str, dict[int, dict]], *,
+                 head: tuple[int, str] | None = None) -> tuple[list[str], tuple[int, str]]:
+    """Check the chain and that every event row still says what was recorded.
+
+    entries: audit entries in seq order; event_rows: per event table, rows keyed by audit seq.
+    Returns (problems, head); problems name the first bad entry first, and are empty when intact.
+    """
+    problems: list[str] = []
+    prev, expected = GENESIS, 1
+    claimed: dict[str, set[int]] = {t: set() for t in event_rows}
+    hash_at_head = None
+    for e in entries:
+        seq = e["seq"]
+        if head is not None and seq == head[0]:
+            hash_at_head = e["entry_hash"]
+        where = f"entry {seq} ({e['kind']})"
+        if seq != expected:
+            problems.append(f"entry {expected}: missing or out of order (next entry is {seq})")
+        if e["prev_hash"] != prev:
+            problems.append(f"{where}: previous-entry hash does not match the chain")
+        if sha256_text(e["content_json"]) != e["content_sha256"]:
+            problems.append(f"{where}: content does not match its hash (altered)")
+        recomputed = entry_hash(prev_hash=e["prev_hash"], seq=seq, at=e["recorded_at"],
+                                kind=e["kind"], actor=e["actor"], subject=e["subject"],
+                                event_table=e["event_table"], content_sha256=e["content_sha256"])
+        if recomputed != e["entry_hash"]:
+            problems.append(f"{where}: entry hash does not match its fields (altered)")
+        rows = event_rows.get(e["event_table"], {})
+        claimed.setdefault(e["event_table"], set()).add(seq)
+        row = rows.get(seq)
+        if row is None:
+            problems.append(f"{where}: its {e['event_table']} row is missing (deleted)")
+        else:
+            problems.extend(f"{where}: {e['event_table']}.{col} differs from what was recorded"
+                            for col in _differing(json.loads(e["content_json"]), row))
+        prev, expected = e["entry_hash"], expected + 1
+    for table, rows in event_rows.items():
+        for seq in sorted(set(rows) - claimed.get(table, set())):
+            problems.append(f"{table} row with audit seq {seq} has no audit entry (inserted)")
+    last = (expected - 1, prev)
+    if head is not None:
+        seq, digest = head
+        if seq > last[0]:
+            problems.append(f"entry {last[0] + 1}: the chain ends at {last[0]} but the published "
+                            f"head is {seq} (entries were removed from the end)")
+        elif seq >= 1 and hash_at_head != digest:
+            problems.append(f"entry {seq}: hash differs from the published head")
+    return problems, last
+
+
+def _differing(content: dict, row: dict) -> list[str]:
+    out = []
+    for key, recorded in content.items():
+        column = key if key in row else f"{key}_json" if f"{key}_json" in row else None
+        if column is None:
+            continue
+        actual = row[column]
+        if column != key:
+            actual = json.loads(actual) if actual is not None else None
+        if json.loads(canonical_json(actual)) != json.loads(canonical_json(recorded)):
+            out.append(column)
+    return out

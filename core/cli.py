@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
 from pathlib import Path
 
-from core import artifacts
+from core import artifacts, cli_ops
 from core.config import default_extract_path, default_spec_path, get_settings
 from core.errors import CoreError
 
@@ -37,13 +38,27 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output", type=Path, required=True)
     b.add_argument("--user", default=getpass.getuser(), help="who is scoring (recorded)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    u = sub.add_parser("users", help="add, disable or list local accounts")
+    usub = u.add_subparsers(dest="action", required=True)
+    ua = usub.add_parser("add", help="create an account (password from a prompt or stdin)")
+    ua.add_argument("username")
+    ua.add_argument("--role", action="append", required=True, dest="roles",
+                    help="clinician, reviewer, pi or admin (repeat for several)")
+    ua.add_argument("--name", default="", help="name printed in the app")
+    ua.add_argument("--by", default=getpass.getuser(), help="who makes the change (recorded)")
+    ud = usub.add_parser("disable", help="stop an account from signing in (recorded)")
+    ud.add_argument("username")
+    ud.add_argument("--by", default=getpass.getuser(), help="who makes the change (recorded)")
+    usub.add_parser("list", help="accounts, roles and whether they are active")
+    cli_ops.add_parsers(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return {**COMMANDS, **cli_ops.COMMANDS}[args.command](args)
     except CoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -110,4 +125,36 @@ def _score_batch(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "models": _models, "score-batch": _score_batch}
+def _read_password() -> str:
+    from core.auth import UserError
+
+    # Never from argv (it would show in the process list and shell history).
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Repeat password: "):
+            raise UserError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _users(args) -> int:
+    from core import auth
+
+    if args.action == "add":
+        auth.add_user(args.username, roles=args.roles, password=_read_password(),
+                      display_name=args.name, by=args.by)
+        print(f"added {args.username.strip().lower()} ({', '.join(sorted(set(args.roles)))})")
+    elif args.action == "disable":
+        auth.disable_user(args.username, by=args.by)
+        print(f"disabled {args.username}")
+    else:
+        users = auth.list_users()
+        print(f"{'username':<24} {'name':<28} {'roles':<24} active")
+        for row in users.itertuples():
+            roles = ",".join(json.loads(row.roles_json))
+            print(f"{row.username:<24} {row.display_name:<28} {roles:<24} "
+                  f"{'yes' if row.active else 'no'}")
+    return 0
+
+
+COMMANDS = {"train": _train, "models": _models, "score-batch": _score_batch, "users": _users}

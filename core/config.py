@@ -21,7 +21,29 @@ class Settings(BaseSettings):
     db: Path = Field(default=PROJ_ROOT / "data" / "app.duckdb", description="DuckDB store file")
     models: Path = Field(default=PROJ_ROOT / "model_artifacts", description="artefact folder")
     batch_chunk_rows: int = Field(default=5000, ge=1, description="rows per batch transaction")
+    retention_days: int = Field(
+        default=180, ge=1, description="days raw inputs and patient references are kept")
+    review_reason_codes: list[str] = Field(
+        default=["clinical context not captured by the model", "suspected lab or entry error",
+                 "recent medication change", "other"],
+        description="reason codes a reviewer chooses from (JSON list); 'other' needs a comment")
+    override_alert_share: float = Field(
+        default=0.30, gt=0, le=1, description="share of reviewed cases overridden in one "
+        "direction that raises the alert")
+    override_alert_min_reviewed: int = Field(
+        default=20, ge=1, description="reviewed cases needed in the window before the alert can fire")
+    override_alert_window_days: int = Field(
+        default=28, ge=1, description="days the override alert looks back over")
+    min_outcomes_for_metrics: int = Field(
+        default=100, ge=10, description="outcomes (with at least 10 events) before AUROC and "
+        "calibration are shown")
     demo: bool = Field(default=False, description="demo mode: synthetic model, demo accounts")
+    idle_timeout_minutes: float = Field(
+        default=15, gt=0, description="minutes without interaction after which a user is signed out")
+    lockout_failures: int = Field(
+        default=5, ge=1, description="failed sign-ins within the lockout window that lock an account")
+    lockout_minutes: float = Field(
+        default=15, gt=0, description="the lockout window, and how long a locked account stays locked")
     patient_key: SecretStr | None = Field(
         default=None, description="secret for keyed hashes of patient references (required "
         "outside demo mode; at least 32 characters)")

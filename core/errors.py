@@ -35,3 +35,22 @@ class InvalidInput(CoreError):
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
         super().__init__(f"invalid input: {summary}{more}")
+
+
+class AlreadyDecided(CoreError):
+    """Another reviewer decided this prediction first; `.decision` says who and when."""
+
+    def __init__(self, decision: dict):
+        self.decision = decision
+        super().__init__(
+            f"already decided by {decision['reviewer_name']} ({decision['user_name']}) at "
+            f"{decision['created_at']:%Y-%m-%d %H:%M} UTC: {decision['decision'].replace('_', ' ')}"
+        )
+
+
+class NotFound(CoreError):
+    """The record asked for does not exist."""
+
+
+class AlreadyRecorded(CoreError):
+    """An outcome is already in force for this prediction; correct it instead."""

@@ -19,6 +19,13 @@ from core.features import group_by_owner, output_owners
 from core.spec import Spec
 
 TOP_FACTORS = 3
+REASON_CODES = {
+    "uncertain": "too uncertain to auto-finalise",
+    "outside_validated_range": "value outside the validated range",
+    "missing_value": "optional value missing",
+    "rare_category": "category too rare to be validated",
+    "unusual_combination": "unusual combination of values",
+}
 
 
 @dataclass
@@ -31,7 +38,8 @@ class Predictions:
     risk_class: np.ndarray  # "high" / "low"
     confidence: np.ndarray
     review: np.ndarray  # bool: routed to clinical review
-    reasons: list[list[str]]
+    reasons: list[list[str]]  # plain-language reasons, for the clinician
+    reason_codes: list[list[str]]  # one code per reason (REASON_CODES), for filters and counts
     factors: list[list[dict]]
 
 
@@ -69,46 +77,47 @@ class Predictor:
         risk = 1 / (1 + np.exp(-eta))
         t, lo = self.rule.action_threshold, self.rule.safe_low_bound
         conf = routing.confidence(eta, se, threshold=t, safe_low=lo)
-        reasons = self._reasons(frame, risk, conf)
+        coded = self._reasons(frame, risk, conf)
         return Predictions(
             risk=risk,
             risk_low=1 / (1 + np.exp(-(eta - 1.959964 * se))),
             risk_high=1 / (1 + np.exp(-(eta + 1.959964 * se))),
             risk_class=np.where(risk >= t, "high", "low"),
             confidence=conf,
-            review=np.array([bool(r) for r in reasons], dtype=bool),
-            reasons=reasons,
+            review=np.array([bool(r) for r in coded], dtype=bool),
+            reasons=[[text for _, text in r] for r in coded],
+            reason_codes=[[code for code, _ in r] for r in coded],
             factors=self._factors(z),
         )
 
-    def _reasons(self, frame: pd.DataFrame, risk: np.ndarray, conf: np.ndarray) -> list[list[str]]:
-        out: list[list[str]] = [[] for _ in range(len(frame))]
+    def _reasons(self, frame: pd.DataFrame, risk: np.ndarray, conf: np.ndarray
+                 ) -> list[list[tuple[str, str]]]:
+        out: list[list[tuple[str, str]]] = [[] for _ in range(len(frame))]
         for i in np.flatnonzero(conf < self.rule.confidence_level):
-            out[i].append(self._uncertain_reason(risk[i], conf[i]))
+            out[i].append(("uncertain", self._uncertain_reason(risk[i], conf[i])))
         for f in self.spec.features:
             col = frame[f.name].to_numpy()
             if f.numeric:
                 v = col.astype(float)
                 if not f.required:
                     for i in np.flatnonzero(np.isnan(v)):
-                        out[i].append(f"{f.label} was not given; the model filled in a typical value.")
+                        out[i].append(("missing_value", f"{f.label} was not given; the model "
+                                       "filled in a typical value."))
                 if f.validated_min is not None:
                     for i in np.flatnonzero(v < f.validated_min):
-                        out[i].append(_range_reason(f, v[i], "below"))
+                        out[i].append(("outside_validated_range", _range_reason(f, v[i], "below")))
                     for i in np.flatnonzero(v > f.validated_max):
-                        out[i].append(_range_reason(f, v[i], "above"))
+                        out[i].append(("outside_validated_range", _range_reason(f, v[i], "above")))
             elif f.type == "category" and f.validated_categories:
                 for i, value in enumerate(col):
                     if value is not None and value not in f.validated_categories:
-                        out[i].append(
-                            f"{f.label} '{value}' was too rare in the training data to be validated."
-                        )
+                        out[i].append(("rare_category", f"{f.label} '{value}' was too rare in "
+                                       "the training data to be validated."))
         for i, names in self._novel(frame):
-            out[i].append(
+            out[i].append(("unusual_combination",
                 "This combination of values is unusual for the patients the model was trained on "
                 f"(rarer than 1 in {round(1 / (1 - self.novelty['quantile']))}), mostly because of "
-                + " and ".join(names) + "."
-            )
+                + " and ".join(names) + "."))
         return out
 
     def _uncertain_reason(self, risk: float, conf: float) -> str:

@@ -20,7 +20,7 @@ from core.config import Settings, get_settings
 from core.errors import ArtefactMismatch, InvalidInput
 from core.features import model_frame
 from core.predict import Predictions
-from core.spec import validate_payload
+from core.spec import safe_repr, validate_payload
 from core.store import Event, Store, open_store
 
 CONFIDENCE_MEANING = (
@@ -55,6 +55,7 @@ class ScoreResult(BaseModel):
     confidence: float
     routing: Literal["auto_finalised", "review"]
     reasons: list[str]
+    reason_codes: list[str]  # one per reason: see core.predict.REASON_CODES
     top_factors: list[Factor]
     model_version: str
     model_sha256: str
@@ -114,22 +115,26 @@ def record_predictions(store: Store, artefact: artifacts.Artefact,
             risk_class=pred.risk_class[i], action_threshold=artefact.predictor.rule.action_threshold,
             confidence=round(float(pred.confidence[i]), 4),
             routing="review" if pred.review[i] else "auto_finalised", reasons=pred.reasons[i],
+            reason_codes=pred.reason_codes[i],
             top_factors=factors, model_version=artefact.version, model_sha256=artefact.sha256,
             created_at=at.replace(tzinfo=UTC),
         )
         input_json = audit.canonical_json(values)
         content = {
-            "prediction_id": result.prediction_id, "created_at": at, "user": user,
+            "prediction_id": result.prediction_id, "created_at": at, "user_name": user,
             "source": source, "patient_key": audit.patient_key(ref, key),
             "input_sha256": audit.sha256_text(input_json), "risk": result.risk,
             "risk_class": result.risk_class, "confidence": result.confidence,
             "routing": result.routing, "reasons": result.reasons,
+            "reason_codes": result.reason_codes,
             "model_version": result.model_version, "model_sha256": result.model_sha256,
         }
-        row = {**content, "user_name": user, "patient_ref": ref, "input_json": input_json,
-               "risk_low": result.risk_interval_95[0], "risk_high": result.risk_interval_95[1],
-               "reasons_json": json.dumps(result.reasons), "factors_json": json.dumps(factors)}
-        events.append(Event("prediction", user, at, result.prediction_id, content, row))
+        row = {**content, "risk_low": result.risk_interval_95[0],
+               "risk_high": result.risk_interval_95[1], "reasons_json": json.dumps(result.reasons),
+               "factors_json": json.dumps(factors)}
+        phi = {"prediction_id": result.prediction_id, "created_at": at, "patient_ref": ref,
+               "input_json": input_json}
+        events.append(Event("prediction", user, at, result.prediction_id, content, row, phi))
         results.append(result)
     store.append("predictions", events)
     return results
@@ -142,10 +147,10 @@ def record_rejections(store: Store, rejected: list[tuple[Any, list[dict]]], *, u
     events = []
     for payload, errors in rejected:
         fields = [{"field": e["field"], "message": e["message"]} for e in errors]
-        content = {"rejection_id": str(uuid.uuid4()), "created_at": at, "user": user,
+        content = {"rejection_id": str(uuid.uuid4()), "created_at": at, "user_name": user,
                    "source": source, "fields": fields, "payload_sha256": _payload_hash(payload),
                    "model_version": model_version}
-        row = {**content, "user_name": user, "fields_json": json.dumps(fields)}
+        row = {**content, "fields_json": json.dumps(fields)}
         events.append(Event("rejected_input", user, at, content["rejection_id"], content, row))
     store.append("rejected_inputs", events)
 
@@ -158,18 +163,20 @@ def activate(version: str, *, by: str, reason: str) -> artifacts.Artefact:
     settings = get_settings()
     artefact = artifacts.load(settings.models, version)
     at = now_utc()
-    content = {"activation_id": str(uuid.uuid4()), "created_at": at, "user": by,
+    content = {"activation_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
                "version": version, "model_sha256": artefact.sha256, "reason": reason.strip()}
     open_store(settings.db).append("model_activations", [Event(
-        "model_activation", by, at, version, content, {**content, "user_name": by})])
+        "model_activation", by, at, version, content, content)])
     return artefact
 
 
 def _payload_hash(payload: Any) -> str:
+    """Hash of what was sent, for matching a rejection to its source; never raises."""
     try:
-        text = audit.canonical_json(payload if isinstance(payload, Mapping) else repr(payload))
-    except (TypeError, ValueError):
-        text = repr(payload)
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=safe_repr,
+                          ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # mixed-type keys, huge ints, deep nesting
+        text = safe_repr(payload)
     return audit.sha256_text(text)
 
 

@@ -216,22 +216,33 @@ def validate_payload(spec: Spec, payload: Any) -> tuple[str, dict[str, Any]]:
     """Check one payload against the spec: (patient_ref, features) or InvalidInput listing all problems."""
     if not isinstance(payload, Mapping):
         raise InvalidInput([_problem("(payload)", "must be a mapping of field names to values", payload)])
-    bad_keys = [k for k in payload if not isinstance(k, str)]
-    if bad_keys:
-        raise InvalidInput([_problem(repr(k)[:MAX_ECHO], "field names must be text", k) for k in bad_keys])
+    problems = [_problem(safe_repr(k), "field names must be text", k)
+                for k in payload if not isinstance(k, str)]
     try:
-        model = spec.input_model.model_validate(dict(payload))
+        model = spec.input_model.model_validate({k: v for k, v in payload.items() if isinstance(k, str)})
     except ValidationError as exc:
-        raise InvalidInput([_translate(spec, e) for e in exc.errors()]) from None
+        problems += [_translate(spec, e) for e in exc.errors()]
+    if problems:
+        raise InvalidInput(problems)
     values = model.model_dump()
     return values.pop(PATIENT_REF), values
 
 
+def safe_repr(value: Any) -> str:
+    """A short repr that never raises (huge integers, deep nesting, odd objects)."""
+    if isinstance(value, str):
+        value = value[:MAX_ECHO]  # repr of a huge string costs time and memory for nothing
+    try:
+        shown = repr(value)
+    except (ValueError, RecursionError, TypeError, AttributeError):
+        shown = f"<{type(value).__name__}>"
+    shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    return shown if len(shown) <= MAX_ECHO else shown[: MAX_ECHO - 3] + "..."
+
+
 def _problem(field: str, message: str, value: Any) -> dict:
-    shown = repr(value)
-    if len(shown) > MAX_ECHO:
-        shown = shown[: MAX_ECHO - 3] + "..."
-    return {"field": field, "message": message, "value": shown}
+    field = field.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ECHO]
+    return {"field": field, "message": message, "value": safe_repr(value)}
 
 
 def _translate(spec: Spec, err: dict) -> dict:

@@ -33,7 +33,7 @@ from core.cleaning import clean, read_extract
 from core.config import PROJ_ROOT
 from core.errors import TrainingDataError
 from core.features import build_preprocessor, model_frame
-from core.predict import Predictor
+from core.predict import REASON_CODES, Predictor
 from core.spec import Feature, Spec, dump_spec, load_spec
 
 DEFAULT_SEED = 20261126
@@ -185,7 +185,7 @@ def _evaluate(spec, predictor, pipeline, test, test_cohort, seed) -> dict:
     if not np.allclose(pred.risk, reference, atol=1e-9):
         raise RuntimeError("scoring arithmetic disagrees with the pipeline's predict_proba")
     t = spec.action_threshold
-    reasons = [r for rs in pred.reasons for r in rs]
+    codes = [c for cs in pred.reason_codes for c in cs]
     return {
         "split": "test",
         "overall": evaluate.summarise(y_test, pred.risk, t, seed),
@@ -193,13 +193,21 @@ def _evaluate(spec, predictor, pipeline, test, test_cohort, seed) -> dict:
         "subgroups": evaluate.subgroups(x_test, y_test, pred.risk, t, seed),
         "routing": {**evaluate.routing_outcomes(y_test, pred.risk_class, pred.review),
                     "share_flagged_out_of_distribution": round(float(np.mean(
-                        [any("range" in r or "unusual" in r or "not given" in r for r in rs)
-                         for rs in pred.reasons])), 4),
-                    "reason_count": len(reasons)},
+                        [any(c != "uncertain" for c in cs) for cs in pred.reason_codes])), 4),
+                    "reasons_per_100_predictions": {
+                        code: round(100 * codes.count(code) / len(y_test), 1)
+                        for code in REASON_CODES}},
         "index_dates": [str(test_cohort["index_date"].min())[:10],
                         str(test_cohort["index_date"].max())[:10]]
         if "index_date" in test_cohort else None,
     }
+
+
+def _workload(share: float) -> str:
+    return (f"About {round(share * 100)} of every 100 predictions go to clinical review. A clinic "
+            f"starting 20 patients a week on spironolactone would see about {round(share * 20)} "
+            "reviews a week, a few minutes each: workable for one reviewer with a deputy. Compare "
+            "with the live review share on the monitoring page and revisit the rule if it drifts.")
 
 
 def _git_commit() -> str | None:
@@ -237,7 +245,8 @@ def _manifest(spec, version, trained_by, seed, data, cohort, flow, parts, rule, 
         "action": spec.action,
         "routing": {**rule.model_dump(), "description": routing.describe(rule),
                     "achieved_on_test": evaluation["routing"],
-                    "expected_review_share": evaluation["routing"]["share_review"]},
+                    "expected_review_share": evaluation["routing"]["share_review"],
+                    "workload": _workload(evaluation["routing"]["share_review"])},
         "ood_policy": OOD_POLICY,
         "metrics": {k: overall.get(k) for k in
                     ("auroc", "auroc_ci95", "brier", "calibration_slope", "calibration_intercept")},

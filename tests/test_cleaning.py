@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from core import cleaning
+from core.config import default_spec_path
 from core.errors import TrainingDataError
 from core.spec import load_spec
-from core.config import default_spec_path
 
 
 def raw_row(**overrides) -> dict:

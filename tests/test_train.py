@@ -53,7 +53,7 @@ def test_manifest_records_provenance(trained):
     assert m["data"]["sha256"] == sha256_file(default_extract_path())
     flow = m["data"]["flow"]
     assert flow[0]["step"] == "raw_extract" and flow[-1]["rows_after"] == m["data"]["patients_included"]
-    assert all(a["rows_after"] - b["excluded"] == b["rows_after"] for a, b in zip(flow, flow[1:]))
+    assert all(a["rows_after"] - b["excluded"] == b["rows_after"] for a, b in zip(flow, flow[1:], strict=False))
     assert m["trained_by"] == "test suite" and m["random_seed"] == 20261126
     assert m["created_at"].endswith("Z")
     assert set(m["libraries"]) >= {"python", "scikit-learn", "numpy", "pandas"}
@@ -136,7 +136,8 @@ def test_scoring_arithmetic_equals_predict_proba(trained):
 # ---- bad input: a clear message, non-zero exit, nothing written ---------------------------
 
 
-def run_train(tmp_path, data, spec=default_spec_path()):
+def run_train(tmp_path, data, spec=None):
+    spec = spec or default_spec_path()
     models = tmp_path / "models"
     models.mkdir(exist_ok=True)
     env = {**os.environ, "APP_MODELS": str(models), "APP_DB": str(tmp_path / "s.duckdb")}

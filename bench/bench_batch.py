@@ -1,0 +1,112 @@
+"""Throughput of batch scoring: 100,000 valid patients through core.batch.score_batch.
+
+Builds the rows by repeating data/sample_patients.csv with small perturbations (every value
+stays inside its hard limits) and distinct patient references, writes them to a temporary CSV,
+then times score_batch end to end (read, validate, predict, route, record, write the output).
+Target: <= 5 s for 100,000 rows on 2 cores.
+
+    .venv/bin/python bench/bench_batch.py [--rows 100000] [--profile]
+
+--profile adds a cProfile of the run (top functions by cumulative and by own time).
+Uses a temporary store file; the shipped model artefacts are only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "data" / "sample_patients.csv"
+TARGET_SECONDS = 5.0
+JITTER = {"age": 2, "weight_kg": 3.0, "egfr": 4.0, "potassium": 0.2, "lvef": 2.0, "sbp": 6.0}
+
+
+def make_rows(n: int, seed: int = 20261126) -> pd.DataFrame:
+    """n valid rows: sample patients repeated and jittered inside the hard limits."""
+    spec = json.loads((REPO / "model_artifacts" / "v1" / "spec.json").read_text())
+    limits = {f["name"]: (f.get("hard_min"), f.get("hard_max")) for f in spec["features"]}
+    samples = pd.read_csv(SAMPLES, dtype=str, keep_default_na=False)
+    frame = samples.iloc[np.arange(n) % len(samples)].reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    for name, spread in JITTER.items():
+        blank = frame[name] == ""
+        values = pd.to_numeric(frame[name].where(~blank, "nan"))
+        values = values + rng.uniform(-spread, spread, n)
+        lo, hi = limits[name]
+        values = values.clip(lo, hi)
+        text = values.round(0).astype("Int64").astype(str) if name == "age" else values.round(1).astype(str)
+        frame[name] = text.where(~blank, "")
+    frame["patient_ref"] = [f"BENCH-{i:06d}" for i in range(n)]
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the run")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        tmp = Path(tmp)
+        os.environ["APP_DB"] = str(tmp / "bench.duckdb")
+        os.environ.setdefault("APP_MODELS", str(REPO / "model_artifacts"))
+        os.environ.setdefault("APP_PATIENT_KEY", "bench-only-patient-key-not-a-secret-0123456789")
+
+        from core import store
+        from core.batch import score_batch
+        from core.config import get_settings
+        from core.scoring import active_artefact
+
+        start = time.perf_counter()
+        rows = make_rows(args.rows)
+        source, output = tmp / "patients.csv", tmp / "scored.csv"
+        rows.to_csv(source, index=False)
+        made = time.perf_counter() - start
+
+        settings = get_settings()
+        active_artefact(store.open_store(settings.db), settings)  # open and load outside the timing
+        profiler = cProfile.Profile() if args.profile else None
+        start = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        counts = score_batch(source, output, user="bench", progress=False)
+        if profiler:
+            profiler.disable()
+        elapsed = time.perf_counter() - start
+        recorded = store.open_store(settings.db).count("predictions")
+        store.close_all()
+
+    rate = counts["rows"] / elapsed
+    met = elapsed <= TARGET_SECONDS * args.rows / 100_000
+    print(f"rows: {counts['rows']:,} ({counts['scored']:,} scored, {counts['review']:,} to review, "
+          f"{counts['rejected']:,} rejected); predictions recorded: {recorded:,}")
+    print(f"input built and written in {made:.2f} s; chunk size {settings.batch_chunk_rows:,}; "
+          f"{os.cpu_count()} CPUs")
+    print(f"score_batch end to end: {elapsed:.2f} s = {rate:,.0f} rows/s "
+          f"({elapsed / counts['rows'] * 1e6:.1f} us/row)")
+    print(f"target <= {TARGET_SECONDS:g} s per 100,000 rows: " + ("MET" if met else "MISSED"))
+    if profiler:
+        for key in ("cumulative", "tottime"):
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats(key).print_stats(25)
+            print(f"\n---- profile by {key} ----")
+            print("\n".join(line for line in text.getvalue().splitlines()
+                            if line.strip() and not line.startswith(("   Ordered", "   List"))))
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

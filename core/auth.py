@@ -1,0 +1,209 @@
+"""Local accounts and access events: argon2id passwords, roles, lockout, demo accounts.
+
+Accounts live in the store as append-only user events (created / disabled / password_set); the
+latest row per user is its current state. Every sign-in success and failure, sign-out, lockout
+and access denial is an access event, so it enters the audit chain with the user and the time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from core.config import get_settings
+from core.errors import CoreError
+from core.store import Event, Store, open_store
+
+ROLES = ("clinician", "reviewer", "pi", "admin")
+ROLE_LABELS = {"clinician": "Clinician", "reviewer": "Reviewer", "pi": "Principal investigator",
+               "admin": "Administrator"}
+MIN_PASSWORD_LENGTH = 12
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
+# Demo mode only: one account per role, passwords documented in the README as demo-only.
+DEMO_ACCOUNTS = {f"demo-{role}": (role, f"Demo {ROLE_LABELS[role].lower()}", f"demo-{role}-password")
+                 for role in ROLES}
+ACCESS_ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused_locked", "locked", "sign_out",
+                  "idle_sign_out", "access_denied")
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+class SignInFailed(CoreError):
+    """Wrong username or password, or the account is disabled (deliberately not told apart)."""
+
+
+class AccountLocked(SignInFailed):
+    """Too many failed sign-ins: the account is locked for a while."""
+
+
+class UserError(CoreError):
+    """An account change was refused (unknown role, weak password, existing or unknown user)."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in user, as the app keeps it in the session."""
+
+    username: str
+    display_name: str
+    roles: tuple[str, ...]
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+def now_utc() -> datetime:
+    """UTC now, naive, to the second (as core.scoring stamps predictions)."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when the user is unknown, so a wrong name costs as long as a wrong password.
+    return _hasher.hash("not-a-real-password-only-for-timing")
+
+
+def _store() -> Store:
+    return open_store(get_settings().db)
+
+
+# ---- account changes -----------------------------------------------------------------------
+
+
+def add_user(username: str, *, roles: list[str], password: str, display_name: str = "",
+             by: str) -> None:
+    """Create an account (refused if the name exists, a role is unknown or the password is weak)."""
+    username = (username or "").strip().lower()
+    if not USERNAME_PATTERN.match(username):
+        raise UserError("a username is 2-64 characters: lower-case letters, digits and . _ @ -")
+    roles = sorted(set(roles or []))
+    unknown = [r for r in roles if r not in ROLES]
+    if not roles or unknown:
+        raise UserError(f"roles must be one or more of {', '.join(ROLES)}"
+                        + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    store = _store()
+    if store.user(username):
+        raise UserError(f"user {username} already exists")
+    _change(store, username, action="created", display_name=(display_name or username).strip(),
+            roles=roles, active=True, password_hash=_hasher.hash(password), by=by)
+
+
+def disable_user(username: str, *, by: str) -> None:
+    """Disable an account: it can no longer sign in. The history keeps every change."""
+    store = _store()
+    current = store.user(username)
+    if not current:
+        raise UserError(f"no user {username}")
+    if username == by:
+        raise UserError("you cannot disable your own account")
+    _change(store, username, action="disabled", display_name=current["display_name"],
+            roles=json.loads(current["roles_json"]), active=False,
+            password_hash=current["password_hash"], by=by)
+
+
+def list_users() -> pd.DataFrame:
+    """Current state of every account (no password hashes)."""
+    return _store().users()
+
+
+def ensure_demo_accounts() -> list[str]:
+    """In demo mode only, create any missing demo account; return the names created."""
+    if not get_settings().demo:
+        return []
+    store = _store()
+    created = []
+    for username, (role, name, password) in DEMO_ACCOUNTS.items():
+        if store.user(username) is None:
+            add_user(username, roles=[role], password=password, display_name=name, by="demo-setup")
+            created.append(username)
+    return created
+
+
+def _change(store: Store, username: str, *, action: str, display_name: str, roles: list[str],
+            active: bool, password_hash: str, by: str) -> None:
+    at = now_utc()
+    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user": by, "username": username,
+               "action": action, "display_name": display_name, "roles": roles, "active": active}
+    row = {**content, "user_name": by, "roles_json": json.dumps(roles),
+           "password_hash": password_hash}
+    store.append("user_events", [Event(f"user_{action}", by, at, username, content, row)])
+
+
+# ---- signing in and out --------------------------------------------------------------------
+
+
+def sign_in(username: str, password: str) -> User:
+    """Check a password; record the outcome. SignInFailed / AccountLocked on refusal."""
+    settings = get_settings()
+    store = _store()
+    username = (username or "").strip().lower()[:64] or "(blank)"
+    if is_locked(username):
+        record_access(username, "sign_in_refused_locked", "account locked")
+        raise AccountLocked(f"too many failed sign-ins: try again in {settings.lockout_minutes:g} "
+                            "minutes or ask an administrator")
+    current = store.user(username)
+    try:
+        _hasher.verify(current["password_hash"] if current else _dummy_hash(), password or "")
+        ok = current is not None and bool(current["active"])
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        why = "unknown user" if current is None else ("disabled" if not current["active"]
+                                                       else "wrong password")
+        record_access(username, "sign_in_failed", why)
+        if _failures_since_last_reset(store, username) >= settings.lockout_failures:
+            record_access(username, "locked",
+                          f"{settings.lockout_failures} failed sign-ins; locked for "
+                          f"{settings.lockout_minutes:g} minutes")
+            raise AccountLocked(f"too many failed sign-ins: the account is locked for "
+                                f"{settings.lockout_minutes:g} minutes")
+        raise SignInFailed("wrong username or password, or the account is disabled")
+    record_access(username, "sign_in", "password")
+    return User(username, current["display_name"], tuple(json.loads(current["roles_json"])))
+
+
+def is_locked(username: str) -> bool:
+    """True while a lockout recorded for this name has not expired."""
+    window = timedelta(minutes=get_settings().lockout_minutes)
+    last = _store().last_access(username=username, action="locked")
+    return last is not None and now_utc() < last + window
+
+
+def _failures_since_last_reset(store: Store, username: str) -> int:
+    # Failures inside the window, but none from before the last success or the last lockout.
+    now = now_utc()
+    since = now - timedelta(minutes=get_settings().lockout_minutes)
+    for action in ("sign_in", "locked"):
+        last = store.last_access(username=username, action=action)
+        if last is not None and last > since:
+            since = last + timedelta(microseconds=1)
+    return store.count_access(username=username, action="sign_in_failed", since=since)
+
+
+def record_access(username: str, action: str, detail: str = "") -> None:
+    """Record one access event (sign-in, sign-out, denial...) in the audit chain."""
+    if action not in ACCESS_ACTIONS:
+        raise ValueError(f"unknown access action {action}")
+    at = now_utc()
+    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user": username,
+               "action": action, "detail": detail}
+    _store().append("access_events", [Event(f"access_{action}", username, at, username, content,
+                                            {**content, "user_name": username})])
+
+
+def authorise(user: User | None, role: str, *, page: str) -> bool:
+    """True if the user holds the role; otherwise record an access denial and return False."""
+    if user is not None and user.has(role):
+        return True
+    record_access(user.username if user else "(anonymous)", "access_denied", f"page {page}")
+    return False

@@ -1,0 +1,88 @@
+"""Operations on the store: audit verification, retention purge and backup.
+
+They run inside the process that owns the DuckDB file: either a `python -m core ...` command
+while the app is stopped, or the app's admin page while it runs (DuckDB allows one writer).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from core import audit
+from core.config import Settings
+from core.scoring import now_utc
+from core.store import TABLES, Event, Store
+
+
+def verify_audit(store: Store, *, head: tuple[int, str] | None = None) -> tuple[list[str], tuple[int, str]]:
+    """(problems, head) for the whole store; empty problems means the trail is intact."""
+    rows = {table: store.event_rows(table) for table in TABLES}
+    return audit.verify_chain(store.iter_audit(), rows, head=head)
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise ValueError("a head is SEQ:HASH, as printed by `python -m core audit head`")
+    return int(seq), digest
+
+
+def purge_expired(store: Store, *, days: int, by: str) -> int:
+    """Remove raw inputs and patient references older than `days`; record the purge."""
+    cutoff = now_utc() - timedelta(days=days)
+    at = now_utc()
+    purge_id = str(uuid.uuid4())
+    content = {"purge_id": purge_id, "created_at": at, "user_name": by, "cutoff": cutoff,
+               "retention_days": days}
+    removed = store.purge_phi(before=cutoff, event=Event("retention_purge", by, at, purge_id,
+                                                         content, content))
+    return removed
+
+
+def configuration_snapshot(settings: Settings) -> dict:
+    """The effective settings, secrets replaced by a fingerprint (changes show, values do not)."""
+    snapshot = settings.model_dump(mode="json", exclude={"patient_key"})
+    key = settings.patient_key_bytes()
+    snapshot["patient_key_fingerprint"] = audit.patient_key("configuration-fingerprint", key)[:16]
+    return snapshot
+
+
+def record_configuration(store: Store, settings: Settings, *, by: str = "system") -> bool:
+    """Append a configuration event when the effective settings differ from the last recorded."""
+    settings_json = audit.canonical_json(configuration_snapshot(settings))
+    if store.last_configuration() == settings_json:
+        return False
+    at = now_utc()
+    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
+               "settings_json": settings_json}
+    store.append("config_events", [Event("configuration_change", by, at, "settings", content,
+                                         content)])
+    return True
+
+
+def backup(store: Store, directory: Path) -> Path:
+    """A consistent copy of the store in `directory` (writes are held while it is taken)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{store.path.stem}-{now_utc():%Y%m%dT%H%M%SZ}.duckdb"
+    tmp = target.with_suffix(".partial")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        store.copy_to(tmp)
+        tmp.rename(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def restore(backup_file: Path, db: Path) -> None:
+    """Put a backup in place of the store file (the app must be stopped)."""
+    db = Path(db)
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    shutil.copyfile(backup_file, db)

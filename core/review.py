@@ -1,0 +1,95 @@
+"""Review decisions: a reviewer agrees with the model's risk class or overrides it.
+
+Decisions are append-only. A correction is a new decision that supersedes the one in force;
+both stay visible. The first decision on a prediction wins: a second reviewer deciding at the
+same moment is told who decided and when (checked while the store holds writes).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.config import get_settings
+from core.errors import AlreadyDecided, InvalidInput, NotFound
+from core.scoring import now_utc
+from core.store import Event, Store, open_store
+
+Decision = Literal["agree", "override_high", "override_low"]
+
+
+class ReviewDecision(BaseModel):
+    """What the reviewer submits (from the queue page)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prediction_id: str = Field(min_length=1, max_length=64)
+    decision: Decision
+    reason_code: str = Field(min_length=1, max_length=100)
+    comment: str = Field(default="", max_length=2000)
+    supersedes: str | None = None  # the decision this one corrects
+
+    @model_validator(mode="after")
+    def _comment_when_needed(self) -> ReviewDecision:
+        if (self.decision != "agree" or self.reason_code == "other") and not self.comment:
+            raise ValueError("a comment is required for an override and for reason 'other'")
+        return self
+
+
+def direction(model_class: str, reviewer_class: str) -> str:
+    """'downgrade' (model high -> reviewer low), 'upgrade' (low -> high), or 'none'."""
+    if model_class == reviewer_class:
+        return "none"
+    return "downgrade" if model_class == "high" else "upgrade"
+
+
+def meaning(name: str, decision: str, model_class: str, reviewer_class: str) -> str:
+    """The signature's meaning, recorded with it, as an electronic signature requires."""
+    if decision == "agree":
+        what = f"agree with the model's risk class '{model_class}'"
+    else:
+        what = f"override the model's risk class '{model_class}' to '{reviewer_class}'"
+    return f"I, {name}, reviewed this prediction and {what}."
+
+
+def decide(payload: dict, *, user: str, display_name: str, store: Store | None = None) -> dict:
+    """Record one decision; InvalidInput for a bad form, AlreadyDecided when someone was first."""
+    settings = get_settings()
+    store = store or open_store(settings.db)
+    try:
+        d = ReviewDecision.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidInput([{"field": str(e["loc"][0]) if e["loc"] else "(form)",
+                             "message": e["msg"].removeprefix("Value error, "),
+                             "value": repr(e.get("input"))[:80]} for e in exc.errors()]) from None
+    if d.reason_code not in settings.review_reason_codes:
+        raise InvalidInput([{"field": "reason_code", "value": repr(d.reason_code)[:80],
+                             "message": "must be one of: " + "; ".join(settings.review_reason_codes)}])
+    prediction = store.prediction(d.prediction_id)
+    if prediction is None:
+        raise NotFound(f"prediction {d.prediction_id} does not exist")
+    model_class = prediction["risk_class"]
+    reviewer_class = {"agree": model_class, "override_high": "high", "override_low": "low"}[d.decision]
+    at = now_utc()
+    name = display_name.strip() or user
+    content = {
+        "decision_id": str(uuid.uuid4()), "created_at": at, "user_name": user,
+        "reviewer_name": name, "prediction_id": d.prediction_id, "decision": d.decision,
+        "model_class": model_class, "reviewer_class": reviewer_class,
+        "direction": direction(model_class, reviewer_class), "reason_code": d.reason_code,
+        "comment": d.comment, "meaning": meaning(name, d.decision, model_class, reviewer_class),
+        "supersedes": d.supersedes,
+    }
+
+    def first_wins() -> None:
+        current = store.current_decision(d.prediction_id)
+        if current is not None and current["decision_id"] != d.supersedes:
+            raise AlreadyDecided(current)
+        if current is None and d.supersedes is not None:
+            raise NotFound(f"decision {d.supersedes} is not the one in force for this prediction")
+
+    store.append("review_decisions", [Event("review_decision", user, at, d.prediction_id,
+                                            content, content)], precondition=first_wins)
+    return content

@@ -1,0 +1,86 @@
+"""Administrator: accounts (add, disable) and model versions (activate, with a reason)."""
+
+import json
+
+import streamlit as st
+
+from core import artifacts, auth
+from core.config import get_settings
+from core.errors import ArtefactMismatch, StoreUnavailable
+from core.scoring import activate
+from core.store import open_store
+
+user = st.session_state.get("user")
+if not auth.authorise(user, "admin", page="admin"):
+    st.error("You do not have access to this page.")
+    st.stop()
+
+settings = get_settings()
+st.title("Admin")
+users_tab, models_tab = st.tabs(["Users", "Models"])
+
+with users_tab:
+    try:
+        users = auth.list_users()
+    except StoreUnavailable as exc:
+        st.error(f"The store is unavailable: {exc}")
+        st.stop()
+    users["roles"] = users["roles_json"].map(lambda s: ", ".join(json.loads(s)))
+    st.dataframe(users[["username", "display_name", "roles", "active", "last_change", "changed_at",
+                        "changed_by"]], hide_index=True, key="admin_users")
+
+    with st.form("admin_add_user", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        new_name = st.text_input("Username", key="admin_new_username")
+        new_display = st.text_input("Printed name", key="admin_new_display")
+        new_roles = st.multiselect("Roles", auth.ROLES, format_func=auth.ROLE_LABELS.get,
+                                   key="admin_new_roles")
+        new_pw = st.text_input(f"Initial password (at least {auth.MIN_PASSWORD_LENGTH} characters)",
+                               type="password", key="admin_new_password")
+        if st.form_submit_button("Add user"):
+            try:
+                auth.add_user(new_name, roles=new_roles, password=new_pw, display_name=new_display,
+                              by=user.username)
+                st.success(f"Added {new_name}.")
+            except auth.UserError as exc:
+                st.error(f"Not added: {exc}.")
+
+    with st.form("admin_disable_user"):
+        st.markdown("**Disable a user**")
+        active = users.loc[users["active"], "username"].tolist()
+        target = st.selectbox("User", active, index=None, key="admin_disable_username")
+        if st.form_submit_button("Disable"):
+            try:
+                auth.disable_user(target or "", by=user.username)
+                st.success(f"Disabled {target}.")
+            except auth.UserError as exc:
+                st.error(f"Not disabled: {exc}.")
+
+with models_tab:
+    store = open_store(settings.db)
+    active = store.active_activation()
+    serving = active[0] if active else artifacts.default_version(settings.models)
+    rows = []
+    for version in artifacts.list_versions(settings.models):
+        try:
+            mf = artifacts.read_manifest(settings.models / version)
+        except ArtefactMismatch as exc:
+            rows.append({"version": version, "problem": str(exc)})
+            continue
+        rows.append({"version": version, "created": mf["created_at"], "synthetic": mf["synthetic_data"],
+                     "AUROC": mf["metrics"]["auroc"], "serving": version == serving})
+    st.dataframe(rows, hide_index=True, key="admin_models")
+    st.markdown("**Activation history**")
+    st.dataframe(store.activations(), hide_index=True, key="admin_activations")
+
+    with st.form("admin_activate"):
+        st.markdown("**Activate a version** (its files are verified first)")
+        version = st.selectbox("Version", [r["version"] for r in rows], index=None,
+                               key="admin_activate_version")
+        reason = st.text_input("Reason (recorded)", key="admin_activate_reason")
+        if st.form_submit_button("Activate"):
+            try:
+                artefact = activate(version or "", by=user.username, reason=reason)
+                st.success(f"Model {artefact.version} now serves.")
+            except (ArtefactMismatch, ValueError) as exc:
+                st.error(f"Not activated: {exc}")

@@ -1,0 +1,153 @@
+"""Clinician: score one patient with the serving model, see the routed result and recent predictions."""
+
+import streamlit as st
+
+import core
+from core import artifacts, auth
+from core.config import get_settings
+from core.errors import ArtefactMismatch, StoreUnavailable
+from core.scoring import CONFIDENCE_MEANING, ScoreResult, active_artefact
+from core.spec import PATIENT_REF, Feature
+from core.store import open_store
+
+STATUS = {"auto_finalised": "auto-finalised", "review": "awaiting clinical review"}
+
+user = st.session_state.get("user")
+if not auth.authorise(user, "clinician", page="score"):
+    st.error("You do not have access to this page.")
+    st.stop()
+
+settings = get_settings()
+try:
+    store = open_store(settings.db)
+    artefact = active_artefact(store, settings)
+except (StoreUnavailable, ArtefactMismatch) as exc:
+    st.error(f"Scoring is unavailable: {exc}. Nothing was recorded; please tell the service owner.")
+    st.stop()
+
+spec = artefact.spec
+st.title("Score a patient")
+st.caption(f"{spec.model_name} - model {artefact.version}. {spec.description}")
+if artefact.manifest.get("synthetic_data") and not settings.demo:
+    st.warning("This model was trained on a SYNTHETIC cohort: not for clinical use.")
+
+
+def _help(f: Feature) -> str:
+    parts = [f.help] if f.help else []
+    if f.numeric:
+        parts.append(f"Accepted: {f.hard_min:g}-{f.hard_max:g} {f.unit}.".replace(" .", "."))
+    if f.describe_validated():
+        parts.append(f"Validated on: {f.describe_validated()}; outside it the prediction goes to review.")
+    if not f.required:
+        parts.append("Optional: leave empty if unknown.")
+    return " ".join(parts)
+
+
+def _widget(f: Feature):
+    label = f"{f.label} ({f.unit})" if f.unit else f.label
+    key, help_text = f"score_{f.name}", _help(f)
+    placeholder = "required" if f.required else "optional"
+    if f.numeric and f.type == "integer":
+        return st.number_input(label, min_value=int(f.hard_min), max_value=int(f.hard_max), value=None,
+                               step=1, help=help_text, key=key, placeholder=placeholder)
+    if f.numeric:
+        return st.number_input(label, min_value=float(f.hard_min), max_value=float(f.hard_max),
+                               value=None, step=0.1, format="%.2f", help=help_text, key=key,
+                               placeholder=placeholder)
+    if f.type == "category":
+        return st.selectbox(label, f.categories, index=None, help=help_text, key=key,
+                            placeholder="Choose" if f.required else "Optional")
+    answer = st.radio(label, ["no", "yes"], index=None, horizontal=True, help=help_text, key=key)
+    return None if answer is None else answer == "yes"
+
+
+with st.form("score_form"):
+    ref = st.text_input(spec.patient_reference.label, help=spec.patient_reference.help,
+                        max_chars=spec.patient_reference.max_length, key="score_patient_ref")
+    slots = {PATIENT_REF: st.empty()}
+    values = {}
+    cols = st.columns(3)
+    for i, feature in enumerate(spec.features):
+        with cols[i % 3]:
+            values[feature.name] = _widget(feature)
+            slots[feature.name] = st.empty()
+    summary = st.empty()
+    submitted = st.form_submit_button("Score", type="primary")
+
+if submitted:
+    payload = {PATIENT_REF: ref, **{k: v for k, v in values.items() if v is not None}}
+    try:
+        st.session_state["score_result"] = core.score(payload, user=user.username)
+    except core.InvalidInput as exc:
+        st.session_state.pop("score_result", None)
+        by_field: dict[str, list[str]] = {}
+        for err in exc.errors:
+            by_field.setdefault(err["field"], []).append(err["message"])
+        for field, messages in by_field.items():
+            if field in slots:
+                slots[field].error("; ".join(messages))
+        names = {f.name: f.label for f in spec.features} | {PATIENT_REF: "Patient reference"}
+        summary.error(f"Not scored - please correct {len(exc.errors)} problem(s): "
+                      + "; ".join(f"{names.get(e['field'], e['field'])} {e['message']}"
+                                  for e in exc.errors))
+    except (StoreUnavailable, ArtefactMismatch) as exc:
+        st.session_state.pop("score_result", None)
+        st.error(f"Not scored: {exc}. Nothing was recorded; please try again or tell the service owner.")
+        st.stop()
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def _render(result: ScoreResult) -> None:
+    with st.container(border=True, key="score_result_card"):
+        st.subheader(f"Result for {result.patient_ref}")
+        cols = st.columns(3)
+        cls = "High risk" if result.risk_class == "high" else "Low risk"
+        cols[0].metric(f"Risk of hyperkalaemia within {spec.outcome.horizon_days} days",
+                       _pct(result.risk), help=spec.outcome.definition)
+        cols[0].markdown(f"**{cls}** (action threshold {_pct(result.action_threshold)})")
+        cols[1].metric("95% interval", f"{_pct(result.risk_interval_95[0])} - "
+                                        f"{_pct(result.risk_interval_95[1])}")
+        cols[2].metric("Confidence", _pct(result.confidence), help=CONFIDENCE_MEANING)
+        if result.routing == "auto_finalised":
+            st.success("Auto-finalised: the model is confident and every input is within the "
+                       "range it was validated on.")
+        else:
+            st.warning("Sent to clinical review: a reviewer checks this prediction before it is "
+                       "final. Why:\n" + "\n".join(f"- {r}" for r in result.reasons))
+        st.markdown(f"**What the threshold means:** {spec.action}")
+        if result.top_factors:
+            st.markdown("**Top contributing factors**\n" + "\n".join(
+                f"- {f.label}: {f.direction}" for f in result.top_factors))
+        st.caption(f"Model {result.model_version} (sha256 {result.model_sha256[:12]}...), "
+                   f"prediction {result.prediction_id}, recorded {result.created_at:%Y-%m-%d %H:%M} UTC")
+        with st.expander(f"Model facts for version {result.model_version}"):
+            manifest = artifacts.read_manifest(settings.models / result.model_version)
+            m, data = manifest["metrics"], manifest["data"]
+            st.markdown(
+                f"- Trained on **{'SYNTHETIC ' if manifest.get('synthetic_data') else ''}data**: "
+                f"{data['patients_included']} patients, {data['events']} events, index dates "
+                f"{data['index_date_range'][0]} to {data['index_date_range'][1]}\n"
+                f"- AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci95'][0]:.3f}-{m['auroc_ci95'][1]:.3f}), "
+                f"Brier {m['brier']:.3f}, calibration slope {m['calibration_slope']:.2f}\n"
+                f"- Expected share sent to review: {manifest['routing']['expected_review_share']:.0%}")
+            st.write(manifest["routing"]["description"])
+
+
+if "score_result" in st.session_state:
+    _render(st.session_state["score_result"])
+
+st.subheader("Your recent predictions")
+recent = store.recent_predictions(user=user.username)
+if recent.empty:
+    st.caption("None yet.")
+else:
+    recent["status"] = recent["routing"].map(STATUS)
+    st.dataframe(recent[["created_at", "patient_ref", "risk", "risk_class", "confidence", "status",
+                         "model_version"]], hide_index=True, key="score_recent",
+                 column_config={"created_at": st.column_config.DatetimeColumn("Recorded (UTC)"),
+                                "risk": st.column_config.NumberColumn("Risk", format="percent"),
+                                "confidence": st.column_config.NumberColumn("Confidence",
+                                                                            format="percent")})

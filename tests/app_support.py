@@ -1,0 +1,104 @@
+"""Helpers for the app tests: an isolated store in demo mode, signing in, filling the form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from streamlit.testing.v1 import AppTest
+
+from core import auth
+from core import store as core_store
+from core.config import get_settings
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+PAGE_OWNER = {"pages/score.py": "clinician", "pages/review_queue.py": "reviewer",
+              "pages/monitoring.py": "pi", "pages/admin.py": "admin"}
+PAGE_TITLE = {"pages/score.py": "Score a patient", "pages/review_queue.py": "Review queue",
+              "pages/monitoring.py": "Monitoring", "pages/admin.py": "Admin"}
+DENIED = "You do not have access to this page."
+TIMEOUT = 30
+
+# What the clinician enters in the form (widget key suffix -> value as the widget holds it)
+FORM_VALUES = {"patient_ref": "TEST-0001", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
+               "potassium": 4.4, "diabetes": "no", "raas_inhibitor": "acei",
+               "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
+               "loop_diuretic": "yes", "potassium_supplement": "no", "nsaid": "no"}
+
+
+@pytest.fixture
+def demo_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Demo mode over an empty store in a temporary file (demo accounts are created on first run)."""
+    monkeypatch.setenv("APP_DB", str(tmp_path / "app.duckdb"))
+    monkeypatch.setenv("APP_MODELS", str(REPO / "model_artifacts"))
+    monkeypatch.setenv("APP_DEMO", "1")
+    monkeypatch.delenv("APP_PATIENT_KEY", raising=False)
+    # Cheaper argon2id parameters: the app's behaviour is the same, the suite is faster.
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("IDLE_TIMEOUT_MINUTES", "LOCKOUT_FAILURES", "LOCKOUT_MINUTES"):
+        monkeypatch.delenv(f"APP_{name}", raising=False)
+    try:
+        yield tmp_path
+    finally:
+        core_store.close_all()
+
+
+def store() -> core_store.Store:
+    return core_store.open_store(get_settings().db)
+
+
+def access_actions(username: str) -> list[str]:
+    events = store().access_events()
+    return list(reversed(events.loc[events["user_name"] == username, "action"].tolist()))
+
+
+def demo_password(username: str) -> str:
+    return auth.DEMO_ACCOUNTS[username][2]
+
+
+def start() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+def sign_in(at: AppTest, username: str, password: str | None = None) -> AppTest:
+    at.text_input(key="signin_username").input(username)
+    at.text_input(key="signin_password").input(password if password is not None
+                                                else demo_password(username))
+    return at.button(key="FormSubmitter:signin_form-Sign in").click().run()
+
+
+def signed_in(role: str) -> AppTest:
+    """A fresh session, signed in as the demo account of a role ('anonymous': not signed in)."""
+    at = start()
+    return at if role == "anonymous" else sign_in(at, f"demo-{role}")
+
+
+def fill_form(at: AppTest, **overrides) -> AppTest:
+    for name, value in {**FORM_VALUES, **overrides}.items():
+        key = f"score_{name}"
+        for kind in ("number_input", "selectbox", "radio", "text_input"):
+            found = [w for w in getattr(at, kind) if w.key == key]
+            if found:
+                widget = found[0]
+                (widget.input(value) if kind == "text_input" else widget.set_value(value))
+                break
+        else:
+            raise KeyError(key)
+    return at
+
+
+def submit_score(at: AppTest) -> AppTest:
+    return at.button(key="FormSubmitter:score_form-Score").click().run()
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page shows as text (markdown, alerts, captions, titles, metrics)."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "error", "warning",
+                 "success", "info"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(parts)

@@ -1,0 +1,71 @@
+"""Role x page matrix: each role is offered exactly its pages and sees nothing of the others."""
+
+import pytest
+from app_support import (
+    DENIED,
+    PAGE_OWNER,
+    PAGE_TITLE,
+    REPO,
+    TIMEOUT,
+    access_actions,
+    demo_app,  # noqa: F401 (fixture, used through pytestmark)
+    sign_in,
+    signed_in,
+    start,
+    store,
+)
+from streamlit.testing.v1 import AppTest
+
+from core import auth
+
+pytestmark = pytest.mark.usefixtures("demo_app")
+
+ROLES = ["anonymous", "clinician", "reviewer", "pi", "admin"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_navigation_offers_only_the_roles_pages(role):
+    at = signed_in(role)
+    assert not at.exception
+    owned = [p for p, owner in PAGE_OWNER.items() if owner == role]
+    assert [t.value for t in at.title] == ([PAGE_TITLE[owned[0]]] if owned else ["Sign in"])
+    for page in set(PAGE_OWNER) - set(owned):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page)
+    for page in owned:
+        at.switch_page(page).run()
+        assert [t.value for t in at.title] == [PAGE_TITLE[page]]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("page", list(PAGE_OWNER))
+def test_page_opened_directly_shows_only_to_its_role(role, page):
+    at = AppTest.from_file(str(REPO / page), default_timeout=TIMEOUT)
+    username = f"demo-{role}"
+    if role != "anonymous":
+        at.session_state["user"] = auth.User(username, username, (role,))
+    at.run()
+    assert not at.exception
+    if PAGE_OWNER[page] == role:
+        assert [t.value for t in at.title] == [PAGE_TITLE[page]]
+        assert "access_denied" not in access_actions(username)
+        return
+    assert [e.value for e in at.error] == [DENIED]
+    shown = (list(at.title) + list(at.dataframe) + list(at.metric) + list(at.text_input)
+             + list(at.number_input) + list(at.tabs) + list(at.markdown) + list(at.caption))
+    assert shown == []
+    recorded = "(anonymous)" if role == "anonymous" else username
+    events = store().access_events()
+    denial = events[(events["user_name"] == recorded) & (events["action"] == "access_denied")]
+    assert denial["detail"].tolist() == [f"page {page.removeprefix('pages/').removesuffix('.py')}"]
+
+
+def test_user_with_two_roles_gets_both_pages():
+    auth.add_user("carol", roles=["clinician", "pi"], password="carol-long-password", by="test")
+    at = sign_in(start(), "carol", "carol-long-password")
+    for page in ("pages/review_queue.py", "pages/admin.py"):
+        with pytest.raises(ValueError):
+            at.switch_page(page)
+    for page in ("pages/score.py", "pages/monitoring.py"):
+        at.switch_page(page).run()
+        assert [t.value for t in at.title] == [PAGE_TITLE[page]]

@@ -1,0 +1,85 @@
+"""The clinician's scoring page: form from the spec, recorded result card, errors by field."""
+
+import pytest
+from app_support import (
+    demo_app,  # noqa: F401 (fixture, used through pytestmark)
+    fill_form,
+    signed_in,
+    store,
+    submit_score,
+    texts,
+)
+
+import core.scoring
+from core.errors import StoreUnavailable
+from core.scoring import CONFIDENCE_MEANING
+
+pytestmark = pytest.mark.usefixtures("demo_app")
+
+def test_form_is_built_from_the_spec():
+    at = signed_in("clinician")
+    age = at.number_input(key="score_age")
+    assert (age.min, age.max, age.value) == (18, 120, None)
+    assert age.label == "Age (years)" and "Validated on: 41-95 years" in age.help
+    assert at.number_input(key="score_lvef").value is None
+    assert at.selectbox(key="score_nyha_class").options == ["I", "II", "III", "IV"]
+    assert at.radio(key="score_nsaid").options == ["no", "yes"]
+    assert at.text_input(key="score_patient_ref").label.startswith("Patient reference")
+
+
+def test_score_shows_the_recorded_result():
+    at = submit_score(fill_form(signed_in("clinician")))
+    assert not at.exception and not at.error
+    row = store().recent_predictions(user="demo-clinician").iloc[0]
+    shown = texts(at)
+    assert f"{row['risk'] * 100:.1f}%" in shown
+    assert ("High risk" if row["risk_class"] == "high" else "Low risk") in shown
+    confidence = next(m for m in at.metric if m.label == "Confidence")
+    assert confidence.value == f"{row['confidence'] * 100:.1f}%" and confidence.help == CONFIDENCE_MEANING
+    assert any(m.label == "95% interval" for m in at.metric)
+    routing = "Auto-finalised" if row["routing"] == "auto_finalised" else "Sent to clinical review"
+    assert routing in shown
+    assert "Top contributing factors" in shown and "Model v1" in shown
+    assert row["prediction_id"] in shown
+    assert at.expander[0].label == "Model facts for version v1"
+    recent = at.dataframe[0].value
+    assert recent["patient_ref"].tolist() == ["TEST-0001"]
+
+
+def test_score_out_of_range_is_sent_to_review_with_reasons():
+    at = submit_score(fill_form(signed_in("clinician"), age=110))
+    row = store().recent_predictions(user="demo-clinician").iloc[0]
+    assert row["routing"] == "review"
+    review = [w.value for w in at.warning if w.value.startswith("Sent to clinical review")]
+    assert review and "Age" in review[0]
+    assert at.dataframe[0].value["status"].tolist() == ["awaiting clinical review"]
+
+
+def test_score_empty_form_shows_errors_by_field_and_records_rejection():
+    at = submit_score(signed_in("clinician"))
+    errors = [e.value for e in at.error]
+    assert errors.count("is required") >= 10  # one next to each required field
+    assert any(e.startswith("Not scored - please correct") for e in errors)
+    assert not [m for m in at.metric]
+    assert store().count("predictions") == 0 and store().count("rejected_inputs") == 1
+
+
+@pytest.mark.parametrize("exc", [StoreUnavailable("disk full"), core.ArtefactMismatch("hash differs")])
+def test_score_failure_shows_error_and_no_result(monkeypatch, exc):
+    at = fill_form(signed_in("clinician"))
+
+    def fail(payload, *, user, source="form"):
+        raise exc
+
+    monkeypatch.setattr(core.scoring, "score", fail)
+    at = submit_score(at)
+    assert any(str(exc) in e.value and "Nothing was recorded" in e.value for e in at.error)
+    assert not at.metric and store().count("predictions") == 0
+
+
+def test_score_page_stops_when_model_cannot_load(monkeypatch, tmp_path):
+    at = signed_in("clinician")
+    monkeypatch.setenv("APP_MODELS", str(tmp_path / "no-models"))
+    at.run()
+    assert [e.value.split(":")[0] for e in at.error] == ["Scoring is unavailable"]
+    assert not at.number_input

@@ -1,0 +1,142 @@
+"""Local accounts: argon2id hashes, account changes as new rows, lockout, demo accounts, CLI."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from app_support import access_actions, demo_app, store  # noqa: F401 (demo_app: fixture)
+
+from core import auth, cli
+
+
+@pytest.fixture
+def accounts(request, monkeypatch):
+    """An empty store outside demo mode."""
+    request.getfixturevalue("demo_app")
+    monkeypatch.setenv("APP_DEMO", "0")
+    monkeypatch.setenv("APP_PATIENT_KEY", "test-only-patient-key-0123456789abcdefghij")
+
+
+def test_add_user_stores_argon2id_hash_only(accounts, monkeypatch):
+    monkeypatch.setattr(auth, "_hasher", auth.PasswordHasher())  # the real parameters
+    auth.add_user("Alice", roles=["clinician"], password="correct horse battery", by="admin")
+    row = store().user("alice")
+    assert row["password_hash"].startswith("$argon2id$")
+    assert "correct horse" not in row["password_hash"]
+    assert auth.sign_in("alice", "correct horse battery") == auth.User("alice", "alice", ("clinician",))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"roles": ["nurse"]}, "unknown: nurse"),
+    ({"roles": []}, "roles must be"),
+    ({"password": "short"}, "at least 12"),
+    ({"username": "bad name"}, "a username is"),
+])
+def test_add_user_rejects_bad_input(accounts, kwargs, message):
+    args = {"username": "bob", "roles": ["pi"], "password": "long-enough-pass", **kwargs}
+    with pytest.raises(auth.UserError, match=message):
+        auth.add_user(args.pop("username"), by="admin", **args)
+
+
+def test_add_user_twice_is_refused(accounts):
+    auth.add_user("bob", roles=["pi"], password="long-enough-pass", by="admin")
+    with pytest.raises(auth.UserError, match="already exists"):
+        auth.add_user("bob", roles=["admin"], password="long-enough-pass", by="admin")
+
+
+def test_disable_user_is_a_new_row_and_blocks_sign_in(accounts):
+    auth.add_user("bob", roles=["pi"], password="long-enough-pass", by="admin")
+    auth.disable_user("bob", by="admin")
+    users = auth.list_users()
+    assert users[["username", "active", "last_change"]].values.tolist() == [["bob", False, "disabled"]]
+    assert store().count("user_events") == 2
+    with pytest.raises(auth.SignInFailed):
+        auth.sign_in("bob", "long-enough-pass")
+    assert access_actions("bob") == ["sign_in_failed"]
+
+
+def test_disable_own_account_is_refused(accounts):
+    auth.add_user("root", roles=["admin"], password="long-enough-pass", by="setup")
+    with pytest.raises(auth.UserError, match="your own"):
+        auth.disable_user("root", by="root")
+
+
+def test_sign_in_unknown_user_fails_like_wrong_password(accounts):
+    with pytest.raises(auth.SignInFailed) as unknown:
+        auth.sign_in("nobody", "whatever-password")
+    assert not isinstance(unknown.value, auth.AccountLocked)
+    assert access_actions("nobody") == ["sign_in_failed"]
+
+
+def test_lockout_expires_after_the_lockout_minutes(accounts, monkeypatch):
+    auth.add_user("bob", roles=["pi"], password="long-enough-pass", by="admin")
+    for _ in range(4):
+        with pytest.raises(auth.SignInFailed):
+            auth.sign_in("bob", "wrong")
+    with pytest.raises(auth.AccountLocked):
+        auth.sign_in("bob", "wrong")
+    assert auth.is_locked("bob")
+    later = auth.now_utc() + timedelta(minutes=16)
+    monkeypatch.setattr(auth, "now_utc", lambda: later)
+    assert not auth.is_locked("bob")
+    assert auth.sign_in("bob", "long-enough-pass").username == "bob"
+
+
+def test_success_resets_the_failure_count(accounts, monkeypatch):
+    monkeypatch.setenv("APP_LOCKOUT_FAILURES", "3")
+    auth.add_user("bob", roles=["pi"], password="long-enough-pass", by="admin")
+    for _ in range(2):
+        with pytest.raises(auth.SignInFailed):
+            auth.sign_in("bob", "wrong")
+    auth.sign_in("bob", "long-enough-pass")
+    with pytest.raises(auth.SignInFailed) as exc:
+        auth.sign_in("bob", "wrong")
+    assert not isinstance(exc.value, auth.AccountLocked)
+
+
+def test_access_events_enter_the_audit_chain(accounts):
+    auth.record_access("bob", "access_denied", "page admin")
+    last = store().audit_entries().iloc[-1]
+    assert (last["kind"], last["actor"]) == ("access_access_denied", "bob")
+
+
+def test_authorise_records_denial_only(accounts):
+    user = auth.User("carol", "Carol", ("clinician",))
+    assert auth.authorise(user, "clinician", page="score")
+    assert not auth.authorise(user, "admin", page="admin")
+    assert not auth.authorise(None, "admin", page="admin")
+    assert access_actions("carol") == ["access_denied"]
+    assert access_actions("(anonymous)") == ["access_denied"]
+
+
+def test_demo_accounts_only_in_demo_mode(accounts, monkeypatch):
+    assert auth.ensure_demo_accounts() == []
+    assert auth.list_users().empty
+    monkeypatch.setenv("APP_DEMO", "1")
+    assert sorted(auth.ensure_demo_accounts()) == sorted(auth.DEMO_ACCOUNTS)
+    assert auth.ensure_demo_accounts() == []  # idempotent
+    for name, (role, _, password) in auth.DEMO_ACCOUNTS.items():
+        assert auth.sign_in(name, password).roles == (role,)
+
+
+def test_cli_users_add_reads_password_from_stdin(accounts, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-cli-password\n"))
+    assert cli.main(["users", "add", "eve", "--role", "reviewer", "--role", "pi",
+                     "--name", "Eve Example", "--by", "ops"]) == 0
+    assert auth.sign_in("eve", "a-long-cli-password").roles == ("pi", "reviewer")
+    assert cli.main(["users", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "Eve Example" in out and "pi,reviewer" in out and "$argon2" not in out
+    assert cli.main(["users", "disable", "eve", "--by", "ops"]) == 0
+    assert not store().user("eve")["active"]
+
+
+def test_cli_users_add_has_no_password_argument():
+    with pytest.raises(SystemExit):
+        cli._parser().parse_args(["users", "add", "eve", "--role", "pi", "--password", "x"])
+
+
+def test_cli_users_add_reports_refusal(accounts, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["users", "add", "eve", "--role", "pi"]) == 2
+    assert "at least 12" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""Monitoring aggregates equal independent counts over the raw records; the override alert;
+real-world performance on outcomes drawn from the known data-generating model."""
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import synthetic
+from core.batch import score_batch
+from core.monitoring import dashboard
+from core.outcomes import record_outcome
+from core.review import decide
+from core.scoring import now_utc
+from core.store import close_all, open_store
+from tests.conftest import MODELS, TEST_PATIENT_KEY
+
+REASONS = ["clinical context not captured by the model", "suspected lab or entry error",
+           "recent medication change"]
+
+
+@pytest.fixture(scope="module")
+def busy_store(tmp_path_factory):
+    """1,500 scored synthetic patients, decisions on the review queue, outcomes for everyone."""
+    tmp_path = tmp_path_factory.mktemp("busy")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APP_DB", str(tmp_path / "store.duckdb"))
+        mp.setenv("APP_MODELS", str(MODELS))
+        mp.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
+        mp.setenv("APP_DEMO", "0")
+        yield _fill(open_store(tmp_path / "store.duckdb"), tmp_path)
+        close_all()
+
+
+def _fill(fresh_store, tmp_path):
+    patients = synthetic.write_sample_patients(tmp_path / "p.csv", n=1500, seed=99)
+    score_batch(patients, tmp_path / "out.csv", user="dr.clin", progress=False)
+    rng = np.random.default_rng(5)
+    queue = fresh_store.pending_reviews(limit=10_000)
+    for i, row in enumerate(queue.itertuples()):
+        if i % 4 == 3:
+            continue  # leave some pending
+        choice = rng.choice(["agree", "override_high", "override_low"], p=[0.5, 0.3, 0.2])
+        decide({"prediction_id": row.prediction_id, "decision": str(choice),
+                "reason_code": REASONS[i % 3], "comment": "" if choice == "agree" else "seen"},
+               user=f"rev{i % 2}", display_name=f"Reviewer {i % 2}")
+    scored = pd.read_csv(tmp_path / "out.csv")
+    inputs = pd.read_csv(patients)
+    for col in ("diabetes", "loop_diuretic", "potassium_supplement", "nsaid"):
+        inputs[col] = inputs[col] == "yes"
+    events = rng.random(len(inputs)) < synthetic.true_risk(inputs)
+    later = now_utc() + timedelta(days=43)
+    for pid, event in zip(scored["prediction_id"], events, strict=True):
+        record_outcome({"prediction_id": pid, "event": bool(event),
+                        "event_date": str(now_utc().date()) if event else None,
+                        "source": "synthetic"}, user="recorder", now=later)
+    return fresh_store
+
+
+def window():
+    return now_utc() - timedelta(days=30), now_utc() + timedelta(days=60)
+
+
+def sql(store, query, params=()):
+    return store._cursor().execute(query, list(params)).fetchone()
+
+
+def test_every_aggregate_equals_an_independent_count(busy_store):
+    start, end = window()
+    d = dashboard(start=start, end=end)
+    f = d.frames
+    assert f["predictions_per_day"]["predictions"].sum() == sql(busy_store, "SELECT count(*) FROM predictions")[0]
+    review = sql(busy_store, "SELECT count(*) FROM predictions WHERE routing = 'review'")[0]
+    assert f["review_share"]["routed_to_review"].sum() == review
+    decided = sql(busy_store, "SELECT count(DISTINCT prediction_id) FROM review_decisions")[0]
+    assert f["override_rate_by_week"]["reviewed"].sum() == decided
+    for direction, column in (("upgrade", "upgrades"), ("downgrade", "downgrades")):
+        n = sql(busy_store, "SELECT count(*) FROM review_decisions WHERE direction = ?", [direction])[0]
+        assert f["override_rate_by_week"][column].sum() == n
+    assert f["review_backlog"]["pending"][0] == review - decided
+    assert f["decisions_per_reviewer"]["decisions"].sum() == decided
+    assert f["override_reasons"]["decisions"].sum() == decided
+    codes = sql(busy_store, "SELECT count(*) FROM (SELECT unnest(reason_codes) FROM predictions)")[0]
+    assert f["review_reasons"]["predictions"].sum() == codes
+    assert f["time_to_decision"]["decided"].sum() == decided
+    assert d.expected_review_share == {"v1": pytest.approx(0.3221)}
+
+
+def test_filters_narrow_every_aggregate(busy_store):
+    d = dashboard(start=now_utc() + timedelta(days=1), end=now_utc() + timedelta(days=2))
+    assert all(frame.empty or frame.iloc[:, 0].isna().all() or frame.get("pending", pd.Series([0])).sum() == 0
+               for frame in d.frames.values())
+    assert dashboard(start=window()[0], end=window()[1], model_version="v0").frames["review_share"].empty
+
+
+def test_same_direction_alert_fires_and_names_reasons(busy_store, monkeypatch):
+    start, end = window()
+    reviewed = sql(busy_store, "SELECT count(*) FROM review_decisions")[0]
+    up = sql(busy_store, "SELECT count(*) FROM review_decisions WHERE direction = 'upgrade'")[0]
+    down = sql(busy_store, "SELECT count(*) FROM review_decisions WHERE direction = 'downgrade'")[0]
+    assert up > down
+    monkeypatch.setenv("APP_OVERRIDE_ALERT_SHARE", str(round((up / reviewed + down / reviewed) / 2, 3)))
+    alerts = dashboard(start=start, end=end).alerts
+    assert [(a.direction, a.overridden, a.reviewed) for a in alerts] == [("upgrade", up, reviewed)]
+    assert alerts[0].top_reasons and "upgraded" in alerts[0].message()
+    monkeypatch.setenv("APP_OVERRIDE_ALERT_SHARE", str(up / reviewed + 0.01))
+    assert dashboard(start=start, end=end).alerts == []
+    monkeypatch.setenv("APP_OVERRIDE_ALERT_SHARE", "0.01")
+    monkeypatch.setenv("APP_OVERRIDE_ALERT_MIN_REVIEWED", str(reviewed + 1))
+    assert dashboard(start=start, end=end).alerts == []
+
+
+def test_real_world_performance_matches_the_generating_model(busy_store):
+    start, end = window()
+    perf = dashboard(start=start, end=end).performance
+    everyone = perf["groups"]["all"]
+    assert everyone["n"] == 1500 and everyone["auroc"] > 0.7
+    lo, hi = everyone["auroc_ci95"]
+    assert lo < everyone["auroc"] < hi
+    deciles = pd.DataFrame(everyone["calibration"])
+    assert abs(deciles["observed"].mean() - deciles["mean_predicted"].mean()) < 0.03
+    assert deciles["observed"].iloc[-1] > deciles["observed"].iloc[0]
+    overrides = perf["overrides"].set_index("direction")
+    n_up = sql(busy_store, "SELECT count(*) FROM review_decisions WHERE direction = 'upgrade'")[0]
+    assert overrides.loc["upgrade", "overrides_with_outcome"] == n_up
+
+
+def test_too_few_outcomes_is_said_plainly(fresh_store, valid_payload):
+    import core
+
+    core.score(valid_payload, user="x")
+    perf = dashboard(start=window()[0], end=window()[1]).performance
+    assert "Too few outcomes" in perf["groups"]["all"]["too_few"]
