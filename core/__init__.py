@@ -13,6 +13,7 @@ from core.errors import (
     ConfigError,
     CoreError,
     InvalidInput,
+    ScoringSuspended,
     SpecError,
     StoreUnavailable,
     TrainingDataError,
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from core.scoring import ScoreResult
 
 __all__ = ["score", "InvalidInput", "ArtefactMismatch", "ConfigError", "CoreError", "SpecError",
-           "StoreUnavailable", "TrainingDataError"]
+           "StoreUnavailable", "TrainingDataError", "ScoringSuspended"]
 
 
 def score(payload: Any, *, user: str) -> ScoreResult:

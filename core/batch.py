@@ -4,16 +4,22 @@ as a rejected input; it does not stop the file."""
 
 from __future__ import annotations
 
-import json
+import csv
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from core.audit import canonical_json
 from core.config import get_settings
 from core.errors import InvalidInput
 from core.features import model_frame
-from core.scoring import active_artefact, record_predictions, record_rejections
+from core.scoring import (
+    active_artefact,
+    check_not_suspended,
+    prediction_events,
+    record_rejections,
+)
 from core.spec import validate_payload
 from core.store import open_store
 
@@ -25,10 +31,11 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
     """Score every row of input_csv into output_csv; returns counts."""
     settings = get_settings()
     store = open_store(settings.db)
+    check_not_suspended(store)
     artefact = active_artefact(store, settings)
     key = settings.patient_key_bytes()
-    frame = pd.read_csv(input_csv, dtype=str, keep_default_na=False)
-    records = frame.to_dict("records")
+    with open(input_csv, newline="", encoding="utf-8-sig") as fh:
+        records = list(csv.DictReader(fh))  # text as written; validation parses it
     chunk = settings.batch_chunk_rows
     out_rows: list[dict] = []
     counts = {"rows": len(records), "scored": 0, "review": 0, "rejected": 0}
@@ -44,12 +51,17 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
         if good:
             inputs = [(ref, values) for _, ref, values in good]
             pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
-            results = record_predictions(store, artefact, inputs, pred, user=user,
-                                         source="batch", key=key)
-            for (row, _, _), r in zip(good, results, strict=True):
-                out_rows.append({"row": row + 1, "status": "scored", **_result_columns(r)})
-                counts["review"] += r.routing == "review"
-            counts["scored"] += len(results)
+            events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
+            store.append("predictions", events)  # committed before anything is written out
+            for (row, ref, _), ev in zip(good, events, strict=True):
+                r = ev.row
+                out_rows.append({"row": row + 1, "status": "scored", "patient_ref": ref,
+                                 "prediction_id": r["prediction_id"], "risk": r["risk"],
+                                 "risk_class": r["risk_class"], "confidence": r["confidence"],
+                                 "routing": r["routing"], "reasons": canonical_json(r["reasons"]),
+                                 "model_version": r["model_version"]})
+            counts["scored"] += len(events)
+            counts["review"] += int(pred.review.sum())
         if bad:
             record_rejections(store, [(rec, errs) for _, rec, errs in bad], user=user,
                               source="batch", model_version=artefact.version)
@@ -63,9 +75,3 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
     out = pd.DataFrame(out_rows, columns=OUTPUT_COLUMNS).sort_values("row")
     out.to_csv(output_csv, index=False)
     return counts
-
-
-def _result_columns(r) -> dict:
-    return {"prediction_id": r.prediction_id, "patient_ref": r.patient_ref, "risk": r.risk,
-            "risk_class": r.risk_class, "confidence": r.confidence, "routing": r.routing,
-            "reasons": json.dumps(r.reasons), "model_version": r.model_version}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
 
 PROJ_ROOT = Path(__file__).resolve().parent.parent
 DEMO_PATIENT_KEY = b"demo-only-key-synthetic-data-not-for-clinical-use"
+ROLES = ("clinician", "reviewer", "pi", "admin")
 
 
 class Settings(BaseSettings):
@@ -21,6 +22,8 @@ class Settings(BaseSettings):
     db: Path = Field(default=PROJ_ROOT / "data" / "app.duckdb", description="DuckDB store file")
     models: Path = Field(default=PROJ_ROOT / "model_artifacts", description="artefact folder")
     batch_chunk_rows: int = Field(default=5000, ge=1, description="rows per batch transaction")
+    backup_dir: Path = Field(default=PROJ_ROOT / "data" / "backups",
+                             description="where the Admin page's backup action writes")
     retention_days: int = Field(
         default=180, ge=1, description="days raw inputs and patient references are kept")
     review_reason_codes: list[str] = Field(
@@ -44,9 +47,29 @@ class Settings(BaseSettings):
         default=5, ge=1, description="failed sign-ins within the lockout window that lock an account")
     lockout_minutes: float = Field(
         default=15, gt=0, description="the lockout window, and how long a locked account stays locked")
+    local_accounts: bool = Field(
+        default=True, description="offer local accounts (username and password) on the sign-in page")
+    sso_role_claim: str = Field(
+        default="", description="identity-token claim whose values name roles (e.g. roles, groups); "
+        "a dotted name reaches into a nested claim; empty: not used")
+    sso_email_roles: dict[str, list[str]] = Field(
+        default={}, description="JSON object: email -> list of roles, for single sign-on")
     patient_key: SecretStr | None = Field(
         default=None, description="secret for keyed hashes of patient references (required "
         "outside demo mode; at least 32 characters)")
+
+    @field_validator("sso_email_roles")
+    @classmethod
+    def _known_roles(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        cleaned: dict[str, list[str]] = {}
+        for email, roles in value.items():
+            unknown = sorted(set(roles) - set(ROLES))
+            if unknown:
+                raise ValueError(f"unknown role(s) {', '.join(unknown)} for {email}; roles are "
+                                 f"{', '.join(ROLES)}")
+            key = email.strip().lower()
+            cleaned[key] = sorted(set(cleaned.get(key, [])) | set(roles))
+        return cleaned
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
@@ -66,8 +89,14 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """Fresh settings from the current environment (tests change it between calls)."""
-    return Settings()
+    """Fresh settings from the current environment (tests change it between calls);
+    ConfigError names every malformed APP_ variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"APP_{'_'.join(map(str, e['loc'])).upper()}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        raise ConfigError(f"settings are invalid: {problems}") from exc
 
 
 def default_spec_path() -> Path:

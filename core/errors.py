@@ -30,6 +30,13 @@ class StoreUnavailable(CoreError):
 class InvalidInput(CoreError):
     """The payload failed validation; `.errors` lists every problem at once."""
 
+    @classmethod
+    def from_pydantic(cls, exc) -> InvalidInput:
+        """Translate a pydantic ValidationError of a form model (field, message, value)."""
+        return cls([{"field": str(e["loc"][0]) if e["loc"] else "(form)",
+                     "message": e["msg"].removeprefix("Value error, "),
+                     "value": repr(e.get("input"))[:80]} for e in exc.errors()])
+
     def __init__(self, errors: list[dict]):
         self.errors = errors
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
@@ -54,3 +61,7 @@ class NotFound(CoreError):
 
 class AlreadyRecorded(CoreError):
     """An outcome is already in force for this prediction; correct it instead."""
+
+
+class ScoringSuspended(CoreError):
+    """Scoring is suspended by the stop switch; no prediction is made or shown."""

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import brier_score_loss
 
 from core.routing import logit, wilson_upper
 
-BOOTSTRAP_REPS = 500
+Z95 = 1.959964
 AGE_BANDS = [(18, 65, "18-64"), (65, 75, "65-74"), (75, 85, "75-84"), (85, 200, "85+")]
 
 
-def auroc_ci(y: np.ndarray, p: np.ndarray, seed: int) -> tuple[float, float, float]:
-    """AUROC with a percentile bootstrap 95% CI (fixed seed, so it reproduces exactly)."""
-    auc = float(roc_auc_score(y, p))
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(BOOTSTRAP_REPS):
-        idx = rng.integers(0, len(y), len(y))
-        if 0 < y[idx].sum() < len(idx):
-            stats.append(roc_auc_score(y[idx], p[idx]))
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return auc, float(lo), float(hi)
+def auroc_ci(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    """AUROC with its 95% CI by DeLong's method (fast placement values, Sun and Xu 2014).
+
+    Analytic and deterministic: the same data always give the same interval, and a million
+    outcomes take well under a second, so the monitoring page can afford it."""
+    y = np.asarray(y).astype(bool)
+    pos, neg = np.asarray(p, dtype=float)[y], np.asarray(p, dtype=float)[~y]
+    m, n = len(pos), len(neg)
+    both = rankdata(np.concatenate([pos, neg]))
+    auc = (both[:m].sum() - m * (m + 1) / 2) / (m * n)
+    v01 = (both[:m] - rankdata(pos)) / n  # for each positive: share of negatives ranked below
+    v10 = 1 - (both[m:] - rankdata(neg)) / m  # for each negative: share of positives above
+    se = np.sqrt(v01.var(ddof=1) / m + v10.var(ddof=1) / n)
+    return float(auc), float(max(0.0, auc - Z95 * se)), float(min(1.0, auc + Z95 * se))
 
 
 def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
@@ -45,7 +49,7 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
             "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
-def summarise(y: np.ndarray, p: np.ndarray, threshold: float, seed: int) -> dict:
+def summarise(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """Every headline metric for one group of patients."""
     out = {"n": int(len(y)), "events": int(y.sum()),
            "event_rate": round(float(y.mean()), 4) if len(y) else None,
@@ -54,7 +58,7 @@ def summarise(y: np.ndarray, p: np.ndarray, threshold: float, seed: int) -> dict
         out["note"] = "too few patients or events for stable estimates"
         out.update(threshold_metrics(y, p, threshold))
         return out
-    auc, lo, hi = auroc_ci(y, p, seed)
+    auc, lo, hi = auroc_ci(y, p)
     slope, intercept = calibration_slope_intercept(y, p)
     out.update({"auroc": round(auc, 4), "auroc_ci95": [round(lo, 4), round(hi, 4)],
                 "brier": round(float(brier_score_loss(y, p)), 4),
@@ -88,15 +92,15 @@ def routing_outcomes(y: np.ndarray, risk_class: np.ndarray, review: np.ndarray) 
     }
 
 
-def subgroups(df: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float, seed: int) -> dict:
+def subgroups(df: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """The same metrics by sex and by age band."""
     out: dict[str, dict] = {"sex": {}, "age_band": {}}
     if "sex" in df:
         for value in sorted(df["sex"].dropna().unique()):
             m = (df["sex"] == value).to_numpy()
-            out["sex"][str(value)] = summarise(y[m], p[m], threshold, seed)
+            out["sex"][str(value)] = summarise(y[m], p[m], threshold)
     if "age" in df:
         for lo, hi, label in AGE_BANDS:
             m = ((df["age"] >= lo) & (df["age"] < hi)).to_numpy()
-            out["age_band"][label] = summarise(y[m], p[m], threshold, seed)
+            out["age_band"][label] = summarise(y[m], p[m], threshold)
     return out

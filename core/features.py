@@ -29,7 +29,7 @@ def model_frame(rows: pd.DataFrame | Iterable[Mapping], spec: Spec) -> pd.DataFr
         if f.type == "category":
             out[f.name] = np.array([None if _missing(v) else v for v in col], dtype=object)
         else:
-            out[f.name] = np.array([np.nan if _missing(v) else v for v in col], dtype=float)
+            out[f.name] = np.array(col, dtype=float)  # None becomes NaN
     index = rows.index if isinstance(rows, pd.DataFrame) else None
     return pd.DataFrame(out, index=index)
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core import artifacts, audit
 from core.config import Settings, get_settings
-from core.errors import ArtefactMismatch, InvalidInput
+from core.errors import ArtefactMismatch, InvalidInput, ScoringSuspended
 from core.features import model_frame
 from core.predict import Predictions
 from core.spec import safe_repr, validate_payload
@@ -82,7 +82,29 @@ def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
 def _context() -> tuple[Settings, Store, artifacts.Artefact]:
     settings = get_settings()
     store = open_store(settings.db)
+    check_not_suspended(store)
     return settings, store, active_artefact(store, settings)
+
+
+def check_not_suspended(store: Store) -> None:
+    """Raise ScoringSuspended while the stop switch is on."""
+    state = store.service_state()
+    if state and state[0] == "suspend":
+        _, by, when, reason = state
+        raise ScoringSuspended(f"the model is suspended since {when:%Y-%m-%d %H:%M} UTC by {by}: "
+                               f"{reason}. No risk can be shown; use usual clinical care.")
+
+
+def set_suspended(suspended: bool, *, by: str, reason: str) -> None:
+    """The stop switch: suspend or resume scoring, with who and why (recorded)."""
+    _check_user(by)
+    if not reason or not reason.strip():
+        raise ValueError("suspending or resuming needs a reason")
+    store = open_store(get_settings().db)
+    at = now_utc()
+    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
+               "action": "suspend" if suspended else "resume", "reason": reason.strip()}
+    store.append("service_events", [Event(content["action"], by, at, "scoring", content, content)])
 
 
 def score(payload: Mapping, *, user: str, source: str = "form") -> ScoreResult:
@@ -101,43 +123,54 @@ def score(payload: Mapping, *, user: str, source: str = "form") -> ScoreResult:
                               source=source, key=key)[0]
 
 
+def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict]],
+                      pred: Predictions, *, user: str, source: str, key: bytes) -> list[Event]:
+    """One prediction event per input (vectorised enough for batch: no per-row model objects)."""
+    at = now_utc()
+    risk, low, high = pred.risk.round(4), pred.risk_low.round(4), pred.risk_high.round(4)
+    conf = pred.confidence.round(4)
+    events = []
+    for i, (ref, values) in enumerate(inputs):
+        prediction_id = str(uuid.uuid4())
+        input_json = audit.canonical_json(values)
+        content = {
+            "prediction_id": prediction_id, "created_at": at, "user_name": user,
+            "source": source, "patient_key": audit.patient_key(ref, key),
+            "input_sha256": audit.sha256_text(input_json), "risk": float(risk[i]),
+            "risk_class": str(pred.risk_class[i]), "confidence": float(conf[i]),
+            "routing": "review" if pred.review[i] else "auto_finalised",
+            "reasons": pred.reasons[i], "reason_codes": pred.reason_codes[i],
+            "model_version": artefact.version, "model_sha256": artefact.sha256,
+        }
+        row = {**content, "risk_low": float(low[i]), "risk_high": float(high[i]),
+               "reasons_json": audit.canonical_json(pred.reasons[i]),
+               "factors_json": audit.canonical_json(pred.factors[i])}
+        phi = {"prediction_id": prediction_id, "created_at": at, "patient_ref": ref,
+               "input_json": input_json}
+        events.append(Event("prediction", user, at, prediction_id, content, row, phi))
+    return events
+
+
+def result_of(event: Event, artefact: artifacts.Artefact, factors: list[dict]) -> ScoreResult:
+    """The ScoreResult that a recorded prediction event stands for."""
+    r, phi = event.row, event.phi
+    return ScoreResult(
+        prediction_id=r["prediction_id"], patient_ref=phi["patient_ref"], risk=r["risk"],
+        risk_interval_95=(r["risk_low"], r["risk_high"]), risk_class=r["risk_class"],
+        action_threshold=artefact.predictor.rule.action_threshold, confidence=r["confidence"],
+        routing=r["routing"], reasons=r["reasons"], reason_codes=r["reason_codes"],
+        top_factors=factors, model_version=r["model_version"], model_sha256=r["model_sha256"],
+        created_at=r["created_at"].replace(tzinfo=UTC),
+    )
+
+
 def record_predictions(store: Store, artefact: artifacts.Artefact,
                        inputs: list[tuple[str, dict]], pred: Predictions, *, user: str,
                        source: str, key: bytes) -> list[ScoreResult]:
     """Commit one prediction event per input; return results only after the commit."""
-    at = now_utc()
-    results, events = [], []
-    for i, (ref, values) in enumerate(inputs):
-        factors = pred.factors[i]
-        result = ScoreResult(
-            prediction_id=str(uuid.uuid4()), patient_ref=ref, risk=round(float(pred.risk[i]), 4),
-            risk_interval_95=(round(float(pred.risk_low[i]), 4), round(float(pred.risk_high[i]), 4)),
-            risk_class=pred.risk_class[i], action_threshold=artefact.predictor.rule.action_threshold,
-            confidence=round(float(pred.confidence[i]), 4),
-            routing="review" if pred.review[i] else "auto_finalised", reasons=pred.reasons[i],
-            reason_codes=pred.reason_codes[i],
-            top_factors=factors, model_version=artefact.version, model_sha256=artefact.sha256,
-            created_at=at.replace(tzinfo=UTC),
-        )
-        input_json = audit.canonical_json(values)
-        content = {
-            "prediction_id": result.prediction_id, "created_at": at, "user_name": user,
-            "source": source, "patient_key": audit.patient_key(ref, key),
-            "input_sha256": audit.sha256_text(input_json), "risk": result.risk,
-            "risk_class": result.risk_class, "confidence": result.confidence,
-            "routing": result.routing, "reasons": result.reasons,
-            "reason_codes": result.reason_codes,
-            "model_version": result.model_version, "model_sha256": result.model_sha256,
-        }
-        row = {**content, "risk_low": result.risk_interval_95[0],
-               "risk_high": result.risk_interval_95[1], "reasons_json": json.dumps(result.reasons),
-               "factors_json": json.dumps(factors)}
-        phi = {"prediction_id": result.prediction_id, "created_at": at, "patient_ref": ref,
-               "input_json": input_json}
-        events.append(Event("prediction", user, at, result.prediction_id, content, row, phi))
-        results.append(result)
+    events = prediction_events(artefact, inputs, pred, user=user, source=source, key=key)
     store.append("predictions", events)
-    return results
+    return [result_of(ev, artefact, pred.factors[i]) for i, ev in enumerate(events)]
 
 
 def record_rejections(store: Store, rejected: list[tuple[Any, list[dict]]], *, user: str,

@@ -106,6 +106,9 @@ class Spec(_Strict):
     model_name: str
     description: str
     synthetic: bool
+    intended_use: str
+    intended_users: str
+    out_of_scope: list[str] = Field(min_length=1)
     cleaning: Literal[CLEANING_RECIPES]  # type: ignore[valid-type]
     outcome: Outcome
     patient_reference: PatientReference
@@ -124,7 +127,7 @@ class Spec(_Strict):
             raise ValueError(f"'{PATIENT_REF}' is reserved for the patient reference")
         return self
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 

@@ -8,6 +8,7 @@ transaction (or nothing).
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             user_name TEXT NOT NULL, prediction_id TEXT NOT NULL, event BOOLEAN NOT NULL,
             event_date DATE, max_potassium DOUBLE, source TEXT NOT NULL, supersedes TEXT);
     """),
+    (6, "m006_governance", """
+        CREATE TABLE service_events (
+            event_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL);
+        CREATE TABLE signoffs (
+            signoff_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, signer_name TEXT NOT NULL, signer_role TEXT NOT NULL,
+            signed_on DATE NOT NULL, scope TEXT NOT NULL, model_version TEXT NOT NULL);
+    """),
 ]
 
 # Event tables and their columns, in insert order. Table names never come from input.
@@ -105,6 +115,9 @@ TABLES = {
     "review_decisions": ["decision_id", "audit_seq", "created_at", "user_name", "reviewer_name",
                          "prediction_id", "decision", "model_class", "reviewer_class", "direction",
                          "reason_code", "comment", "meaning", "supersedes"],
+    "service_events": ["event_id", "audit_seq", "created_at", "user_name", "action", "reason"],
+    "signoffs": ["signoff_id", "audit_seq", "created_at", "user_name", "signer_name", "signer_role",
+                 "signed_on", "scope", "model_version"],
     "outcomes": ["outcome_id", "audit_seq", "created_at", "user_name", "prediction_id", "event",
                  "event_date", "max_potassium", "source", "supersedes"],
 }
@@ -150,6 +163,8 @@ class Store:
         self._head = (row[0], row[1]) if row else (0, audit.GENESIS)
         self._active = self._one("SELECT version, model_sha256 FROM model_activations "
                                  "ORDER BY audit_seq DESC LIMIT 1")
+        self._service = self._one("SELECT action, user_name, created_at, reason FROM service_events "
+                                  "ORDER BY audit_seq DESC LIMIT 1")
 
     # ---- plumbing ---------------------------------------------------------------------
 
@@ -217,6 +232,7 @@ class Store:
                 precondition()
             seq, prev = self._head
             audit_rows, rows = [], []
+            pick = operator.itemgetter(*TABLES[table])
             for ev in events:
                 seq += 1
                 content_json = audit.canonical_json(ev.content)
@@ -226,7 +242,8 @@ class Store:
                                          content_sha256=digest)
                 audit_rows.append([seq, ev.at, ev.kind, ev.actor, ev.subject, table, content_json,
                                    digest, prev, entry])
-                rows.append([ev.row.get(c, seq) if c != "audit_seq" else seq for c in TABLES[table]])
+                ev.row["audit_seq"] = seq
+                rows.append(list(pick(ev.row)))
                 prev = entry
             cur = self._cursor()
             try:
@@ -246,9 +263,11 @@ class Store:
                     pass
                 raise StoreUnavailable(f"the store did not record the {table} event: {exc}") from exc
             self._head = (seq, prev)
+            last = events[-1].row
             if table == "model_activations":
-                last = events[-1].row
                 self._active = (last["version"], last["model_sha256"])
+            elif table == "service_events":
+                self._service = (last["action"], last["user_name"], last["created_at"], last["reason"])
             return [r[0] for r in audit_rows]
 
     @staticmethod
@@ -326,6 +345,28 @@ class Store:
             "AND (? IS NULL OR list_contains(p.reason_codes, ?)) "
             "ORDER BY p.audit_seq LIMIT ?",
             [model_version, model_version, reason, reason, limit])
+
+    def recent_decisions(self, *, limit: int = 50) -> pd.DataFrame:
+        """Every decision (corrections included) on the `limit` most recently decided predictions:
+        latest activity first, each prediction's history oldest first, `in_force` marking the current one."""
+        return self._frame(
+            "WITH recent AS (SELECT prediction_id, max(audit_seq) AS last_seq FROM review_decisions "
+            "GROUP BY prediction_id ORDER BY last_seq DESC LIMIT ?) "
+            "SELECT d.*, phi.patient_ref, p.risk, p.model_version, p.created_at AS predicted_at, "
+            "NOT EXISTS (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id) "
+            "AS in_force FROM review_decisions d JOIN recent r USING (prediction_id) "
+            "JOIN predictions p USING (prediction_id) LEFT JOIN phi_inputs phi USING (prediction_id) "
+            "ORDER BY r.last_seq DESC, d.audit_seq", [limit])
+
+    def recent_predictions_with_review(self, *, user: str, limit: int = 20) -> pd.DataFrame:
+        """A user's recent predictions, newest first, with the review decision in force (if any)."""
+        return self._frame(
+            "SELECT p.prediction_id, p.created_at, phi.patient_ref, p.risk, p.risk_class, "
+            "p.confidence, p.routing, p.model_version, d.decision, d.reviewer_class, d.direction, "
+            "d.reviewer_name, d.created_at AS decided_at FROM predictions p "
+            "LEFT JOIN phi_inputs phi USING (prediction_id) "
+            f"LEFT JOIN ({self._CURRENT_DECISIONS}) d USING (prediction_id) "
+            "WHERE p.user_name = ? ORDER BY p.audit_seq DESC LIMIT ?", [user, limit])
 
     # ---- outcomes ---------------------------------------------------------------------------
 
@@ -441,6 +482,41 @@ class Store:
 
         Kept in memory: this process owns the file, so only its own appends change it."""
         return self._active
+
+    def service_state(self) -> tuple[str, str, datetime, str] | None:
+        """(action, by, when, reason) of the latest suspend/resume, or None. Kept in memory."""
+        return self._service
+
+    def service_history(self) -> pd.DataFrame:
+        return self._frame("SELECT created_at, user_name, action, reason FROM service_events "
+                           "ORDER BY audit_seq")
+
+    def governance_counts(self) -> dict:
+        """Counts the governance page answers from, in one round trip."""
+        cur = self._cursor().execute(
+            "SELECT (SELECT count(*) FROM predictions) AS predictions, "
+            "(SELECT count(*) FROM predictions WHERE routing = 'review') AS routed_to_review, "
+            "(SELECT count(*) FROM predictions WHERE len(list_filter(reason_codes, lambda c: "
+            "  c <> 'uncertain')) > 0) AS flagged_out_of_distribution, "
+            "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs, "
+            "(SELECT count(DISTINCT prediction_id) FROM review_decisions) AS reviewed, "
+            "(SELECT count(*) FROM review_decisions d WHERE direction = 'upgrade' AND NOT EXISTS "
+            "  (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id)) AS upgrades, "
+            "(SELECT count(*) FROM review_decisions d WHERE direction = 'downgrade' AND NOT EXISTS "
+            "  (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id)) AS downgrades, "
+            "(SELECT count(*) FROM predictions p WHERE routing = 'review' AND NOT EXISTS "
+            "  (SELECT 1 FROM review_decisions d WHERE d.prediction_id = p.prediction_id)) AS pending, "
+            "(SELECT count(*) FROM outcomes) AS outcomes, "
+            "(SELECT count(*) FROM predictions WHERE coalesce(model_version, '') = '' "
+            "  OR coalesce(model_sha256, '') = '' OR coalesce(input_sha256, '') = '' "
+            "  OR risk IS NULL OR confidence IS NULL OR created_at IS NULL) AS incompletely_logged, "
+            "(SELECT min(created_at) FROM phi_inputs) AS oldest_raw_input, "
+            "(SELECT max(created_at) FROM retention_purges) AS last_purge")
+        return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+
+    def signoff_records(self) -> pd.DataFrame:
+        return self._frame("SELECT created_at, user_name, signer_name, signer_role, signed_on, "
+                           "scope, model_version FROM signoffs ORDER BY audit_seq")
 
     def activations(self) -> pd.DataFrame:
         return self._frame("SELECT created_at, version, model_sha256, user_name, reason "

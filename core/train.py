@@ -59,7 +59,7 @@ def train(*, data: Path, spec_path: Path, version: str, models_dir: Path,
     spec = _with_validated_ranges(spec, frame, spec.routing.validated_range_quantiles)
     rule = _fit_rule(spec, pipeline, stats, parts["calibration"])
     evaluation = _evaluate(spec, Predictor(pipeline, spec, stats, rule), pipeline,
-                           parts["test"], cohort.loc[parts["test"][0].index], seed)
+                           parts["test"], cohort.loc[parts["test"][0].index])
     manifest = _manifest(spec, version, trained_by, seed, Path(data), cohort, flow, parts,
                          rule, evaluation)
     return _write(target, pipeline, spec, stats, evaluation, manifest)
@@ -178,7 +178,7 @@ def _fit_rule(spec: Spec, pipeline: Pipeline, stats: dict, cal: tuple) -> routin
     return draft.model_copy(update={"safe_low_bound": bound})
 
 
-def _evaluate(spec, predictor, pipeline, test, test_cohort, seed) -> dict:
+def _evaluate(spec, predictor, pipeline, test, test_cohort) -> dict:
     x_test, y_test = test
     pred = predictor.predict(x_test)
     reference = pipeline.predict_proba(x_test)[:, 1]
@@ -188,9 +188,9 @@ def _evaluate(spec, predictor, pipeline, test, test_cohort, seed) -> dict:
     codes = [c for cs in pred.reason_codes for c in cs]
     return {
         "split": "test",
-        "overall": evaluate.summarise(y_test, pred.risk, t, seed),
+        "overall": evaluate.summarise(y_test, pred.risk, t),
         "calibration_by_decile": evaluate.calibration_deciles(y_test, pred.risk),
-        "subgroups": evaluate.subgroups(x_test, y_test, pred.risk, t, seed),
+        "subgroups": evaluate.subgroups(x_test, y_test, pred.risk, t),
         "routing": {**evaluate.routing_outcomes(y_test, pred.risk_class, pred.review),
                     "share_flagged_out_of_distribution": round(float(np.mean(
                         [any(c != "uncertain" for c in cs) for cs in pred.reason_codes])), 4),

@@ -163,13 +163,15 @@ def _nested(depth: int) -> list:
     return value
 
 
-# Integers past Python's 4300-digit str limit and nesting past the recursion limit are in the
-# strategies; lone surrogates have their own tests below.
+# Integers past Python's 4300-digit str limit, nesting past the recursion limit and lone
+# surrogates (what JSON '\\ud800' decodes to) are all in the strategies, and have tests below.
 HUGE_INT = 10**5000
 NESTING = 5000
 
 control_text = st.text(st.characters(codec=None, categories=["Cc", "Cf", "Zl", "Zp", "Zs"]),
                        max_size=20)
+surrogate_text = st.text(st.characters(codec=None, categories=["Cs", "Lu", "Nd"]), min_size=1,
+                         max_size=6)
 long_text = st.builds(lambda c, n: c * n, st.sampled_from(["9", "a", " ", "\x00", "é", "A-"]),
                       st.integers(500, 200_000))
 number_text = st.builds(
@@ -187,6 +189,7 @@ junk = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 1e308, 5e-324, 2**53 + 1, -(2**63)]),
     st.text(max_size=30),
     control_text,
+    surrogate_text,
     long_text,
     number_text,
     st.binary(max_size=20),
@@ -244,7 +247,7 @@ def valid_payloads(draw):
 
 extra_keys = st.one_of(st.text(max_size=10), st.sampled_from(["Patient_Ref", "age ", "egfr\x00", ""]),
                       st.integers(), st.none(), st.floats(), st.tuples(st.integers()),
-                      st.binary(max_size=4))
+                      st.binary(max_size=4), surrogate_text)
 
 
 @st.composite

@@ -194,3 +194,16 @@ def test_train_refuses_an_existing_version(tmp_path, trained):
     with pytest.raises(Exception, match="already exists"):
         train(data=default_extract_path(), spec_path=default_spec_path(), version=trained.name,
               models_dir=trained.parent, trained_by="x")
+
+
+def test_delong_auroc_matches_sklearn_and_covers_it():
+    from sklearn.metrics import roc_auc_score
+
+    from core.evaluate import auroc_ci
+
+    rng = np.random.default_rng(3)
+    y = rng.random(2000) < 0.2
+    p = np.clip(0.2 + 0.3 * y + rng.normal(0, 0.25, 2000), 0, 1).round(2)  # ties on purpose
+    auc, lo, hi = auroc_ci(y, p)
+    assert auc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert lo < auc < hi and 0.02 < hi - lo < 0.1
