@@ -3,10 +3,10 @@
 import streamlit as st
 
 import core
-from core import artifacts, auth
+from core import artifacts, auth, review
 from core.config import get_settings
-from core.errors import ArtefactMismatch, StoreUnavailable
-from core.scoring import CONFIDENCE_MEANING, ScoreResult, active_artefact
+from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
+from core.scoring import CONFIDENCE_MEANING, ScoreResult, active_artefact, check_not_suspended
 from core.spec import PATIENT_REF, Feature
 from core.store import open_store
 
@@ -20,7 +20,12 @@ if not auth.authorise(user, "clinician", page="score"):
 settings = get_settings()
 try:
     store = open_store(settings.db)
+    check_not_suspended(store)
     artefact = active_artefact(store, settings)
+except ScoringSuspended as exc:
+    st.title("Score a patient")
+    st.error(f"Model suspended: {exc}", icon=":material/block:")
+    st.stop()
 except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Scoring is unavailable: {exc}. Nothing was recorded; please tell the service owner.")
     st.stop()
@@ -90,7 +95,7 @@ if submitted:
         summary.error(f"Not scored - please correct {len(exc.errors)} problem(s): "
                       + "; ".join(f"{names.get(e['field'], e['field'])} {e['message']}"
                                   for e in exc.errors))
-    except (StoreUnavailable, ArtefactMismatch) as exc:
+    except (StoreUnavailable, ArtefactMismatch, ScoringSuspended) as exc:
         st.session_state.pop("score_result", None)
         st.error(f"Not scored: {exc}. Nothing was recorded; please try again or tell the service owner.")
         st.stop()
@@ -140,14 +145,18 @@ if "score_result" in st.session_state:
     _render(st.session_state["score_result"])
 
 st.subheader("Your recent predictions")
-recent = store.recent_predictions(user=user.username)
+recent = store.recent_predictions_with_review(user=user.username)
 if recent.empty:
     st.caption("None yet.")
 else:
-    recent["status"] = recent["routing"].map(STATUS)
+    recent["status"] = recent["routing"].map(STATUS).where(recent["decision"].isna(), "clinically reviewed")
+    recent["review"] = review.labels(recent)
     st.dataframe(recent[["created_at", "patient_ref", "risk", "risk_class", "confidence", "status",
-                         "model_version"]], hide_index=True, key="score_recent",
+                         "review", "reviewer_name", "decided_at", "model_version"]],
+                 hide_index=True, key="score_recent",
                  column_config={"created_at": st.column_config.DatetimeColumn("Recorded (UTC)"),
                                 "risk": st.column_config.NumberColumn("Risk", format="percent"),
                                 "confidence": st.column_config.NumberColumn("Confidence",
-                                                                            format="percent")})
+                                                                            format="percent"),
+                                "review": "Review", "reviewer_name": "Reviewed by",
+                                "decided_at": st.column_config.DatetimeColumn("Reviewed (UTC)")})

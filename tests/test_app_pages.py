@@ -34,7 +34,7 @@ def test_review_queue_lists_routed_predictions_oldest_first():
     assert table["patient_ref"].tolist() == expected
     assert "Age" in table["reasons"].iloc[0] and table["model_version"].iloc[0] == "v1"
     assert (table["age_hours"] >= 0).all()
-    assert "comes with the review workflow" in texts(at)
+    assert "By submitting you sign" in texts(at)
 
 
 def test_review_queue_empty_says_so():
