@@ -1,4 +1,4 @@
-"""Commands for operating the store: audit, retention, backup and restore."""
+"""Commands for operating the store: audit, retention, outcome import, backup and restore."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ def add_parsers(sub) -> None:
     p = rsub.add_parser("purge", help="remove raw inputs and patient references past the period")
     p.add_argument("--days", type=int, help="override APP_RETENTION_DAYS for this run")
     p.add_argument("--by", default=getpass.getuser(), help="who runs the purge (recorded)")
+
+    o = sub.add_parser("outcomes", help="record outcomes at the horizon")
+    osub = o.add_subparsers(dest="action", required=True)
+    oi = osub.add_parser("import", help="record outcomes from a lab-system CSV export; report "
+                                        "every rejected row (exit 1 if any)")
+    oi.add_argument("csv", type=Path)
+    oi.add_argument("--user", default=getpass.getuser(), help="who imports (recorded)")
+
+    mc = sub.add_parser("model-card", help="write MODEL_CARD.md from the artefact (or --check it)")
+    mc.add_argument("--version", help="default: the shipped default version")
+    mc.add_argument("--output", type=Path, help="default: MODEL_CARD.md in the repo")
+    mc.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
 
     b = sub.add_parser("backup", help="write a consistent copy of the store into DIR")
     b.add_argument("directory", type=Path)
@@ -75,5 +87,45 @@ def run_restore(args) -> int:
     return 1 if problems else 0
 
 
-COMMANDS = {"audit": run_audit, "retention": run_retention, "backup": run_backup,
-            "restore": run_restore}
+def run_model_card(args) -> int:
+    from core import artifacts
+    from core.config import PROJ_ROOT
+    from core.model_card import render
+
+    settings = get_settings()
+    version = args.version or artifacts.default_version(settings.models)
+    text = render(artifacts.load(settings.models, version))
+    output = args.output or PROJ_ROOT / "MODEL_CARD.md"
+    if args.check:
+        if not output.is_file() or output.read_text() != text:
+            print(f"{output} is stale: regenerate it with `python -m core model-card`")
+            return 1
+        print(f"{output} matches model {version}")
+        return 0
+    output.write_text(text)
+    print(f"wrote {output} for model {version}")
+    return 0
+
+
+def run_outcomes(args) -> int:
+    from core.outcomes import import_outcomes
+
+    if not args.csv.is_file():
+        print(f"error: {args.csv} is not a file")
+        return 2
+    try:
+        report = import_outcomes(args.csv, user=args.user)
+    except ValueError as exc:  # not a readable CSV (empty, malformed, wrong encoding)
+        print(f"error: cannot read {args.csv}: {exc}")
+        return 2
+    rejected = report["rejected"]
+    print(f"{args.csv}: {report['rows']} rows, {report['recorded']} recorded, {len(rejected)} rejected")
+    for entry in rejected:  # row numbers count data rows from 1, after the header
+        problems = "; ".join(e["message"] if e["field"].startswith("(") else f"{e['field']}: {e['message']}"
+                             for e in entry["errors"])
+        print(f"  row {entry['row']}: {problems}")
+    return 1 if rejected else 0
+
+
+COMMANDS = {"model-card": run_model_card, "audit": run_audit, "retention": run_retention, "backup": run_backup,
+            "restore": run_restore, "outcomes": run_outcomes}

@@ -20,7 +20,6 @@ from core.scoring import now_utc
 from core.store import Store, open_store
 
 MIN_EVENTS = 10
-BOOTSTRAP_SEED = 7
 
 
 @dataclass
@@ -121,7 +120,7 @@ def performance(pairs: pd.DataFrame, minimum: int) -> dict:
             summary["too_few"] = (f"Too few outcomes for stable estimates: {len(g)} with "
                                   f"{int(y.sum())} events (need {minimum} with {MIN_EVENTS} events).")
         else:
-            auc, lo, hi = evaluate.auroc_ci(y, p, BOOTSTRAP_SEED)
+            auc, lo, hi = evaluate.auroc_ci(y, p)
             summary.update({"auroc": round(auc, 3), "auroc_ci95": [round(lo, 3), round(hi, 3)],
                             "brier": round(float(np.mean((p - y) ** 2)), 4),
                             "calibration": evaluate.calibration_deciles(y, p)})

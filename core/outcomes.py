@@ -58,9 +58,7 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
     try:
         o = OutcomeInput.model_validate(payload)
     except ValidationError as exc:
-        raise InvalidInput([{"field": str(e["loc"][0]) if e["loc"] else "(form)",
-                             "message": e["msg"].removeprefix("Value error, "),
-                             "value": repr(e.get("input"))[:80]} for e in exc.errors()]) from None
+        raise InvalidInput.from_pydantic(exc) from None
     prediction = store.prediction(o.prediction_id)
     if prediction is None:
         raise NotFound(f"prediction {o.prediction_id} does not exist")

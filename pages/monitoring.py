@@ -1,54 +1,326 @@
-"""Principal investigator: how much is scored, how much goes to review, how much is rejected."""
+"""Principal investigator: override rates and alerts, routing, review backlog, real-world performance.
 
+Every figure comes from core.monitoring.dashboard(), aggregated in SQL, so only chart-sized frames
+reach the browser. The aggregates are cached for a minute per choice of filters.
+"""
+
+from datetime import date, datetime, time, timedelta
+
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 from core import artifacts, auth
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
+from core.monitoring import Dashboard, dashboard
+from core.predict import REASON_CODES
+from core.scoring import now_utc
 from core.store import open_store
+
+DEFAULT_WEEKS = 12
+ALL_VERSIONS = "All versions"
+DIRECTION_LABELS = {"upgrade": "upgrade (model low, reviewer high)",
+                    "downgrade": "downgrade (model high, reviewer low)", "none": "agreed with the model"}
+DIRECTION_COLOURS = {"upgrade": "#d62728", "downgrade": "#1f77b4", "none": "#bbbbbb"}
+ROUTING_LABELS = {"auto_finalised": "auto-finalised", "review": "routed to review"}
+GROUP_LABELS = {"all": "All predictions", "auto_finalised": "Auto-finalised",
+                "reviewed": "Routed to review"}
 
 user = st.session_state.get("user")
 if not auth.authorise(user, "pi", page="monitoring"):
     st.error("You do not have access to this page.")
     st.stop()
 
-st.title("Monitoring")
-st.caption("Counts per model version since the store was created. Outcome-based monitoring "
-           "(calibration, override rates) comes with outcome entry.")
+
+@st.cache_data(ttl=60, show_spinner="Aggregating the records...")
+def _aggregates(store_file: str, first_day: date, last_day: date, version: str | None) -> Dashboard:
+    # store_file is only part of the cache key: figures of one store are never served for another.
+    return dashboard(start=datetime.combine(first_day, time()),
+                     end=datetime.combine(last_day + timedelta(days=1), time()), model_version=version)
+
+
+def _download(frame: pd.DataFrame, name: str, what: str) -> None:
+    st.download_button(f"Download {what} (CSV)", frame.to_csv(index=False).encode(),
+                       file_name=f"{name}_{first_day}_{last_day}.csv", mime="text/csv",
+                       key=f"monitoring_csv_{name}", on_click="ignore", icon=":material/download:")
+
+
+def _chart(chart: alt.TopLevelMixin, description: str, name: str) -> None:
+    # The spec's name lets a test (or a reader of the page's source) tell the charts apart.
+    st.altair_chart(chart.properties(name=name), width="stretch", key=f"monitoring_chart_{name}",
+                    alt=description)
+
+
+def _direction_colour(field: str, directions: list[str]) -> alt.Color:
+    return alt.Color(f"{field}:N", title="Reviewer decision",
+                     scale=alt.Scale(domain=directions, range=[DIRECTION_COLOURS[d] for d in directions]),
+                     legend=alt.Legend(orient="bottom", labelLimit=320, labelExpr=" : ".join(
+                         f"datum.label == '{d}' ? '{DIRECTION_LABELS[d]}'" for d in directions)
+                         + " : datum.label"))
+
+
 settings = get_settings()
+today = now_utc().date()
+st.title("Monitoring")
+filters = st.columns([2, 1, 2])
+chosen = filters[0].date_input("Dates (UTC, both days included)", key="monitoring_dates",
+                               value=(today - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1), today),
+                               max_value=today)
+versions = artifacts.list_versions(settings.models)
+version_choice = filters[1].selectbox("Model version", [ALL_VERSIONS, *versions], key="monitoring_version")
+if not isinstance(chosen, tuple) or len(chosen) != 2:
+    st.info("Choose the last day of the date range.")
+    st.stop()
+first_day, last_day = chosen
+version = None if version_choice == ALL_VERSIONS else version_choice
 try:
-    counts = open_store(settings.db).prediction_counts()
-except StoreUnavailable as exc:
+    d = _aggregates(str(settings.db), first_day, last_day, version)
+    rejected = open_store(settings.db).prediction_counts()
+except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Monitoring is unavailable: {exc}")
     st.stop()
+f = d.frames
+filters[2].caption(f"{first_day:%d %b %Y} to {last_day:%d %b %Y}, {version_choice.lower()}. Every "
+                   "figure is counted from the records; figures are at most a minute old.")
 
-if counts.empty:
-    st.info("No predictions or rejected inputs recorded yet.")
-    st.stop()
+# ---- alerts and headline figures ----------------------------------------------------------------
 
+for alert in d.alerts:
+    st.error(alert.message(), icon=":material/warning:")
+if not d.alerts:
+    st.caption(f"No override alert: the alert fires when at least {settings.override_alert_share:.0%} "
+               f"of the cases reviewed in the last {settings.override_alert_window_days} days (at least "
+               f"{settings.override_alert_min_reviewed} reviewed) were overridden in one direction.")
 
-def _expected_share(version: str) -> float | None:
-    try:
-        return artifacts.read_manifest(settings.models / version)["routing"]["expected_review_share"]
-    except (ArtefactMismatch, KeyError):
-        return None
+share = f["review_share"]
+predictions, routed = int(share["predictions"].sum()), int(share["routed_to_review"].sum())
+if version is not None:
+    rejected = rejected[rejected["model_version"] == version]
+backlog = f["review_backlog"].iloc[0]
+cols = st.columns(4)
+cols[0].metric("Predictions", predictions)
+cols[1].metric("Routed to review", f"{routed} ({routed / predictions:.0%})" if predictions else "0",
+               help="Expected share per model version (held-out patients) in the table below")
+cols[2].metric("Reviewed", int(f["override_rate_by_week"]["reviewed"].sum()),
+               help="Predictions with a review decision recorded in the date range")
+cols[3].metric("Rejected inputs", int(rejected["rejected_inputs"].sum()),
+               help="Inputs refused by validation since the store was created (not limited to the "
+                    "dates above)")
+if predictions == 0:
+    st.info("No predictions recorded in this date range.")
 
+# ---- reviewer overrides ---------------------------------------------------------------------------
 
-total = counts[["predictions", "routed_to_review", "rejected_inputs"]].sum()
-cols = st.columns(3)
-cols[0].metric("Predictions", int(total["predictions"]))
-share = total["routed_to_review"] / total["predictions"] if total["predictions"] else 0.0
-cols[1].metric("Routed to review", f"{int(total['routed_to_review'])} ({share:.0%})")
-cols[2].metric("Rejected inputs", int(total["rejected_inputs"]))
+st.header("Reviewer overrides")
+weekly = f["override_rate_by_week"]
+if weekly.empty:
+    st.caption("No review decisions in this date range.")
+else:
+    base = alt.Chart(weekly).transform_fold(
+        ["upgrade_rate", "downgrade_rate"], as_=["key", "rate"]
+    ).transform_calculate(
+        direction="replace(datum.key, '_rate', '')",
+        overridden="datum.key == 'upgrade_rate' ? datum.upgrades : datum.downgrades")
+    rates = base.mark_line(point=True).encode(
+        x=alt.X("week:T", timeUnit="yearmonthdate", title="Week starting"),
+        y=alt.Y("rate:Q", title="Share overridden", axis=alt.Axis(format="%")),
+        color=_direction_colour("direction", ["upgrade", "downgrade"]),
+        strokeDash=alt.StrokeDash("model_version:N", title="Model version"),
+        tooltip=[alt.Tooltip("week:T", title="Week starting"), alt.Tooltip("model_version:N", title="Model"),
+                 alt.Tooltip("direction:N", title="Direction"),
+                 alt.Tooltip("rate:Q", title="Share overridden", format=".1%"),
+                 alt.Tooltip("overridden:Q", title="Overridden"),
+                 alt.Tooltip("reviewed:Q", title="Reviewed")])
+    limit = alt.Chart(pd.DataFrame({"alert_share": [settings.override_alert_share]})).mark_rule(
+        strokeDash=[4, 4], color="#888888").encode(y="alert_share:Q", tooltip=[
+            alt.Tooltip("alert_share:Q", title="Alert share", format=".0%")])
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Override rate per week, by direction")
+        _chart(alt.layer(rates, limit).properties(height=300),
+               "Weekly share of reviewed cases upgraded and downgraded by reviewers, per model version; "
+               "dashed line: the alert share", "override_rate")
+    with right:
+        st.subheader("Reviewed cases per week")
+        _chart(alt.Chart(weekly).mark_bar().encode(
+            x=alt.X("week:O", timeUnit="yearmonthdate", title="Week starting",
+                    axis=alt.Axis(format="%d %b", labelAngle=0, labelOverlap=True)),
+            y=alt.Y("reviewed:Q", title="Reviewed cases"),
+            color=alt.Color("model_version:N", title="Model version", legend=alt.Legend(orient="bottom")),
+            tooltip=[alt.Tooltip("week:T", title="Week starting"), alt.Tooltip("model_version:N", title="Model"),
+                     alt.Tooltip("reviewed:Q", title="Reviewed"), alt.Tooltip("upgrades:Q", title="Upgraded"),
+                     alt.Tooltip("downgrades:Q", title="Downgraded")]).properties(height=300),
+            "Number of review decisions per week and model version", "reviewed")
+    _download(weekly, "override_rate_by_week", "override rates per week")
 
-counts["review_share"] = (counts["routed_to_review"] / counts["predictions"]).where(
-    counts["predictions"] > 0)
-counts["expected_review_share"] = counts["model_version"].map(_expected_share)
-st.dataframe(counts, hide_index=True, key="monitoring_counts", column_config={
+    st.subheader("Reasons reviewers gave")
+    reasons = f["override_reasons"]
+    _chart(alt.Chart(reasons).mark_bar().encode(
+        y=alt.Y("reason_code:N", title=None, sort="-x", axis=alt.Axis(labelLimit=320)),
+        x=alt.X("sum(decisions):Q", title="Decisions"),
+        color=_direction_colour("direction", ["upgrade", "downgrade", "none"]),
+        tooltip=[alt.Tooltip("reason_code:N", title="Reason"), alt.Tooltip("direction:N", title="Decision"),
+                 alt.Tooltip("decisions:Q", title="Decisions")]).properties(height=200),
+        "Reason codes of review decisions, split by override direction", "reasons")
+    _download(reasons, "override_reasons", "reason codes")
+
+# ---- predictions and routing ----------------------------------------------------------------------
+
+st.header("Predictions and routing")
+table = share.rename(columns={"expected_share": "expected_review_share"})
+st.dataframe(table, hide_index=True, key="monitoring_review_share", column_config={
     "model_version": "Model", "predictions": "Predictions", "routed_to_review": "Routed to review",
-    "rejected_inputs": "Rejected inputs",
-    "review_share": st.column_config.NumberColumn("Share to review", format="percent"),
+    "observed_share": st.column_config.NumberColumn("Share to review", format="percent"),
     "expected_review_share": st.column_config.NumberColumn(
         "Expected share (held-out)", format="percent",
         help="Share of held-out patients the routing rule sent to review when the model was built"),
 })
+_download(table, "review_share", "share routed to review")
+daily = f["predictions_per_day"]
+if not daily.empty:
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Predictions per day")
+        _chart(alt.Chart(daily).mark_bar().encode(
+            x=alt.X("day:T", timeUnit="yearmonthdate", title="Day (UTC)"),
+            y=alt.Y("sum(predictions):Q", title="Predictions"),
+            color=alt.Color("routing:N", title="Routing", legend=alt.Legend(orient="bottom", labelExpr=(
+                "datum.label == 'review' ? 'routed to review' : 'auto-finalised'"))),
+            tooltip=[alt.Tooltip("day:T", title="Day"), alt.Tooltip("routing:N", title="Routing"),
+                     alt.Tooltip("predictions:Q", title="Predictions")]).properties(height=280),
+            "Predictions recorded per day, split into auto-finalised and routed to review", "daily")
+        _download(daily, "predictions_per_day", "predictions per day")
+    with right:
+        st.subheader("Share routed to review")
+        observed = alt.Chart(table).mark_bar(size=36).encode(
+            x=alt.X("model_version:N", title="Model version"),
+            y=alt.Y("observed_share:Q", title="Share routed to review", axis=alt.Axis(format="%")),
+            tooltip=[alt.Tooltip("model_version:N", title="Model"),
+                     alt.Tooltip("observed_share:Q", title="Observed", format=".1%"),
+                     alt.Tooltip("expected_review_share:Q", title="Expected", format=".1%"),
+                     alt.Tooltip("predictions:Q", title="Predictions")])
+        expected = alt.Chart(table).mark_tick(color="black", thickness=3, size=56).encode(
+            x="model_version:N", y="expected_review_share:Q")
+        _chart(alt.layer(observed, expected).properties(height=280),
+               "Observed share of predictions routed to review per model version (bars) against the "
+               "share expected from held-out patients (black ticks)", "review_share")
+        st.caption("Bars: observed. Black ticks: expected from the held-out patients.")
+
+st.subheader("Why predictions went to review")
+review_reasons = f["review_reasons"].assign(
+    reason=lambda t: t["reason_code"].map(REASON_CODES).fillna(t["reason_code"]))
+if review_reasons.empty:
+    st.caption("No predictions were routed to review in this date range.")
+else:
+    _chart(alt.Chart(review_reasons).mark_bar().encode(
+        y=alt.Y("reason:N", title=None, sort="-x", axis=alt.Axis(labelLimit=320)),
+        x=alt.X("predictions:Q", title="Predictions with this reason"),
+        tooltip=[alt.Tooltip("reason:N", title="Reason"), alt.Tooltip("reason_code:N", title="Code"),
+                 alt.Tooltip("predictions:Q", title="Predictions")]).properties(height=180),
+        "Reasons predictions were routed to review, including out-of-distribution inputs", "review_reasons")
+    st.caption("A prediction can have several reasons.")
+    _download(review_reasons, "review_reasons", "review reasons")
+
+# ---- review backlog, time to decision, workload -------------------------------------------------
+
+st.header("Review backlog and time to decision")
+cols = st.columns(3)
+cols[0].metric("Waiting for a decision", int(backlog["pending"]),
+               help="Predictions in the date range routed to review with no decision yet")
+hours = None if pd.isna(backlog["oldest"]) else int(backlog["oldest_age_hours"])
+cols[1].metric("Oldest waiting", "-" if hours is None else f"{hours} hours" if hours < 48
+               else f"{hours // 24} days", help="Since the prediction was recorded")
+_download(f["review_backlog"], "review_backlog", "backlog")
+speed = f["time_to_decision"]
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Hours from prediction to decision, per week")
+    if speed.empty:
+        st.caption("No review decisions in this date range.")
+    else:
+        _chart(alt.Chart(speed).transform_fold(
+            ["median_hours", "p90_hours"], as_=["statistic", "hours"]).mark_line(point=True).encode(
+            x=alt.X("week:T", timeUnit="yearmonthdate", title="Week starting"),
+            y=alt.Y("hours:Q", title="Hours"),
+            color=alt.Color("statistic:N", title=None, legend=alt.Legend(orient="bottom", labelExpr=(
+                "datum.label == 'median_hours' ? 'median' : '90th percentile'"))),
+            tooltip=[alt.Tooltip("week:T", title="Week starting"), alt.Tooltip("decided:Q", title="Decided"),
+                     alt.Tooltip("median_hours:Q", title="Median hours", format=".1f"),
+                     alt.Tooltip("p90_hours:Q", title="90th percentile hours", format=".1f")]
+        ).properties(height=260), "Median and 90th percentile hours from prediction to first decision, "
+           "per week", "time_to_decision")
+        _download(speed, "time_to_decision", "time to decision")
+with right:
+    st.subheader("Reviewer workload")
+    workload = f["decisions_per_reviewer"]
+    if workload.empty:
+        st.caption("No review decisions in this date range.")
+    else:
+        _chart(alt.Chart(workload).mark_bar().encode(
+            y=alt.Y("reviewer_name:N", title=None, sort=None),
+            x=alt.X("decisions:Q", title="Decisions recorded"),
+            tooltip=[alt.Tooltip("reviewer_name:N", title="Reviewer"),
+                     alt.Tooltip("decisions:Q", title="Decisions")]).properties(height=220),
+            "Review decisions recorded per reviewer, in alphabetical order", "workload")
+        st.caption("Decisions recorded per reviewer, alphabetical: a view of workload to share it "
+                   "fairly, not a ranking of reviewers.")
+        _download(workload, "decisions_per_reviewer", "workload")
+
+# ---- real-world performance --------------------------------------------------------------------
+
+st.header("Real-world performance")
+st.caption("Predictions in the date range with an outcome recorded. Predicted risk against the "
+           "outcome: discrimination (AUROC), accuracy of the risk (Brier score) and calibration.")
+groups = d.performance["groups"]
+summary = pd.DataFrame([{
+    "group": GROUP_LABELS[name], "outcomes": g["n"], "events": g["events"], "auroc": g.get("auroc"),
+    "auroc_ci95": (f"{g['auroc_ci95'][0]:.3f} to {g['auroc_ci95'][1]:.3f}" if "auroc_ci95" in g else None),
+    "brier": g.get("brier")} for name, g in groups.items()])
+st.dataframe(summary, hide_index=True, key="monitoring_performance", column_config={
+    "group": "Predictions", "outcomes": "Outcomes", "events": "Events", "auroc": "AUROC",
+    "auroc_ci95": "AUROC 95% CI", "brier": st.column_config.NumberColumn("Brier score", format="%.4f")})
+for name, g in groups.items():
+    if "too_few" in g:
+        st.info(f"{GROUP_LABELS[name]}: {g['too_few']}")
+_download(summary, "performance", "performance")
+deciles = pd.DataFrame([{"group": GROUP_LABELS[name], **row} for name, g in groups.items()
+                        for row in g.get("calibration", [])])
+if not deciles.empty:
+    st.subheader("Observed against predicted risk, by decile of predicted risk")
+    top = float(max(deciles["mean_predicted"].max(), deciles["observed"].max()))
+    diagonal = alt.Chart(pd.DataFrame({"risk": [0.0, top]})).mark_line(
+        color="#888888", strokeDash=[4, 4]).encode(x="risk:Q", y="risk:Q")
+    points = alt.Chart(deciles).mark_line(point=True).encode(
+        x=alt.X("mean_predicted:Q", title="Mean predicted risk", axis=alt.Axis(format="%")),
+        y=alt.Y("observed:Q", title="Observed event rate", axis=alt.Axis(format="%")),
+        color=alt.Color("group:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("group:N", title="Predictions"), alt.Tooltip("decile:Q", title="Decile"),
+                 alt.Tooltip("n:Q", title="Patients"),
+                 alt.Tooltip("mean_predicted:Q", title="Predicted", format=".1%"),
+                 alt.Tooltip("observed:Q", title="Observed", format=".1%")])
+    _chart(alt.layer(diagonal, points).properties(height=320),
+           "Calibration: observed event rate against mean predicted risk per decile; dashed line: "
+           "perfect calibration", "calibration")
+    _download(deciles, "calibration", "calibration by decile")
+
+st.subheader("Overridden predictions: whose risk class matched the outcome")
+overrides = d.performance["overrides"]
+if overrides["overrides_with_outcome"].sum() == 0:
+    st.caption("No overridden prediction has an outcome recorded yet.")
+else:
+    n = overrides["overrides_with_outcome"]
+    shares = overrides.assign(reviewer_share=(overrides["reviewer_right"] / n.where(n > 0)).round(4),
+                              model_share=(overrides["model_right"] / n.where(n > 0)).round(4))
+
+    def _matched(count: int, total: int) -> str:
+        return f"{count} ({count / total:.0%})" if total else "-"
+
+    st.dataframe(pd.DataFrame({
+        "direction": overrides["direction"].map(DIRECTION_LABELS), "overrides": n,
+        "reviewer": [_matched(c, t) for c, t in zip(overrides["reviewer_right"], n, strict=True)],
+        "model": [_matched(c, t) for c, t in zip(overrides["model_right"], n, strict=True)]}),
+        hide_index=True, key="monitoring_overrides", column_config={
+            "direction": "Override", "overrides": "Overrides with an outcome",
+            "reviewer": "Reviewer's class matched the outcome", "model": "Model's class matched the outcome"})
+    _download(shares, "overrides_vs_outcome", "overrides against outcomes")

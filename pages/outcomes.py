@@ -1,0 +1,150 @@
+"""Clinician: record what happened to scored patients once the outcome horizon has passed.
+
+Append-only like every record: a correction is a new outcome that supersedes the one in force,
+and the history of a prediction shows both.
+"""
+
+import streamlit as st
+
+from core import artifacts, auth
+from core.config import get_settings
+from core.errors import AlreadyRecorded, ArtefactMismatch, InvalidInput, NotFound, StoreUnavailable
+from core.outcomes import HYPERKALAEMIA, horizon_days, record_outcome
+from core.scoring import now_utc
+from core.store import open_store
+
+FIELDS = ("event", "event_date", "max_potassium", "source")
+
+user = st.session_state.get("user")
+if not auth.authorise(user, "clinician", page="outcomes"):
+    st.error("You do not have access to this page.")
+    st.stop()
+
+# After a recorded outcome the choice of prediction and the form start empty again (widget
+# values can only be reset before the widgets are drawn).
+if st.session_state.pop("outcomes_reset", False):
+    for name in ("prediction", "prediction_id", *FIELDS):
+        st.session_state.pop(f"outcomes_{name}", None)
+
+settings = get_settings()
+now = now_utc()
+try:
+    store = open_store(settings.db)
+    active = store.active_activation()
+    serving = active[0] if active else artifacts.default_version(settings.models)
+    horizon = horizon_days(store, {"model_version": serving})
+    due = store.due_outcomes(now=now, horizon_days=horizon)
+except (StoreUnavailable, ArtefactMismatch) as exc:
+    st.error(f"Outcomes are unavailable: {exc}")
+    st.stop()
+
+st.title("Outcomes")
+st.caption(f"Hyperkalaemia (serum potassium >= {HYPERKALAEMIA} mmol/L) within {horizon} days of the "
+           f"prediction. Predictions whose {horizon}-day horizon has passed with no outcome recorded "
+           "are listed here, most overdue first. An event can be recorded as soon as it happens; "
+           "'no event' only once the horizon has passed.")
+notice = st.session_state.pop("outcomes_notice", None)
+if notice:
+    st.success(notice)
+
+st.subheader(f"Due or overdue ({len(due)})")
+if st.toggle("Only predictions I scored", key="outcomes_mine"):
+    due = due[due["user_name"] == user.username]
+if due.empty:
+    st.info("No outcomes are due.")
+else:
+    st.dataframe(
+        due[["patient_ref", "created_at", "days_overdue", "risk", "risk_class", "routing",
+             "model_version", "user_name", "prediction_id"]],
+        hide_index=True, key="outcomes_due", column_config={
+            "patient_ref": "Patient", "created_at": st.column_config.DatetimeColumn("Scored (UTC)"),
+            "days_overdue": st.column_config.NumberColumn("Days overdue"),
+            "risk": st.column_config.NumberColumn("Risk", format="percent"), "risk_class": "Class",
+            "routing": "Routing", "model_version": "Model", "user_name": "Scored by",
+            "prediction_id": "Prediction ID"})
+
+st.subheader("Record an outcome")
+labels = {row.prediction_id: f"{row.patient_ref} - scored {row.created_at:%Y-%m-%d} by {row.user_name} "
+                             f"({row.days_overdue} days overdue)" for row in due.itertuples()}
+cols = st.columns(2)
+picked = cols[0].selectbox("Due prediction", list(labels), format_func=labels.get, index=None,
+                           placeholder="Choose a prediction from the list", key="outcomes_prediction")
+typed = cols[1].text_input("Or prediction ID", key="outcomes_prediction_id",
+                           help="Any prediction: for an event before the horizon, or to correct an "
+                                "outcome already recorded")
+prediction_id = typed.strip() or picked
+if not prediction_id:
+    st.stop()
+prediction = store.prediction(prediction_id)
+if prediction is None:
+    st.error(f"There is no prediction with ID {prediction_id}.")
+    st.stop()
+
+st.markdown(f"**{prediction['patient_ref'] or '(patient reference purged)'}**: scored "
+            f"{prediction['created_at']:%Y-%m-%d %H:%M} UTC by {prediction['user_name']}, risk "
+            f"{prediction['risk']:.1%} ({prediction['risk_class']}), "
+            f"{'auto-finalised' if prediction['routing'] == 'auto_finalised' else 'routed to review'}, "
+            f"model {prediction['model_version']}.")
+history = store.outcome_history(prediction_id)
+current = store.current_outcome(prediction_id)
+if not history.empty:
+    in_force = current["outcome_id"] if current else None
+    st.markdown("**Outcome history** (oldest first; nothing is ever changed or deleted)")
+    st.dataframe(history.assign(in_force=history["outcome_id"] == in_force)[
+        ["created_at", "user_name", "event", "event_date", "max_potassium", "source", "in_force",
+         "supersedes", "outcome_id"]], hide_index=True, key="outcomes_history", column_config={
+        "created_at": st.column_config.DatetimeColumn("Recorded (UTC)"), "user_name": "By",
+        "event": "Event", "event_date": "Event date", "max_potassium": "Highest K+ (mmol/L)",
+        "source": "Source", "in_force": "In force", "supersedes": "Corrects", "outcome_id": "Outcome ID"})
+if current:
+    st.info(f"An outcome is recorded (event: {'yes' if current['event'] else 'no'}, by "
+            f"{current['user_name']} on {current['created_at']:%Y-%m-%d}). Submitting records a "
+            "correction that supersedes it; both stay in the history.")
+
+with st.form("outcomes_form"):
+    slots = {}
+    event = st.radio(f"Hyperkalaemia within {horizon} days (potassium >= {HYPERKALAEMIA} mmol/L)",
+                     ["yes", "no"], index=None, horizontal=True, key="outcomes_event")
+    slots["event"] = st.empty()
+    event_date = st.date_input("Date of the event", value=None, max_value=now.date(),
+                               key="outcomes_event_date", help="The first potassium at or above "
+                               f"{HYPERKALAEMIA} mmol/L; required when the event happened")
+    slots["event_date"] = st.empty()
+    max_k = st.number_input("Highest potassium within the horizon (mmol/L), if known", value=None,
+                            min_value=0.0, max_value=20.0, step=0.1, format="%.1f",
+                            key="outcomes_max_potassium")
+    slots["max_potassium"] = st.empty()
+    source = st.text_input("Source", key="outcomes_source", max_chars=200,
+                           placeholder="e.g. lab system, clinic letter, telephone follow-up")
+    slots["source"] = st.empty()
+    summary = st.empty()
+    submitted = st.form_submit_button("Correct outcome" if current else "Record outcome", type="primary")
+
+if submitted:
+    payload = {"prediction_id": prediction_id, "event": None if event is None else event == "yes",
+               "event_date": event_date, "max_potassium": max_k, "source": source,
+               "supersedes": current["outcome_id"] if current else None}
+    try:
+        record_outcome(payload, user=user.username)
+    except InvalidInput as exc:
+        by_field: dict[str, list[str]] = {}
+        for err in exc.errors:
+            by_field.setdefault(err["field"] if err["field"] in slots else "(form)", []).append(err["message"])
+        for field, messages in by_field.items():
+            if field in slots:
+                slots[field].error("; ".join(messages))
+        if "(form)" in by_field:
+            summary.error("Not recorded: " + "; ".join(by_field["(form)"]))
+        else:
+            summary.error(f"Not recorded - please correct {len(exc.errors)} problem(s) above.")
+    except (AlreadyRecorded, NotFound) as exc:
+        st.error(f"Not recorded: {exc}. Reload the page to see the outcome in force.")
+    except StoreUnavailable as exc:
+        st.error(f"Not recorded: {exc}. Please try again or tell the service owner.")
+        st.stop()
+    else:
+        st.session_state["outcomes_notice"] = (
+            f"{'Correction' if current else 'Outcome'} recorded for "
+            f"{prediction['patient_ref'] or prediction_id}: event {event}.")
+        st.session_state["outcomes_reset"] = True
+        st.rerun()
