@@ -18,11 +18,10 @@ import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from core.config import get_settings
+from core.config import ROLES, get_settings
 from core.errors import CoreError
 from core.store import Event, Store, open_store
 
-ROLES = ("clinician", "reviewer", "pi", "admin")
 ROLE_LABELS = {"clinician": "Clinician", "reviewer": "Reviewer", "pi": "Principal investigator",
                "admin": "Administrator"}
 MIN_PASSWORD_LENGTH = 12
@@ -201,9 +200,10 @@ def record_access(username: str, action: str, detail: str = "") -> None:
                                             {**content, "user_name": username})])
 
 
-def authorise(user: User | None, role: str, *, page: str) -> bool:
-    """True if the user holds the role; otherwise record an access denial and return False."""
-    if user is not None and user.has(role):
+def authorise(user: User | None, role: str | tuple[str, ...], *, page: str) -> bool:
+    """True if the user holds the role (or one of the roles); otherwise record an access denial."""
+    roles = (role,) if isinstance(role, str) else role
+    if user is not None and any(user.has(r) for r in roles):
         return True
     record_access(user.username if user else "(anonymous)", "access_denied", f"page {page}")
     return False
