@@ -27,6 +27,7 @@ lint: dev
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint Dockerfile
+	$(PY) -m core model-card --check
 
 test: lint
 	$(PY) -m pytest -q

@@ -1,4 +1,5 @@
-"""Administrator: accounts (add, disable) and model versions (activate, with a reason)."""
+"""Administrator: accounts (add, disable), model versions (activate, with a reason), backup and
+audit verification while the app runs."""
 
 import json
 
@@ -7,6 +8,7 @@ import streamlit as st
 from core import artifacts, auth
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
+from core.maintenance import backup, verify_audit
 from core.scoring import activate
 from core.store import open_store
 
@@ -17,7 +19,7 @@ if not auth.authorise(user, "admin", page="admin"):
 
 settings = get_settings()
 st.title("Admin")
-users_tab, models_tab = st.tabs(["Users", "Models"])
+users_tab, models_tab, maintenance_tab = st.tabs(["Users", "Models", "Backup and audit"])
 
 with users_tab:
     try:
@@ -84,3 +86,16 @@ with models_tab:
                 st.success(f"Model {artefact.version} now serves.")
             except (ArtefactMismatch, ValueError) as exc:
                 st.error(f"Not activated: {exc}")
+
+with maintenance_tab:
+    st.markdown(f"Backups are written to `{settings.backup_dir}` while the app keeps running "
+                "(writes wait a moment while the copy is taken). Copy them off this machine.")
+    if st.button("Back up now", key="admin_backup"):
+        path = backup(open_store(settings.db), settings.backup_dir)
+        st.success(f"Backup written: {path.name}")
+    if st.button("Verify the audit chain", key="admin_verify"):
+        problems, (seq, digest) = verify_audit(open_store(settings.db))
+        if problems:
+            st.error(f"Audit chain FAILED. First bad entry: {problems[0]}")
+        else:
+            st.success(f"Audit chain intact: {seq} entries. Head {seq}:{digest}")

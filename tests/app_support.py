@@ -15,10 +15,13 @@ from core.config import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
-PAGE_OWNER = {"pages/score.py": "clinician", "pages/review_queue.py": "reviewer",
-              "pages/monitoring.py": "pi", "pages/admin.py": "admin"}
-PAGE_TITLE = {"pages/score.py": "Score a patient", "pages/review_queue.py": "Review queue",
-              "pages/monitoring.py": "Monitoring", "pages/admin.py": "Admin"}
+# Every page of the app and the roles it belongs to, in sidebar order; a role lands on its first.
+PAGE_OWNERS = {"pages/score.py": ("clinician",), "pages/outcomes.py": ("clinician",),
+               "pages/review_queue.py": ("reviewer",), "pages/monitoring.py": ("pi",),
+               "pages/admin.py": ("admin",), "pages/governance.py": ("pi", "admin")}
+PAGE_TITLE = {"pages/score.py": "Score a patient", "pages/outcomes.py": "Outcomes",
+              "pages/review_queue.py": "Review queue", "pages/monitoring.py": "Monitoring",
+              "pages/admin.py": "Admin", "pages/governance.py": "Governance"}
 DENIED = "You do not have access to this page."
 TIMEOUT = 30
 

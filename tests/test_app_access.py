@@ -3,7 +3,7 @@
 import pytest
 from app_support import (
     DENIED,
-    PAGE_OWNER,
+    PAGE_OWNERS,
     PAGE_TITLE,
     REPO,
     TIMEOUT,
@@ -27,9 +27,9 @@ ROLES = ["anonymous", "clinician", "reviewer", "pi", "admin"]
 def test_navigation_offers_only_the_roles_pages(role):
     at = signed_in(role)
     assert not at.exception
-    owned = [p for p, owner in PAGE_OWNER.items() if owner == role]
+    owned = [p for p, owners in PAGE_OWNERS.items() if role in owners]
     assert [t.value for t in at.title] == ([PAGE_TITLE[owned[0]]] if owned else ["Sign in"])
-    for page in set(PAGE_OWNER) - set(owned):
+    for page in set(PAGE_OWNERS) - set(owned):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page)
     for page in owned:
@@ -38,7 +38,7 @@ def test_navigation_offers_only_the_roles_pages(role):
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("page", list(PAGE_OWNER))
+@pytest.mark.parametrize("page", list(PAGE_OWNERS))
 def test_page_opened_directly_shows_only_to_its_role(role, page):
     at = AppTest.from_file(str(REPO / page), default_timeout=TIMEOUT)
     username = f"demo-{role}"
@@ -46,7 +46,7 @@ def test_page_opened_directly_shows_only_to_its_role(role, page):
         at.session_state["user"] = auth.User(username, username, (role,))
     at.run()
     assert not at.exception
-    if PAGE_OWNER[page] == role:
+    if role in PAGE_OWNERS[page]:
         assert [t.value for t in at.title] == [PAGE_TITLE[page]]
         assert "access_denied" not in access_actions(username)
         return
@@ -66,6 +66,6 @@ def test_user_with_two_roles_gets_both_pages():
     for page in ("pages/review_queue.py", "pages/admin.py"):
         with pytest.raises(ValueError):
             at.switch_page(page)
-    for page in ("pages/score.py", "pages/monitoring.py"):
+    for page in ("pages/score.py", "pages/outcomes.py", "pages/monitoring.py", "pages/governance.py"):
         at.switch_page(page).run()
         assert [t.value for t in at.title] == [PAGE_TITLE[page]]

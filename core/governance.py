@@ -1,0 +1,184 @@
+"""Governance: the five evaluator questions answered from live data, the deployment checklist
+with automatic status and evidence, sign-off records, and a Markdown export of all of it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from core import artifacts
+from core.config import PROJ_ROOT, Settings, get_settings
+from core.errors import InvalidInput
+from core.maintenance import verify_audit
+from core.model_card import render
+from core.scoring import active_artefact, now_utc
+from core.store import Event, Store, open_store
+
+SIGNER_ROLES = ("IRB", "Data protection officer", "Hospital IT")
+RUNBOOK_SECTIONS = ("Deploy from the repository on a fresh laptop", "Retrain on a new cohort")
+
+
+@dataclass
+class Item:
+    text: str
+    status: str  # "done", "not yet", or "manual"
+    evidence: str
+
+
+def snapshot(store: Store | None = None, settings: Settings | None = None) -> dict:
+    """Everything the governance page shows, computed now."""
+    settings = settings or get_settings()
+    store = store or open_store(settings.db)
+    artefact = active_artefact(store, settings)
+    counts = store.governance_counts()
+    problems, head = verify_audit(store)
+    signoffs = store.signoff_records()
+    return {"artefact": artefact, "counts": counts, "audit_problems": problems, "audit_head": head,
+            "signoffs": signoffs, "activations": store.activations(),
+            "service": store.service_state(), "settings": settings,
+            "questions": _questions(artefact, counts, problems, head, settings),
+            "checklist": _checklist(artefact, counts, signoffs, settings)}
+
+
+def _questions(artefact, c: dict, problems, head, settings) -> list[tuple[str, str]]:
+    m = artefact.manifest
+    chain = ("intact" if not problems else f"FAILED ({problems[0]})") + f", {head[0]} entries"
+    oldest = c["oldest_raw_input"].strftime("%Y-%m-%d") if c["oldest_raw_input"] else "none kept"
+    return [
+        ("What model is in production, and what version of the training data was it trained on?",
+         f"Version **{artefact.version}** (model sha256 `{artefact.sha256[:16]}...`), trained "
+         f"{m['created_at']} by {m['trained_by']} on `{m['data']['file']}` (sha256 "
+         f"`{m['data']['sha256'][:16]}...`, {m['data']['patients_included']} patients). Every "
+         "prediction records the version and model hash; activations are kept with who and why."),
+        ("What does the model do when the input is malformed, missing, or outside the validated "
+         "input distribution?",
+         f"{m['ood_policy']} So far: {c['rejected_inputs']} inputs rejected with a structured "
+         f"error (recorded, no prediction), {c['flagged_out_of_distribution']} predictions "
+         "flagged out of distribution and sent to review."),
+        ("When the model is wrong, what is the recovery path?",
+         f"{m['routing']['description']} So far: {c['predictions']} predictions, "
+         f"{c['routed_to_review']} routed to review, {c['reviewed']} reviewed ({c['upgrades']} "
+         f"upgraded, {c['downgrades']} downgraded), {c['pending']} pending. The stop switch "
+         f"suspends scoring; rollback activates an earlier version with a recorded reason. "
+         f"Audit chain: {chain}."),
+        ("How are predictions logged, and for how long?",
+         "Every prediction is one append-only record with time (UTC), user, keyed hash of the "
+         "patient reference, sha256 of the input, output, confidence, routing and reasons, model "
+         "version and hash, chained into a tamper-evident audit trail. Raw inputs and patient "
+         f"references are kept {settings.retention_days} days, then purged (hashes, outputs and "
+         f"decisions stay). Oldest raw input kept: {oldest}. Incompletely logged predictions: "
+         f"{c['incompletely_logged']}."),
+        ("What is the procedure for retraining the model when the training data changes?",
+         "RUNBOOK.md, section \"Retrain on a new cohort\": a person who did not write the model "
+         "writes or adapts the feature spec, trains a new version with one command, verifies it, "
+         "reads the generated model card and activates it with a reason. A test runs those "
+         "commands as written on every change."),
+    ]
+
+
+def _checklist(artefact, c: dict, signoffs, settings) -> list[Item]:
+    card_current = (PROJ_ROOT / "MODEL_CARD.md").is_file() and \
+        (PROJ_ROOT / "MODEL_CARD.md").read_text() == render(artifacts.load(
+            settings.models, artifacts.default_version(settings.models) or artefact.version))
+    runbook = (PROJ_ROOT / "RUNBOOK.md").read_text() if (PROJ_ROOT / "RUNBOOK.md").is_file() else ""
+    signed = set(signoffs.loc[signoffs["model_version"] == artefact.version, "signer_role"]) \
+        if not signoffs.empty else set()
+    missing = [r for r in SIGNER_ROLES if r not in signed]
+    flow = artefact.manifest["data"]["flow"]
+
+    def item(text, ok, evidence, manual=False):
+        return Item(text, "manual" if manual else ("done" if ok else "not yet"), evidence)
+
+    return [
+        item("The model's training data is described in a model card, including the inclusion "
+             "and exclusion criteria for the training cohort.", card_current,
+             f"MODEL_CARD.md generated from the artefact ({len(flow) - 1} cohort steps); "
+             + ("current" if card_current else "STALE: regenerate with `python -m core model-card`")),
+        item("The model file in production has a version identifier that is logged in every "
+             "prediction.", c["incompletely_logged"] == 0,
+             f"{c['predictions']} predictions, {c['incompletely_logged']} without version or hash"),
+        item("The inference service has explicit input and output schemas. Malformed inputs "
+             "return a structured error, not a server crash.", True,
+             f"input schema built from the spec ({len(artefact.spec.features)} features); "
+             f"{c['rejected_inputs']} rejections recorded with field and message"),
+        item("There is a documented confidence threshold below which predictions are routed to "
+             "human review.", bool(artefact.manifest.get("routing")),
+             f"confidence level {artefact.manifest['routing']['confidence_level']:.1%}, safe-low "
+             f"bound {artefact.manifest['routing']['safe_low_bound']:.1%} (manifest, model card)"),
+        item("Every prediction is logged with input hash, output, confidence, model version, and "
+             "timestamp.", c["incompletely_logged"] == 0,
+             f"checked over all {c['predictions']} stored predictions"),
+        item("There is a runbook describing how to redeploy the model from the source repository "
+             "on a fresh laptop.", RUNBOOK_SECTIONS[0] in runbook, "RUNBOOK.md"),
+        item("There is a documented retraining procedure that a human can execute without the "
+             "original model author.", RUNBOOK_SECTIONS[1] in runbook,
+             "RUNBOOK.md; its commands are executed by the test suite"),
+        item("The IRB / data-protection officer / hospital IT department has reviewed the "
+             "deployment architecture and signed off.", not missing,
+             f"sign-offs for {artefact.version}: " + (", ".join(sorted(signed)) or "none")
+             + (f"; missing: {', '.join(missing)}" if missing else "")),
+        item("The team has answered the five evaluator questions in writing.", True,
+             "answered on this page from live data; export it as a Markdown report"),
+    ]
+
+
+def record_signoff(*, signer_name: str, signer_role: str, signed_on: str, scope: str,
+                   model_version: str, by: str, store: Store | None = None) -> dict:
+    """Append a sign-off (IRB, data-protection officer, hospital IT) to the audit trail."""
+    settings = get_settings()
+    store = store or open_store(settings.db)
+    problems = []
+    if not signer_name.strip():
+        problems.append({"field": "signer_name", "message": "is required", "value": "''"})
+    if signer_role not in SIGNER_ROLES:
+        problems.append({"field": "signer_role", "message": "must be one of: " + ", ".join(SIGNER_ROLES),
+                         "value": repr(signer_role)[:80]})
+    try:
+        day = date.fromisoformat(str(signed_on))
+        if day > now_utc().date():
+            problems.append({"field": "signed_on", "message": "cannot be in the future", "value": str(day)})
+    except ValueError:
+        problems.append({"field": "signed_on", "message": "must be a date YYYY-MM-DD",
+                         "value": repr(signed_on)[:80]})
+    if not scope.strip():
+        problems.append({"field": "scope", "message": "is required", "value": "''"})
+    if model_version not in artifacts.list_versions(settings.models):
+        problems.append({"field": "model_version", "message": "is not a known model version",
+                         "value": repr(model_version)[:80]})
+    if problems:
+        raise InvalidInput(problems)
+    at = now_utc()
+    content = {"signoff_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
+               "signer_name": signer_name.strip(), "signer_role": signer_role,
+               "signed_on": day.isoformat(), "scope": scope.strip(), "model_version": model_version}
+    store.append("signoffs", [Event("signoff", by, at, model_version, content, content)])
+    return content
+
+
+def report_markdown(snap: dict) -> str:
+    """The governance page as a Markdown report (for the IRB file)."""
+    a = snap["artefact"]
+    lines = [f"# Governance report: {a.spec.model_name}", "",
+             f"Generated {now_utc():%Y-%m-%d %H:%M} UTC from the live store. Serving model "
+             f"{a.version}.", ""]
+    if a.manifest.get("synthetic_data"):
+        lines += ["**SYNTHETIC MODEL - NOT FOR CLINICAL USE.**", ""]
+    state = snap["service"]
+    lines += [f"Scoring status: {'SUSPENDED' if state and state[0] == 'suspend' else 'active'}"
+              + (f" (last change {state[2]:%Y-%m-%d %H:%M} by {state[1]}: {state[3]})" if state else ""), "",
+              "## The five evaluator questions", ""]
+    for i, (q, answer) in enumerate(snap["questions"], 1):
+        lines += [f"### {i}. {q}", "", answer, ""]
+    lines += ["## Deployment checklist", "", "| # | Item | Status | Evidence |", "|---|---|---|---|"]
+    lines += [f"| {i} | {it.text} | {it.status} | {it.evidence} |" for i, it in enumerate(snap["checklist"], 1)]
+    lines += ["", "## Sign-offs", ""]
+    s = snap["signoffs"]
+    if s.empty:
+        lines += ["None recorded.", ""]
+    else:
+        lines += ["| Role | Name | Date | Scope | Model version | Recorded by |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r.signer_role} | {r.signer_name} | {r.signed_on} | {r.scope} | {r.model_version} "
+                  f"| {r.user_name} |" for r in s.itertuples()]
+        lines += [""]
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""Governance (admin and PI): the five evaluator questions from live data, the deployment
+checklist, sign-offs, the stop switch, and the report export."""
+
+import streamlit as st
+
+from core import artifacts, auth
+from core.config import get_settings
+from core.errors import CoreError, InvalidInput
+from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
+from core.scoring import set_suspended
+
+user = st.session_state.get("user")
+if not auth.authorise(user, ("admin", "pi"), page="governance"):
+    st.error("You do not have access to this page.")
+    st.stop()
+
+st.title("Governance")
+try:
+    snap = snapshot()
+except CoreError as exc:
+    st.error(f"The governance data cannot be read: {exc}")
+    st.stop()
+
+state = snap["service"]
+if state and state[0] == "suspend":
+    st.error(f"Scoring is SUSPENDED since {state[2]:%Y-%m-%d %H:%M} UTC by {state[1]}: {state[3]}")
+else:
+    st.success(f"Scoring is active. Serving model {snap['artefact'].version}.")
+
+st.header("The five evaluator questions")
+for i, (question, answer) in enumerate(snap["questions"], 1):
+    st.subheader(f"{i}. {question}")
+    st.markdown(answer)
+
+st.header("Deployment checklist")
+marks = {"done": "✅ done", "not yet": "❌ not yet", "manual": "✍️ manual"}
+st.dataframe([{"#": i, "Item": it.text, "Status": marks[it.status], "Evidence": it.evidence}
+              for i, it in enumerate(snap["checklist"], 1)], hide_index=True, key="gov_checklist")
+
+st.header("Sign-offs")
+if snap["signoffs"].empty:
+    st.info("No sign-off recorded yet.")
+else:
+    st.dataframe(snap["signoffs"], hide_index=True, key="gov_signoffs")
+with st.form("gov_signoff", clear_on_submit=True):
+    st.markdown("**Record a sign-off** (appended to the audit trail)")
+    name = st.text_input("Signer's name", key="gov_signer_name")
+    role = st.selectbox("Signer's role", SIGNER_ROLES, key="gov_signer_role")
+    signed_on = st.date_input("Date signed", key="gov_signed_on")
+    scope = st.text_input("Scope (what was reviewed)", key="gov_scope")
+    versions = artifacts.list_versions(get_settings().models)
+    version = st.selectbox("Model version", versions, index=versions.index(snap["artefact"].version),
+                           key="gov_version")
+    if st.form_submit_button("Record sign-off"):
+        try:
+            record_signoff(signer_name=name, signer_role=role, signed_on=str(signed_on), scope=scope,
+                           model_version=version, by=user.username)
+            st.success(f"Sign-off by {name} ({role}) recorded.")
+            st.rerun()
+        except InvalidInput as exc:
+            for e in exc.errors:
+                st.error(f"{e['field']}: {e['message']}")
+
+st.header("Stop switch")
+suspended = bool(state and state[0] == "suspend")
+with st.form("gov_stop_switch"):
+    reason = st.text_input("Reason (recorded)", key="gov_stop_reason")
+    label = "Resume scoring" if suspended else "Suspend scoring"
+    if st.form_submit_button(label, type="primary"):
+        try:
+            set_suspended(not suspended, by=user.username, reason=reason)
+            st.rerun()
+        except ValueError as exc:
+            st.error(str(exc))
+st.caption("Suspending stops all scoring at once: clinicians see 'model suspended' and no risk. "
+           "To roll back instead, activate an earlier version on the Admin page.")
+
+st.download_button("Export this page as a Markdown report", report_markdown(snap),
+                   file_name="governance-report.md", mime="text/markdown", key="gov_export")

@@ -1,0 +1,91 @@
+"""Governance page (admin and PI) and the admin's backup action, through AppTest."""
+
+import pytest
+from app_support import (
+    REPO,
+    demo_app,  # noqa: F401 (fixture, used through pytestmark)
+    signed_in,
+    store,
+    texts,
+)
+from streamlit.testing.v1 import AppTest
+
+import core
+from core import auth
+
+pytestmark = pytest.mark.usefixtures("demo_app")
+
+PATIENT = {"patient_ref": "G-1", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
+           "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei",
+           "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
+           "loop_diuretic": True, "potassium_supplement": False, "nsaid": False}
+
+
+def governance(role: str):
+    return signed_in(role).switch_page("pages/governance.py").run()
+
+
+@pytest.mark.parametrize("role", ["admin", "pi"])
+def test_governance_answers_five_questions_with_checklist(role):
+    core.score(PATIENT, user="demo-clinician")
+    core.score({**PATIENT, "patient_ref": "G-2", "lvef": None}, user="demo-clinician")
+    at = governance(role)
+    assert not at.exception
+    questions = [s.value for s in at.subheader]
+    assert len(questions) == 5 and questions[0].startswith("1. What model is in production")
+    page = texts(at)
+    assert "2 predictions, 1 routed to review" in page
+    assert len(at.dataframe[0].value) == 9
+
+
+@pytest.mark.parametrize("role", ["clinician", "reviewer", None])
+def test_governance_is_closed_to_other_roles(role):
+    at = AppTest.from_file(str(REPO / "pages" / "governance.py"), default_timeout=30)
+    if role:
+        at.session_state["user"] = auth.User(f"demo-{role}", f"demo-{role}", (role,))
+    at.run()
+    assert "You do not have access to this page." in texts(at)
+    assert not at.subheader
+    denials = store().access_events()
+    assert denials["action"].iloc[0] == "access_denied"
+
+
+def test_signoff_form_appends_a_record():
+    at = governance("admin")
+    at.text_input(key="gov_signer_name").input("Prof Ada IRB")
+    at.text_input(key="gov_scope").input("deployment architecture v1")
+    at.button(key="FormSubmitter:gov_signoff-Record sign-off").click().run()
+    records = store().signoff_records()
+    assert list(records["signer_name"]) == ["Prof Ada IRB"]
+    assert list(records["user_name"]) == ["demo-admin"]
+
+
+def test_stop_switch_needs_a_reason_then_suspends_scoring():
+    at = governance("pi")
+    at.button(key="FormSubmitter:gov_stop_switch-Suspend scoring").click().run()
+    assert any("needs a reason" in e.value for e in at.error)
+    assert store().service_state() is None
+    at.text_input(key="gov_stop_reason").input("override alert under investigation")
+    at.button(key="FormSubmitter:gov_stop_switch-Suspend scoring").click().run()
+    assert "SUSPENDED" in texts(at)
+    with pytest.raises(core.ScoringSuspended):
+        core.score(PATIENT, user="demo-clinician")
+
+
+def test_admin_backup_while_running(tmp_path, monkeypatch):
+    monkeypatch.setenv("APP_BACKUP_DIR", str(tmp_path / "backups"))
+    core.score(PATIENT, user="demo-clinician")
+    at = signed_in("admin")
+    at.button(key="admin_backup").click().run()
+    assert list((tmp_path / "backups").glob("*.duckdb"))
+    at.button(key="admin_verify").click().run()
+    assert any("Audit chain intact" in s.value for s in at.success)
+
+
+def test_clinician_sees_model_suspended_and_no_form():
+    from core.scoring import set_suspended
+
+    set_suspended(True, by="demo-pi", reason="investigating overrides")
+    at = signed_in("clinician")
+    assert any("Model suspended" in e.value and "investigating overrides" in e.value for e in at.error)
+    assert not [w for w in at.number_input if w.key.startswith("score_")]

@@ -1,0 +1,93 @@
+"""Governance: five questions from live data, checklist status, sign-offs, stop switch."""
+
+import pytest
+
+import core
+from core.errors import InvalidInput, ScoringSuspended
+from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
+from core.review import decide
+from core.scoring import set_suspended
+
+
+@pytest.fixture
+def journeys(fresh_store, valid_payload):
+    """A store filled by the other journeys: auto and review predictions, a rejection, a decision."""
+    core.score(valid_payload, user="dr.clin")
+    queued = core.score({**valid_payload, "patient_ref": "T-2", "lvef": None}, user="dr.clin")
+    with pytest.raises(core.InvalidInput):
+        core.score({**valid_payload, "potassium": 12}, user="dr.clin")
+    decide({"prediction_id": queued.prediction_id, "decision": "override_high"
+            if queued.risk_class == "low" else "override_low",
+            "reason_code": "recent medication change", "comment": "new ACEi"},
+           user="rev", display_name="Dr Rev")
+    return fresh_store
+
+
+def test_five_questions_answer_from_live_data(journeys):
+    snap = snapshot()
+    answers = [a for _, a in snap["questions"]]
+    assert len(answers) == 5
+    assert "Version **v1**" in answers[0]
+    assert "1 inputs rejected" in answers[1] and "1 predictions flagged" in answers[1]
+    assert "2 predictions, 1 routed to review, 1 reviewed" in answers[2]
+    assert "Audit chain: intact, 4 entries" in answers[2]
+    assert "180 days" in answers[3] and "Incompletely logged predictions: 0" in answers[3]
+
+
+def test_checklist_signoff_item_follows_records(journeys):
+    def signoff_item():
+        return snapshot()["checklist"][7]
+
+    assert signoff_item().status == "not yet"
+    for role in SIGNER_ROLES:
+        record_signoff(signer_name=f"{role} chair", signer_role=role, signed_on="2026-11-01",
+                       scope="deployment architecture", model_version="v1", by="admin")
+    item = signoff_item()
+    assert item.status == "done" and "missing" not in item.evidence
+    kinds = list(journeys.audit_entries()["kind"])
+    assert kinds.count("signoff") == 3
+
+
+def test_checklist_statuses_have_evidence(journeys):
+    items = snapshot()["checklist"]
+    assert len(items) == 9
+    assert all(i.evidence for i in items)
+    assert [i.status for i in items][:5] == ["done"] * 5
+
+
+@pytest.mark.parametrize("field,kwargs", [
+    ("signer_role", {"signer_role": "Caretaker"}),
+    ("signed_on", {"signed_on": "2999-01-01"}),
+    ("signed_on", {"signed_on": "yesterday"}),
+    ("model_version", {"model_version": "v9"}),
+    ("scope", {"scope": " "}),
+])
+def test_signoff_rejects_bad_fields(journeys, field, kwargs):
+    base = dict(signer_name="A", signer_role="IRB", signed_on="2026-11-01", scope="s",
+                model_version="v1", by="admin")
+    with pytest.raises(InvalidInput) as exc:
+        record_signoff(**{**base, **kwargs})
+    assert [e["field"] for e in exc.value.errors] == [field]
+    assert journeys.signoff_records().empty
+
+
+def test_stop_switch_suspends_and_resumes(journeys, valid_payload, tmp_path):
+    before = journeys.count("predictions")
+    set_suspended(True, by="pi", reason="override alert under investigation")
+    with pytest.raises(ScoringSuspended, match="suspended since .* by pi: override alert"):
+        core.score(valid_payload, user="dr.clin")
+    assert journeys.count("predictions") == before
+    set_suspended(False, by="pi", reason="investigated: entry error")
+    assert core.score(valid_payload, user="dr.clin").routing == "auto_finalised"
+    history = journeys.service_history()
+    assert list(history["action"]) == ["suspend", "resume"]
+    with pytest.raises(ValueError):
+        set_suspended(True, by="pi", reason=" ")
+
+
+def test_report_export_contains_everything(journeys):
+    record_signoff(signer_name="Prof IRB", signer_role="IRB", signed_on="2026-11-01",
+                   scope="architecture", model_version="v1", by="admin")
+    md = report_markdown(snapshot())
+    assert md.count("### ") == 5 and "| 9 |" in md and "Prof IRB" in md
+    assert "NOT FOR CLINICAL USE" in md
