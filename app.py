@@ -12,6 +12,8 @@ import streamlit as st
 from core import auth, sso
 from core.config import get_settings
 from core.errors import CoreError
+from core.maintenance import record_configuration
+from core.store import open_store
 
 st.set_page_config(page_title="Hyperkalaemia risk", layout="wide")
 
@@ -118,6 +120,7 @@ if settings.demo:
     st.warning(DEMO_BANNER, icon=":material/science:")
 try:
     auth.ensure_demo_accounts()
+    record_configuration(open_store(settings.db), settings, by="app")
     sso_settings = sso.get_sso_settings()
     user = st.session_state.get("user") or _sso_sign_in()
     idle_limit = settings.idle_timeout_minutes * 60
@@ -143,4 +146,5 @@ with st.sidebar:
 
 offered = {path: (title, icon) for role, role_pages in PAGES.items() if user.has(role)
            for path, title, icon in role_pages}
+offered["pages/model_card.py"] = ("Model card", ":material/description:")  # every role
 st.navigation([st.Page(path, title=title, icon=icon) for path, (title, icon) in offered.items()]).run()

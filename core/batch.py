@@ -5,14 +5,12 @@ as a rejected input; it does not stop the file."""
 from __future__ import annotations
 
 import csv
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
-from core.audit import canonical_json
 from core.config import get_settings
-from core.errors import InvalidInput
 from core.features import model_frame
 from core.scoring import (
     active_artefact,
@@ -20,7 +18,7 @@ from core.scoring import (
     prediction_events,
     record_rejections,
 )
-from core.spec import validate_payload
+from core.spec import validate_many
 from core.store import open_store
 
 OUTPUT_COLUMNS = ["row", "status", "prediction_id", "patient_ref", "risk", "risk_class",
@@ -40,38 +38,56 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
     out_rows: list[dict] = []
     counts = {"rows": len(records), "scored": 0, "review": 0, "rejected": 0}
     bar = tqdm(total=len(records), unit="row", disable=not progress, desc="scoring")
-    for start in range(0, len(records), chunk):
-        part = records[start:start + chunk]
-        good, bad = [], []
-        for offset, rec in enumerate(part):
-            try:
-                good.append((start + offset, *validate_payload(artefact.spec, rec)))
-            except InvalidInput as exc:
-                bad.append((start + offset, rec, exc.errors))
-        if good:
-            inputs = [(ref, values) for _, ref, values in good]
-            pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
-            events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
-            store.append("predictions", events)  # committed before anything is written out
-            for (row, ref, _), ev in zip(good, events, strict=True):
-                r = ev.row
-                out_rows.append({"row": row + 1, "status": "scored", "patient_ref": ref,
-                                 "prediction_id": r["prediction_id"], "risk": r["risk"],
-                                 "risk_class": r["risk_class"], "confidence": r["confidence"],
-                                 "routing": r["routing"], "reasons": canonical_json(r["reasons"]),
-                                 "model_version": r["model_version"]})
+    # One writer thread commits chunk k while this thread validates and predicts chunk k+1
+    # (DuckDB releases the GIL while it writes). Writes stay in chunk order, so the chain does.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
+        pending: list[Future] = []
+        for start in range(0, len(records), chunk):
+            part = records[start:start + chunk]
+            valid, invalid = validate_many(artefact.spec, part)
+            good = [(start + i, ref, values) for i, ref, values in valid]
+            bad = [(start + i, part[i], errors) for i, errors in invalid]
+            events = []
+            if good:
+                inputs = [(ref, values) for _, ref, values in good]
+                pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
+                events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
+                counts["review"] += int(pred.review.sum())
+            pending.append(writer.submit(_commit, store, events, bad, user, artefact.version))
+            if len(pending) > 1:
+                pending.pop(0).result()  # at most one chunk in flight; a failed commit stops here
+            out_rows += _output_rows(good, events, bad)
             counts["scored"] += len(events)
-            counts["review"] += int(pred.review.sum())
-        if bad:
-            record_rejections(store, [(rec, errs) for _, rec, errs in bad], user=user,
-                              source="batch", model_version=artefact.version)
-            for row, rec, errs in bad:
-                out_rows.append({"row": row + 1, "status": "rejected",
-                                 "patient_ref": str(rec.get("patient_ref", ""))[:64],
-                                 "errors": "; ".join(f"{e['field']}: {e['message']}" for e in errs)})
             counts["rejected"] += len(bad)
-        bar.update(len(part))
+            bar.update(len(part))
+        for future in pending:
+            future.result()
     bar.close()
-    out = pd.DataFrame(out_rows, columns=OUTPUT_COLUMNS).sort_values("row")
-    out.to_csv(output_csv, index=False)
+    out_rows.sort(key=lambda r: r["row"])
+    with open(output_csv, "w", newline="", encoding="utf-8") as fh:
+        out = csv.DictWriter(fh, fieldnames=OUTPUT_COLUMNS)
+        out.writeheader()
+        out.writerows(out_rows)
     return counts
+
+
+def _commit(store, events: list, bad: list, user: str, model_version: str) -> None:
+    """Record one chunk: its predictions, then its rejected rows."""
+    store.append("predictions", events)
+    if bad:
+        record_rejections(store, [(rec, errs) for _, rec, errs in bad], user=user,
+                          source="batch", model_version=model_version)
+
+
+def _output_rows(good: list, events: list, bad: list) -> list[dict]:
+    """Output lines for one chunk; written to the file only after every chunk committed."""
+    out = [{"row": row + 1, "status": "scored", "patient_ref": ref,
+            "prediction_id": ev.row["prediction_id"], "risk": ev.row["risk"],
+            "risk_class": ev.row["risk_class"], "confidence": ev.row["confidence"],
+            "routing": ev.row["routing"], "reasons": ev.row["reasons_json"],
+            "model_version": ev.row["model_version"]}
+           for (row, ref, _), ev in zip(good, events, strict=True)]
+    out += [{"row": row + 1, "status": "rejected", "patient_ref": str(rec.get("patient_ref", ""))[:64],
+             "errors": "; ".join(f"{e['field']}: {e['message']}" for e in errs)}
+            for row, rec, errs in bad]
+    return out

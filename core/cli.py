@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in WRITES_STORE or getattr(args, "action", None) == "activate":
+            from core.maintenance import record_configuration
+            from core.store import open_store
+
+            settings = get_settings()
+            record_configuration(open_store(settings.db), settings, by=f"command {args.command}")
         return {**COMMANDS, **cli_ops.COMMANDS}[args.command](args)
     except CoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -157,4 +163,6 @@ def _users(args) -> int:
     return 0
 
 
+# Commands that write the store record the effective configuration first, when it changed.
+WRITES_STORE = {"score-batch", "users", "outcomes", "retention", "backup"}
 COMMANDS = {"train": _train, "models": _models, "score-batch": _score_batch, "users": _users}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core import audit
 from core.config import Settings
+from core.errors import ConfigError
 from core.scoring import now_utc
 from core.store import TABLES, Event, Store
 
@@ -45,8 +46,12 @@ def purge_expired(store: Store, *, days: int, by: str) -> int:
 def configuration_snapshot(settings: Settings) -> dict:
     """The effective settings, secrets replaced by a fingerprint (changes show, values do not)."""
     snapshot = settings.model_dump(mode="json", exclude={"patient_key"})
-    key = settings.patient_key_bytes()
-    snapshot["patient_key_fingerprint"] = audit.patient_key("configuration-fingerprint", key)[:16]
+    try:
+        key = settings.patient_key_bytes()
+        fingerprint = audit.patient_key("configuration-fingerprint", key)[:16]
+    except ConfigError:
+        fingerprint = "not set"  # scoring refuses until it is; the change will be recorded then
+    snapshot["patient_key_fingerprint"] = fingerprint
     return snapshot
 
 

@@ -77,48 +77,55 @@ class Predictor:
         risk = 1 / (1 + np.exp(-eta))
         t, lo = self.rule.action_threshold, self.rule.safe_low_bound
         conf = routing.confidence(eta, se, threshold=t, safe_low=lo)
-        coded = self._reasons(frame, risk, conf)
+        texts, codes = self._reasons(frame, risk, conf)
         return Predictions(
             risk=risk,
             risk_low=1 / (1 + np.exp(-(eta - 1.959964 * se))),
             risk_high=1 / (1 + np.exp(-(eta + 1.959964 * se))),
             risk_class=np.where(risk >= t, "high", "low"),
             confidence=conf,
-            review=np.array([bool(r) for r in coded], dtype=bool),
-            reasons=[[text for _, text in r] for r in coded],
-            reason_codes=[[code for code, _ in r] for r in coded],
+            review=np.fromiter(map(bool, codes), dtype=bool, count=len(codes)),
+            reasons=texts,
+            reason_codes=codes,
             factors=self._factors(z),
         )
 
     def _reasons(self, frame: pd.DataFrame, risk: np.ndarray, conf: np.ndarray
-                 ) -> list[list[tuple[str, str]]]:
-        out: list[list[tuple[str, str]]] = [[] for _ in range(len(frame))]
-        for i in np.flatnonzero(conf < self.rule.confidence_level):
-            out[i].append(("uncertain", self._uncertain_reason(risk[i], conf[i])))
+                 ) -> tuple[list[list[str]], list[list[str]]]:
+        """Plain-language reasons and their codes (REASON_CODES), row by row, in step."""
+        texts: list[list[str]] = [[] for _ in range(len(frame))]
+        codes: list[list[str]] = [[] for _ in range(len(frame))]
+
+        def add(rows, code: str, text) -> None:
+            for i in rows:
+                texts[i].append(text(i) if callable(text) else text)
+                codes[i].append(code)
+
+        add(np.flatnonzero(conf < self.rule.confidence_level), "uncertain",
+            lambda i: self._uncertain_reason(risk[i], conf[i]))
         for f in self.spec.features:
             col = frame[f.name].to_numpy()
             if f.numeric:
                 v = col.astype(float)
                 if not f.required:
-                    for i in np.flatnonzero(np.isnan(v)):
-                        out[i].append(("missing_value", f"{f.label} was not given; the model "
-                                       "filled in a typical value."))
+                    add(np.flatnonzero(np.isnan(v)), "missing_value",
+                        f"{f.label} was not given; the model filled in a typical value.")
                 if f.validated_min is not None:
-                    for i in np.flatnonzero(v < f.validated_min):
-                        out[i].append(("outside_validated_range", _range_reason(f, v[i], "below")))
-                    for i in np.flatnonzero(v > f.validated_max):
-                        out[i].append(("outside_validated_range", _range_reason(f, v[i], "above")))
+                    add(np.flatnonzero(v < f.validated_min), "outside_validated_range",
+                        lambda i, f=f, v=v: _range_reason(f, v[i], "below"))
+                    add(np.flatnonzero(v > f.validated_max), "outside_validated_range",
+                        lambda i, f=f, v=v: _range_reason(f, v[i], "above"))
             elif f.type == "category" and f.validated_categories:
-                for i, value in enumerate(col):
-                    if value is not None and value not in f.validated_categories:
-                        out[i].append(("rare_category", f"{f.label} '{value}' was too rare in "
-                                       "the training data to be validated."))
+                rare = ~np.isin(col.astype(object), f.validated_categories) & pd.notna(col)
+                add(np.flatnonzero(rare), "rare_category",
+                    lambda i, f=f, col=col: f"{f.label} '{col[i]}' was too rare in the training "
+                                            "data to be validated.")
+        rarer = round(1 / (1 - self.novelty["quantile"]))
         for i, names in self._novel(frame):
-            out[i].append(("unusual_combination",
-                "This combination of values is unusual for the patients the model was trained on "
-                f"(rarer than 1 in {round(1 / (1 - self.novelty['quantile']))}), mostly because of "
-                + " and ".join(names) + "."))
-        return out
+            add([i], "unusual_combination",
+                "This combination of values is unusual for the patients the model was trained "
+                f"on (rarer than 1 in {rarer}), mostly because of " + " and ".join(names) + ".")
+        return texts, codes
 
     def _uncertain_reason(self, risk: float, conf: float) -> str:
         t, lo = self.rule.action_threshold, self.rule.safe_low_bound
@@ -142,15 +149,12 @@ class Predictor:
     def _factors(self, z: np.ndarray) -> list[list[dict]]:
         contrib = group_by_owner((z - self.z_mean) * self.w * -self.a, self.owners, self.spec.names)
         top = np.argsort(-np.abs(contrib), axis=1)[:, :TOP_FACTORS]
-        out = []
-        for i, idx in enumerate(top):
-            out.append([
-                {"feature": self.spec.names[j], "label": self.spec.features[j].label,
-                 "effect": round(float(contrib[i, j]), 3),
-                 "direction": "raises risk" if contrib[i, j] > 0 else "lowers risk"}
-                for j in idx if abs(contrib[i, j]) > 1e-6
-            ])
-        return out
+        effects = np.take_along_axis(contrib, top, axis=1).round(3).tolist()  # plain floats: fast
+        names, labels = self.spec.names, [f.label for f in self.spec.features]
+        return [[{"feature": names[j], "label": labels[j], "effect": e,
+                  "direction": "raises risk" if e > 0 else "lowers risk"}
+                 for j, e in zip(idx, row, strict=True) if e != 0]
+                for idx, row in zip(top.tolist(), effects, strict=True)]
 
 
 def _range_reason(f, value: float, side: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from core import artifacts, audit
@@ -127,8 +128,10 @@ def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict
                       pred: Predictions, *, user: str, source: str, key: bytes) -> list[Event]:
     """One prediction event per input (vectorised enough for batch: no per-row model objects)."""
     at = now_utc()
-    risk, low, high = pred.risk.round(4), pred.risk_low.round(4), pred.risk_high.round(4)
-    conf = pred.confidence.round(4)
+    risk, low, high = pred.risk.round(4).tolist(), pred.risk_low.round(4).tolist(), pred.risk_high.round(4).tolist()
+    conf, classes = pred.confidence.round(4).tolist(), pred.risk_class.tolist()
+    routing = np.where(pred.review, "review", "auto_finalised").tolist()
+    version, sha = artefact.version, artefact.sha256
     events = []
     for i, (ref, values) in enumerate(inputs):
         prediction_id = str(uuid.uuid4())
@@ -136,13 +139,12 @@ def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict
         content = {
             "prediction_id": prediction_id, "created_at": at, "user_name": user,
             "source": source, "patient_key": audit.patient_key(ref, key),
-            "input_sha256": audit.sha256_text(input_json), "risk": float(risk[i]),
-            "risk_class": str(pred.risk_class[i]), "confidence": float(conf[i]),
-            "routing": "review" if pred.review[i] else "auto_finalised",
+            "input_sha256": audit.sha256_text(input_json), "risk": risk[i],
+            "risk_class": classes[i], "confidence": conf[i], "routing": routing[i],
             "reasons": pred.reasons[i], "reason_codes": pred.reason_codes[i],
-            "model_version": artefact.version, "model_sha256": artefact.sha256,
+            "model_version": version, "model_sha256": sha,
         }
-        row = {**content, "risk_low": float(low[i]), "risk_high": float(high[i]),
+        row = {**content, "risk_low": low[i], "risk_high": high[i],
                "reasons_json": audit.canonical_json(pred.reasons[i]),
                "factors_json": audit.canonical_json(pred.factors[i])}
         phi = {"prediction_id": prediction_id, "created_at": at, "patient_ref": ref,

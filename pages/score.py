@@ -139,6 +139,8 @@ def _render(result: ScoreResult) -> None:
                 f"Brier {m['brier']:.3f}, calibration slope {m['calibration_slope']:.2f}\n"
                 f"- Expected share sent to review: {manifest['routing']['expected_review_share']:.0%}")
             st.write(manifest["routing"]["description"])
+            st.page_link("pages/model_card.py", label=f"Full model card for version {result.model_version}",
+                         query_params={"version": result.model_version}, icon=":material/description:")
 
 
 if "score_result" in st.session_state:

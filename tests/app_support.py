@@ -18,10 +18,12 @@ APP = str(REPO / "app.py")
 # Every page of the app and the roles it belongs to, in sidebar order; a role lands on its first.
 PAGE_OWNERS = {"pages/score.py": ("clinician",), "pages/outcomes.py": ("clinician",),
                "pages/review_queue.py": ("reviewer",), "pages/monitoring.py": ("pi",),
-               "pages/admin.py": ("admin",), "pages/governance.py": ("pi", "admin")}
+               "pages/admin.py": ("admin",), "pages/governance.py": ("pi", "admin"),
+               "pages/model_card.py": ("clinician", "reviewer", "pi", "admin")}
 PAGE_TITLE = {"pages/score.py": "Score a patient", "pages/outcomes.py": "Outcomes",
               "pages/review_queue.py": "Review queue", "pages/monitoring.py": "Monitoring",
-              "pages/admin.py": "Admin", "pages/governance.py": "Governance"}
+              "pages/admin.py": "Admin", "pages/governance.py": "Governance",
+              "pages/model_card.py": "Model card"}
 DENIED = "You do not have access to this page."
 TIMEOUT = 30
 

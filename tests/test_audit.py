@@ -159,7 +159,8 @@ def test_backup_and_restore_commands(filled, db, tmp_path):
     assert proc.returncode == 0
     copy = next((tmp_path / "bk").glob("*.duckdb"))
     proc = cli("restore", str(copy), db=tmp_path / "new.duckdb")
-    assert proc.returncode == 0 and "audit chain intact (7 entries)" in proc.stdout
+    # 7 events, and the configuration the backup command recorded before copying
+    assert proc.returncode == 0 and "audit chain intact (8 entries)" in proc.stdout
 
 
 def test_configuration_change_is_recorded_once(db, monkeypatch):

@@ -1,0 +1,249 @@
+"""The store's reads, grouped by journey; mixed into Store (core/store/__init__.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from core.store.schema import TABLES
+
+# The decision (outcome) in force: the one no later record supersedes.
+CURRENT_DECISIONS = (
+    "SELECT * FROM review_decisions d WHERE NOT EXISTS "
+    "(SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id)")
+CURRENT_OUTCOMES = (
+    "SELECT * FROM outcomes o WHERE NOT EXISTS "
+    "(SELECT 1 FROM outcomes n WHERE n.supersedes = o.outcome_id)")
+
+
+class RecordReads:
+    """Single records, counts, the audit trail, governance."""
+
+
+    def head(self) -> tuple[int, str]:
+        return self._head
+
+    def active_activation(self) -> tuple[str, str] | None:
+        """(version, model_sha256) of the latest activation, or None when never activated.
+
+        Kept in memory: this process owns the file, so only its own appends change it."""
+        return self._active
+
+    def service_state(self) -> tuple[str, str, datetime, str] | None:
+        """(action, by, when, reason) of the latest suspend/resume, or None. Kept in memory."""
+        return self._service
+
+    def service_history(self) -> pd.DataFrame:
+        return self._frame("SELECT created_at, user_name, action, reason FROM service_events "
+                           "ORDER BY audit_seq")
+
+    def governance_counts(self) -> dict:
+        """Counts the governance page answers from, in one round trip."""
+        cur = self._cursor().execute(
+            "SELECT (SELECT count(*) FROM predictions) AS predictions, "
+            "(SELECT count(*) FROM predictions WHERE routing = 'review') AS routed_to_review, "
+            "(SELECT count(*) FROM predictions WHERE len(list_filter(reason_codes, lambda c: "
+            "  c <> 'uncertain')) > 0) AS flagged_out_of_distribution, "
+            "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs, "
+            "(SELECT count(DISTINCT prediction_id) FROM review_decisions) AS reviewed, "
+            "(SELECT count(*) FROM review_decisions d WHERE direction = 'upgrade' AND NOT EXISTS "
+            "  (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id)) AS upgrades, "
+            "(SELECT count(*) FROM review_decisions d WHERE direction = 'downgrade' AND NOT EXISTS "
+            "  (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id)) AS downgrades, "
+            "(SELECT count(*) FROM predictions p WHERE routing = 'review' AND NOT EXISTS "
+            "  (SELECT 1 FROM review_decisions d WHERE d.prediction_id = p.prediction_id)) AS pending, "
+            "(SELECT count(*) FROM outcomes) AS outcomes, "
+            "(SELECT count(*) FROM predictions WHERE coalesce(model_version, '') = '' "
+            "  OR coalesce(model_sha256, '') = '' OR coalesce(input_sha256, '') = '' "
+            "  OR risk IS NULL OR confidence IS NULL OR created_at IS NULL) AS incompletely_logged, "
+            "(SELECT min(created_at) FROM phi_inputs) AS oldest_raw_input, "
+            "(SELECT max(created_at) FROM retention_purges) AS last_purge")
+        return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+
+    def signoff_records(self) -> pd.DataFrame:
+        return self._frame("SELECT created_at, user_name, signer_name, signer_role, signed_on, "
+                           "scope, model_version FROM signoffs ORDER BY audit_seq")
+
+    def activations(self) -> pd.DataFrame:
+        return self._frame("SELECT created_at, version, model_sha256, user_name, reason "
+                           "FROM model_activations ORDER BY audit_seq")
+
+    def count(self, table: str) -> int:
+        if table not in TABLES and table != "audit_log":
+            raise ValueError(f"unknown table {table}")
+        return self._one(f"SELECT count(*) FROM {table}")[0]
+
+    def prediction(self, prediction_id: str) -> dict | None:
+        cur = self._cursor().execute(
+            "SELECT p.*, phi.patient_ref, phi.input_json FROM predictions p "
+            "LEFT JOIN phi_inputs phi USING (prediction_id) WHERE prediction_id = ?", [prediction_id])
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def recent_predictions(self, *, user: str, limit: int = 20) -> pd.DataFrame:
+        return self._frame(
+            "SELECT prediction_id, p.created_at, patient_ref, risk, risk_class, confidence, "
+            "routing, model_version FROM predictions p LEFT JOIN phi_inputs USING (prediction_id) "
+            "WHERE user_name = ? ORDER BY audit_seq DESC LIMIT ?", [user, limit])
+
+    def rejections(self) -> pd.DataFrame:
+        return self._frame("SELECT * FROM rejected_inputs ORDER BY audit_seq")
+
+    def audit_entries(self) -> pd.DataFrame:
+        return self._frame("SELECT * FROM audit_log ORDER BY seq")
+
+    def iter_audit(self, batch: int = 10_000):
+        """Every audit entry in seq order, as dicts, without holding them all in memory."""
+        cur = self._cursor().execute(
+            "SELECT seq, recorded_at, kind, actor, subject, event_table, content_json, "
+            "content_sha256, prev_hash, entry_hash FROM audit_log ORDER BY seq")
+        names = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(batch):
+            yield from (dict(zip(names, r, strict=True)) for r in rows)
+
+    def event_rows(self, table: str) -> dict[int, dict]:
+        """An event table's rows keyed by their audit seq."""
+        if table not in TABLES:
+            raise ValueError(f"unknown event table {table}")
+        cur = self._cursor().execute(f"SELECT * FROM {table}")
+        names = [d[0] for d in cur.description]
+        return {r["audit_seq"]: r for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())}
+
+    def prediction_counts(self) -> pd.DataFrame:
+        """Per model version: predictions, how many went to review, and rejected inputs."""
+        return self._frame(
+            "WITH p AS (SELECT model_version, count(*) AS predictions, "
+            "count(*) FILTER (WHERE routing = 'review') AS routed_to_review "
+            "FROM predictions GROUP BY model_version), "
+            "r AS (SELECT model_version, count(*) AS rejected_inputs FROM rejected_inputs "
+            "GROUP BY model_version) "
+            "SELECT coalesce(p.model_version, r.model_version) AS model_version, "
+            "coalesce(p.predictions, 0) AS predictions, "
+            "coalesce(p.routed_to_review, 0) AS routed_to_review, "
+            "coalesce(r.rejected_inputs, 0) AS rejected_inputs "
+            "FROM p FULL OUTER JOIN r ON p.model_version = r.model_version ORDER BY 1")
+
+
+class ReviewReads:
+    """Review decisions and the queue."""
+
+
+
+    def current_decision(self, prediction_id: str) -> dict | None:
+        """The decision in force for a prediction (the one no later decision supersedes)."""
+        cur = self._cursor().execute(
+            f"SELECT * FROM ({CURRENT_DECISIONS}) WHERE prediction_id = ? "
+            "ORDER BY audit_seq DESC LIMIT 1", [prediction_id])
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def decisions(self, prediction_id: str) -> pd.DataFrame:
+        """Every decision on a prediction, corrections included, oldest first."""
+        return self._frame("SELECT * FROM review_decisions WHERE prediction_id = ? "
+                           "ORDER BY audit_seq", [prediction_id])
+
+    def pending_reviews(self, *, reason: str | None = None, model_version: str | None = None,
+                        limit: int = 500) -> pd.DataFrame:
+        """Predictions routed to review with no decision yet, oldest first."""
+        return self._frame(
+            "SELECT p.prediction_id, p.created_at, phi.patient_ref, phi.input_json, p.risk, "
+            "p.risk_low, p.risk_high, p.risk_class, p.confidence, p.reasons_json, "
+            "p.reason_codes, p.model_version, p.user_name FROM predictions p "
+            "LEFT JOIN phi_inputs phi USING (prediction_id) "
+            "WHERE p.routing = 'review' AND NOT EXISTS "
+            "(SELECT 1 FROM review_decisions d WHERE d.prediction_id = p.prediction_id) "
+            "AND (? IS NULL OR p.model_version = ?) "
+            "AND (? IS NULL OR list_contains(p.reason_codes, ?)) "
+            "ORDER BY p.audit_seq LIMIT ?",
+            [model_version, model_version, reason, reason, limit])
+
+    def recent_decisions(self, *, limit: int = 50) -> pd.DataFrame:
+        """Every decision (corrections included) on the `limit` most recently decided predictions:
+        latest activity first, each prediction's history oldest first, `in_force` marking the current one."""
+        return self._frame(
+            "WITH recent AS (SELECT prediction_id, max(audit_seq) AS last_seq FROM review_decisions "
+            "GROUP BY prediction_id ORDER BY last_seq DESC LIMIT ?) "
+            "SELECT d.*, phi.patient_ref, p.risk, p.model_version, p.created_at AS predicted_at, "
+            "NOT EXISTS (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id) "
+            "AS in_force FROM review_decisions d JOIN recent r USING (prediction_id) "
+            "JOIN predictions p USING (prediction_id) LEFT JOIN phi_inputs phi USING (prediction_id) "
+            "ORDER BY r.last_seq DESC, d.audit_seq", [limit])
+
+    def recent_predictions_with_review(self, *, user: str, limit: int = 20) -> pd.DataFrame:
+        """A user's recent predictions, newest first, with the review decision in force (if any)."""
+        return self._frame(
+            "SELECT p.prediction_id, p.created_at, phi.patient_ref, p.risk, p.risk_class, "
+            "p.confidence, p.routing, p.model_version, d.decision, d.reviewer_class, d.direction, "
+            "d.reviewer_name, d.created_at AS decided_at FROM predictions p "
+            "LEFT JOIN phi_inputs phi USING (prediction_id) "
+            f"LEFT JOIN ({CURRENT_DECISIONS}) d USING (prediction_id) "
+            "WHERE p.user_name = ? ORDER BY p.audit_seq DESC LIMIT ?", [user, limit])
+
+
+class OutcomeReads:
+    """Outcomes at the horizon."""
+
+
+
+    def current_outcome(self, prediction_id: str) -> dict | None:
+        cur = self._cursor().execute(
+            f"SELECT * FROM ({CURRENT_OUTCOMES}) WHERE prediction_id = ? "
+            "ORDER BY audit_seq DESC LIMIT 1", [prediction_id])
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def outcome_history(self, prediction_id: str) -> pd.DataFrame:
+        return self._frame("SELECT * FROM outcomes WHERE prediction_id = ? ORDER BY audit_seq",
+                           [prediction_id])
+
+    def due_outcomes(self, *, now: datetime, horizon_days: int, limit: int = 500) -> pd.DataFrame:
+        """Predictions past their horizon with no outcome recorded, most overdue first."""
+        return self._frame(
+            "SELECT p.prediction_id, p.created_at, phi.patient_ref, p.risk, p.risk_class, "
+            "p.routing, p.model_version, p.user_name, "
+            "date_diff('day', p.created_at + to_days(CAST(? AS INTEGER)), CAST(? AS TIMESTAMP)) "
+            "AS days_overdue FROM predictions p LEFT JOIN phi_inputs phi USING (prediction_id) "
+            "WHERE p.created_at + to_days(CAST(? AS INTEGER)) <= CAST(? AS TIMESTAMP) "
+            "AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.prediction_id = p.prediction_id) "
+            "ORDER BY p.audit_seq LIMIT ?", [horizon_days, now, horizon_days, now, limit])
+
+    def predictions_for_patient(self, patient_key: str) -> pd.DataFrame:
+        return self._frame("SELECT prediction_id, created_at, model_version FROM predictions "
+                           "WHERE patient_key = ? ORDER BY audit_seq", [patient_key])
+
+
+class AccessReads:
+    """Accounts and access events."""
+
+
+    _LATEST_USERS = ("SELECT * FROM user_events QUALIFY row_number() OVER "
+                     "(PARTITION BY username ORDER BY audit_seq DESC) = 1")
+
+    def user(self, username: str) -> dict | None:
+        """The current state of one account (latest row), with its password hash."""
+        cur = self._cursor().execute(
+            "SELECT username, display_name, roles_json, active, password_hash FROM user_events "
+            "WHERE username = ? ORDER BY audit_seq DESC LIMIT 1", [username])
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def users(self) -> pd.DataFrame:
+        """Every account's current state, never the password hash."""
+        return self._frame(
+            f"SELECT username, display_name, roles_json, active, action AS last_change, "
+            f"created_at AS changed_at, user_name AS changed_by FROM ({self._LATEST_USERS}) "
+            f"ORDER BY username")
+
+    def count_access(self, *, username: str, action: str, since: datetime) -> int:
+        return self._one("SELECT count(*) FROM access_events WHERE user_name = ? AND action = ? "
+                         "AND created_at >= ?", [username, action, since])[0]
+
+    def last_access(self, *, username: str, action: str) -> datetime | None:
+        row = self._one("SELECT max(created_at) FROM access_events WHERE user_name = ? "
+                        "AND action = ?", [username, action])
+        return row[0] if row else None
+
+    def access_events(self, *, limit: int = 200) -> pd.DataFrame:
+        return self._frame("SELECT created_at, user_name, action, detail FROM access_events "
+                           "ORDER BY audit_seq DESC LIMIT ?", [limit])

@@ -1,0 +1,109 @@
+"""The store's schema: numbered migrations (applied in order, each in a transaction and
+recorded in schema_migrations), the event tables' columns, and which tables are append-only."""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "m001_events", """
+        CREATE TABLE audit_log (
+            seq BIGINT PRIMARY KEY, recorded_at TIMESTAMP NOT NULL, kind TEXT NOT NULL,
+            actor TEXT NOT NULL, subject TEXT, event_table TEXT NOT NULL, content_json TEXT NOT NULL,
+            content_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL);
+        CREATE TABLE predictions (
+            prediction_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, source TEXT NOT NULL, patient_key TEXT NOT NULL,
+            input_sha256 TEXT NOT NULL, risk DOUBLE NOT NULL,
+            risk_low DOUBLE NOT NULL, risk_high DOUBLE NOT NULL, risk_class TEXT NOT NULL,
+            confidence DOUBLE NOT NULL, routing TEXT NOT NULL, reasons_json TEXT NOT NULL,
+            reason_codes VARCHAR[] NOT NULL,
+            factors_json TEXT NOT NULL, model_version TEXT NOT NULL, model_sha256 TEXT NOT NULL);
+        -- Raw inputs and patient references: the only PHI, the only rows a retention purge removes.
+        CREATE TABLE phi_inputs (
+            prediction_id TEXT PRIMARY KEY, created_at TIMESTAMP NOT NULL, patient_ref TEXT NOT NULL,
+            input_json TEXT NOT NULL);
+        CREATE TABLE rejected_inputs (
+            rejection_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, source TEXT NOT NULL, fields_json TEXT NOT NULL,
+            payload_sha256 TEXT NOT NULL, model_version TEXT);
+        CREATE TABLE model_activations (
+            activation_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, version TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+            reason TEXT NOT NULL);
+    """),
+    (2, "m002_users_and_access", """
+        CREATE TABLE user_events (
+            event_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, username TEXT NOT NULL, action TEXT NOT NULL,
+            display_name TEXT NOT NULL, roles_json TEXT NOT NULL, active BOOLEAN NOT NULL,
+            password_hash TEXT NOT NULL);
+        CREATE TABLE access_events (
+            event_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
+    """),
+    (3, "m003_retention_and_configuration", """
+        CREATE TABLE retention_purges (
+            purge_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, cutoff TIMESTAMP NOT NULL, retention_days INTEGER NOT NULL,
+            rows_removed BIGINT NOT NULL);
+        CREATE TABLE config_events (
+            event_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, settings_json TEXT NOT NULL);
+    """),
+    (4, "m004_review_decisions", """
+        CREATE TABLE review_decisions (
+            decision_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, reviewer_name TEXT NOT NULL, prediction_id TEXT NOT NULL,
+            decision TEXT NOT NULL, model_class TEXT NOT NULL, reviewer_class TEXT NOT NULL,
+            direction TEXT NOT NULL, reason_code TEXT NOT NULL, comment TEXT NOT NULL,
+            meaning TEXT NOT NULL, supersedes TEXT);
+    """),
+    (5, "m005_outcomes", """
+        CREATE TABLE outcomes (
+            outcome_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, prediction_id TEXT NOT NULL, event BOOLEAN NOT NULL,
+            event_date DATE, max_potassium DOUBLE, source TEXT NOT NULL, supersedes TEXT);
+    """),
+    (6, "m006_governance", """
+        CREATE TABLE service_events (
+            event_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL);
+        CREATE TABLE signoffs (
+            signoff_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, signer_name TEXT NOT NULL, signer_role TEXT NOT NULL,
+            signed_on DATE NOT NULL, scope TEXT NOT NULL, model_version TEXT NOT NULL);
+    """),
+]
+
+# Event tables and their columns, in insert order. Table names never come from input.
+TABLES = {
+    "predictions": ["prediction_id", "audit_seq", "created_at", "user_name", "source",
+                    "patient_key", "input_sha256", "risk", "risk_low",
+                    "risk_high", "risk_class", "confidence", "routing", "reasons_json",
+                    "reason_codes",
+                    "factors_json", "model_version", "model_sha256"],
+    "rejected_inputs": ["rejection_id", "audit_seq", "created_at", "user_name", "source",
+                        "fields_json", "payload_sha256", "model_version"],
+    "model_activations": ["activation_id", "audit_seq", "created_at", "user_name", "version",
+                          "model_sha256", "reason"],
+    # A user change is a new row carrying the whole new state; the latest row per user is current.
+    "user_events": ["event_id", "audit_seq", "created_at", "user_name", "username", "action",
+                    "display_name", "roles_json", "active", "password_hash"],
+    "access_events": ["event_id", "audit_seq", "created_at", "user_name", "action", "detail"],
+    "retention_purges": ["purge_id", "audit_seq", "created_at", "user_name", "cutoff",
+                         "retention_days", "rows_removed"],
+    "config_events": ["event_id", "audit_seq", "created_at", "user_name", "settings_json"],
+    # direction: 'upgrade' (model low -> reviewer high), 'downgrade' (high -> low), 'none' (agree)
+    "review_decisions": ["decision_id", "audit_seq", "created_at", "user_name", "reviewer_name",
+                         "prediction_id", "decision", "model_class", "reviewer_class", "direction",
+                         "reason_code", "comment", "meaning", "supersedes"],
+    "service_events": ["event_id", "audit_seq", "created_at", "user_name", "action", "reason"],
+    "signoffs": ["signoff_id", "audit_seq", "created_at", "user_name", "signer_name", "signer_role",
+                 "signed_on", "scope", "model_version"],
+    "outcomes": ["outcome_id", "audit_seq", "created_at", "user_name", "prediction_id", "event",
+                 "event_date", "max_potassium", "source", "supersedes"],
+}
+PHI_COLUMNS = ["prediction_id", "created_at", "patient_ref", "input_json"]
+AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table", "content_json",
+                 "content_sha256", "prev_hash", "entry_hash"]
+# Tables that refuse UPDATE and DELETE (and so TRUNCATE) in the database itself; phi_inputs
+# refuses UPDATE only, because the retention purge deletes from it.
+APPEND_ONLY = ["audit_log", "schema_migrations"]
+SMALL_INSERT = 20  # below this many rows, parameterised INSERTs; above, one frame insert

@@ -1,0 +1,28 @@
+"""Model card of a model version (every signed-in role): generated from its artefact, the same
+text as MODEL_CARD.md for the shipped version. Opened from each result with ?version=..."""
+
+import streamlit as st
+
+from core import artifacts, auth
+from core.config import get_settings
+from core.errors import ArtefactMismatch
+from core.model_card import render
+
+user = st.session_state.get("user")
+if not auth.authorise(user, auth.ROLES, page="model_card"):
+    st.error("You do not have access to this page.")
+    st.stop()
+
+st.title("Model card")
+settings = get_settings()
+versions = artifacts.list_versions(settings.models)
+asked = st.query_params.get("version")
+default = asked if asked in versions else artifacts.default_version(settings.models)
+version = st.selectbox("Model version", versions,
+                       index=versions.index(default) if default in versions else 0,
+                       key="card_version")
+try:
+    card = render(artifacts.load(settings.models, version))
+    st.markdown(card.split("\n", 1)[1])  # the page title replaces the card's own heading
+except ArtefactMismatch as exc:
+    st.error(f"This version cannot be shown: {exc}")

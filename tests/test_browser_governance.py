@@ -1,0 +1,135 @@
+"""End to end in headless Chromium: a clinician scores two patients, a reviewer clears the one
+routed to review, and the PI reads the governance page, records a sign-off and suspends scoring;
+the clinician then sees the model suspended."""
+
+from pathlib import Path
+
+import pytest
+from browser_support import CHROMIUM, fill_form, launch, sign_in, streamlit_server, wait_idle
+from test_browser_review import decide, new_page, score_for_review, table_rows
+
+from core import store as core_store
+from core.maintenance import verify_audit
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (apt-get install chromium)"),
+]
+SIGNER = "Dr Ada Example"
+SCOPE = "deployment architecture and data flows"
+STOP_REASON = "calibration drift under investigation"
+QUESTIONS = ("What model is in production", "What does the model do when the input is malformed",
+             "When the model is wrong, what is the recovery path?", "How are predictions logged",
+             "What is the procedure for retraining the model")
+
+
+def score_typical(page, ref: str) -> None:
+    """The form's patient with LVEF and systolic pressure given: complete and validated."""
+    fill_form(page, ref)
+    page.get_by_label("LVEF (%)", exact=True).fill("30")
+    page.get_by_label("Systolic blood pressure (mmHg)", exact=True).fill("118")
+    page.get_by_role("button", name="Score", exact=True).click()
+    card = page.locator(".st-key-score_result_card")
+    card.get_by_text(f"Result for {ref}").wait_for(timeout=20_000)
+    wait_idle(page)
+    assert "Auto-finalised" in card.inner_text()
+
+
+def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    db = tmp_path / "app.duckdb"
+    with streamlit_server(db) as url, sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            clinician, reviewer, pi = new_page(browser), new_page(browser), new_page(browser)
+
+            # (1) one prediction (LVEF empty) routed to review, one auto-finalised; in this order,
+            # as the form keeps the values of the previous submission
+            sign_in(clinician, url, "demo-clinician", "demo-clinician-password")
+            clinician.get_by_role("heading", name="Score a patient").wait_for()
+            wait_idle(clinician)
+            score_for_review(clinician, "BR-GOV-2")
+            score_typical(clinician, "BR-GOV-1")
+
+            # (2) the reviewer overrides it, with a comment
+            sign_in(reviewer, url, "demo-reviewer", "demo-reviewer-password")
+            reviewer.get_by_role("heading", name="Review queue").wait_for()
+            wait_idle(reviewer)
+            item = reviewer.locator(".st-key-review_item")
+            item.get_by_role("heading", name="BR-GOV-2, model v1").wait_for()
+            target = "high" if "Agree: low risk" in item.inner_text() else "low"
+            recorded = decide(reviewer, "BR-GOV-2", f"Override to {target} risk", comment="new ACE inhibitor")
+            assert recorded.startswith(f"Recorded for BR-GOV-2: overridden to {target}")
+            reviewer.get_by_text("No predictions are waiting for review.").wait_for()
+
+            # (3) the PI reads the governance page
+            sign_in(pi, url, "demo-pi", "demo-pi-password")
+            pi.get_by_role("heading", name="Monitoring", exact=True).wait_for(timeout=30_000)
+            wait_idle(pi, timeout=60_000)
+            pi.get_by_role("link", name="Governance").click()
+            pi.get_by_role("heading", name="The five evaluator questions").wait_for(timeout=20_000)
+            wait_idle(pi)
+            assert pi.get_by_text("Scoring is active. Serving model v1.").is_visible()
+            for i, question in enumerate(QUESTIONS, 1):
+                heading = pi.get_by_role("heading", name=f"{i}. {question}")
+                assert heading.count() == 1, question
+            recovery = pi.locator('[data-testid="stMarkdownContainer"]').filter(
+                has_text="routed to review").inner_text()
+            assert "2 predictions, 1 routed to review, 1 reviewed" in recovery
+            assert "Audit chain: intact" in recovery
+            checklist = table_rows(pi, 0)
+            assert [r["#"] for r in checklist] == [str(i) for i in range(1, 10)]
+            assert checklist[7]["Evidence"] == "sign-offs for v1: none; missing: IRB, Data protection officer, Hospital IT"
+            assert pi.get_by_text("No sign-off recorded yet.").is_visible()
+
+            # ... records a sign-off through the form and sees it listed
+            form = pi.locator('[data-testid="stForm"]').filter(has_text="Record a sign-off")
+            form.get_by_label("Signer's name", exact=True).fill(SIGNER)
+            role = form.get_by_role("combobox", name="Signer's role")
+            role.click()
+            pi.keyboard.type("IRB")
+            pi.keyboard.press("Enter")
+            form.get_by_label("Scope (what was reviewed)", exact=True).fill(SCOPE)
+            form.get_by_role("button", name="Record sign-off", exact=True).click()
+            pi.get_by_text("No sign-off recorded yet.").wait_for(state="detached", timeout=20_000)
+            wait_idle(pi)
+            signoffs = table_rows(pi, 1)
+            assert [(r["signer_name"], r["signer_role"], r["scope"], r["model_version"], r["user_name"])
+                    for r in signoffs] == [(SIGNER, "IRB", SCOPE, "v1", "demo-pi")]
+            assert "sign-offs for v1: IRB; missing: Data protection officer, Hospital IT" \
+                in table_rows(pi, 0)[7]["Evidence"]
+
+            # ... and suspends scoring with a reason
+            stop = pi.locator('[data-testid="stForm"]').filter(has_text="Reason (recorded)")
+            stop.get_by_label("Reason (recorded)", exact=True).fill(STOP_REASON)
+            stop.get_by_role("button", name="Suspend scoring", exact=True).click()
+            banner = pi.get_by_text("Scoring is SUSPENDED since")
+            banner.wait_for(timeout=20_000)
+            wait_idle(pi)
+            assert banner.inner_text().endswith(f"by demo-pi: {STOP_REASON}")
+            assert pi.get_by_role("button", name="Resume scoring", exact=True).is_visible()
+
+            # (4) the clinician, in a new session, sees the model suspended and no form
+            clinician.reload()
+            sign_in(clinician, url, "demo-clinician", "demo-clinician-password")
+            suspended = clinician.get_by_text("Model suspended:")
+            suspended.wait_for(timeout=20_000)
+            wait_idle(clinician)
+            assert STOP_REASON in suspended.inner_text()
+            assert clinician.locator('[data-testid="stForm"]').count() == 0
+            assert clinician.get_by_role("button", name="Score", exact=True).count() == 0
+        finally:
+            browser.close()
+
+    store = core_store.Store(db)  # the server has stopped: the file is free
+    try:
+        signoffs = store.signoff_records()
+        service = store.service_history()
+        problems, head = verify_audit(store)
+    finally:
+        store.close()
+    assert signoffs[["user_name", "signer_name", "signer_role", "scope", "model_version"]].values.tolist() \
+        == [["demo-pi", SIGNER, "IRB", SCOPE, "v1"]]
+    assert service[["user_name", "action", "reason"]].values.tolist() == [["demo-pi", "suspend", STOP_REASON]]
+    assert problems == [] and head[0] > 0
