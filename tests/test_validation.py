@@ -164,3 +164,21 @@ def test_whitespace_around_values_is_tolerated(fresh_store: Store, valid_payload
     padded = {**valid_payload, "patient_ref": " TEST-0001 ", "sex": " male ", "egfr": " 58 ",
               "age": "70"}
     assert core.score(padded, user="dr.test").risk == core.score(valid_payload, user="dr.test").risk
+
+
+def test_validate_many_agrees_with_validate_payload(v1, valid_payload):
+    """Batch validation gives the same rows and the same errors as row-by-row validation."""
+    from core.spec import validate_many, validate_payload
+
+    payloads = [valid_payload, {**valid_payload, "egfr": "abc"}, {**valid_payload, 3: "x"},
+                "not a mapping", {**valid_payload, "patient_ref": "T-2", "lvef": ""},
+                {**valid_payload, "age": True, "zz": 1}]
+    good, bad = validate_many(v1.spec, payloads)
+    expected_good, expected_bad = [], []
+    for i, payload in enumerate(payloads):
+        try:
+            expected_good.append((i, *validate_payload(v1.spec, payload)))
+        except core.InvalidInput as exc:
+            expected_bad.append((i, exc.errors))
+    assert good == expected_good and bad == expected_bad
+    assert [i for i, _ in bad] == [1, 2, 3, 5]
