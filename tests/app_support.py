@@ -27,6 +27,12 @@ PAGE_TITLE = {"pages/score.py": "Score a patient", "pages/outcomes.py": "Outcome
 DENIED = "You do not have access to this page."
 TIMEOUT = 30
 
+# A typical patient as core.score takes it (tests change patient_ref and single values)
+PATIENT = {"patient_ref": "P-1", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
+           "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei",
+           "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
+           "loop_diuretic": True, "potassium_supplement": False, "nsaid": False}
+
 # What the clinician enters in the form (widget key suffix -> value as the widget holds it)
 FORM_VALUES = {"patient_ref": "TEST-0001", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
                "potassium": 4.4, "diabetes": "no", "raas_inhibitor": "acei",

@@ -1,5 +1,6 @@
 """Governance page (admin and PI) and the admin's backup action, through AppTest."""
 
+import app_support
 import pytest
 from app_support import (
     REPO,
@@ -15,10 +16,7 @@ from core import auth
 
 pytestmark = pytest.mark.usefixtures("demo_app")
 
-PATIENT = {"patient_ref": "G-1", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
-           "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei",
-           "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
-           "loop_diuretic": True, "potassium_supplement": False, "nsaid": False}
+PATIENT = {**app_support.PATIENT, "patient_ref": "G-1"}
 
 
 def governance(role: str):

@@ -1,5 +1,6 @@
 """Reviewer, PI and admin pages: queue, counts, users and model activation."""
 
+import app_support
 import pytest
 from app_support import (
     REPO,
@@ -14,10 +15,7 @@ from core import auth
 
 pytestmark = pytest.mark.usefixtures("demo_app")
 
-PATIENT = {"patient_ref": "P-1", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
-           "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei",
-           "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
-           "loop_diuretic": True, "potassium_supplement": False, "nsaid": False}
+PATIENT = app_support.PATIENT
 
 
 def scored(*overrides: dict) -> list:

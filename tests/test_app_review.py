@@ -1,5 +1,6 @@
 """Review queue page: reviewers clear routed predictions with signed, append-only decisions."""
 
+import app_support
 import pytest
 from app_support import (
     demo_app,  # noqa: F401 (fixture, used through pytestmark)
@@ -14,10 +15,7 @@ from core.review import decide
 
 pytestmark = pytest.mark.usefixtures("demo_app")
 
-PATIENT = {"patient_ref": "R-1", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
-           "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei",
-           "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
-           "loop_diuretic": True, "potassium_supplement": False, "nsaid": False}
+PATIENT = {**app_support.PATIENT, "patient_ref": "R-1"}
 REASON = "clinical context not captured by the model"
 
 

@@ -76,6 +76,12 @@ class StoreBase:
     def _all(self, sql: str, params: list | None = None) -> list[tuple]:
         return self._cursor().execute(sql, params or []).fetchall()
 
+    def _record(self, sql: str, params: list | None = None) -> dict | None:
+        """The first row of a query as a dict of column name to value, or None."""
+        cur = self._cursor().execute(sql, params or [])
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
     def _frame(self, sql: str, params: list | None = None) -> pd.DataFrame:
         return self._cursor().execute(sql, params or []).df()
 

@@ -75,11 +75,9 @@ class RecordReads:
         return self._one(f"SELECT count(*) FROM {table}")[0]
 
     def prediction(self, prediction_id: str) -> dict | None:
-        cur = self._cursor().execute(
+        return self._record(
             "SELECT p.*, phi.patient_ref, phi.input_json FROM predictions p "
             "LEFT JOIN phi_inputs phi USING (prediction_id) WHERE prediction_id = ?", [prediction_id])
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def recent_predictions(self, *, user: str, limit: int = 20) -> pd.DataFrame:
         return self._frame(
@@ -128,15 +126,11 @@ class RecordReads:
 class ReviewReads:
     """Review decisions and the queue."""
 
-
-
     def current_decision(self, prediction_id: str) -> dict | None:
         """The decision in force for a prediction (the one no later decision supersedes)."""
-        cur = self._cursor().execute(
+        return self._record(
             f"SELECT * FROM ({CURRENT_DECISIONS}) WHERE prediction_id = ? "
             "ORDER BY audit_seq DESC LIMIT 1", [prediction_id])
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def decisions(self, prediction_id: str) -> pd.DataFrame:
         """Every decision on a prediction, corrections included, oldest first."""
@@ -184,14 +178,10 @@ class ReviewReads:
 class OutcomeReads:
     """Outcomes at the horizon."""
 
-
-
     def current_outcome(self, prediction_id: str) -> dict | None:
-        cur = self._cursor().execute(
+        return self._record(
             f"SELECT * FROM ({CURRENT_OUTCOMES}) WHERE prediction_id = ? "
             "ORDER BY audit_seq DESC LIMIT 1", [prediction_id])
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def outcome_history(self, prediction_id: str) -> pd.DataFrame:
         return self._frame("SELECT * FROM outcomes WHERE prediction_id = ? ORDER BY audit_seq",
@@ -222,11 +212,9 @@ class AccessReads:
 
     def user(self, username: str) -> dict | None:
         """The current state of one account (latest row), with its password hash."""
-        cur = self._cursor().execute(
+        return self._record(
             "SELECT username, display_name, roles_json, active, password_hash FROM user_events "
             "WHERE username = ? ORDER BY audit_seq DESC LIMIT 1", [username])
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def users(self) -> pd.DataFrame:
         """Every account's current state, never the password hash."""
