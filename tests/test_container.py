@@ -127,12 +127,30 @@ def _interpreter_env(run_as: list[str], bin_dir: Path) -> dict[str, str]:
     if system_python:
         bin_dir.mkdir(exist_ok=True)
         (bin_dir / "python").symlink_to(system_python)
-        paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+        paths = list(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
         env = {"PATH": f"{bin_dir}:{system_path}", "PYTHONPATH": os.pathsep.join(paths)}
+        if usable(env):
+            return env
+        # The packages themselves sit below a folder the user cannot enter (a checkout in a
+        # private temporary folder): give the user its own folders of hard links to them.
+        linked = [_linked_copy(Path(p), bin_dir.parent / f"site-packages-{i}") for i, p in enumerate(paths)]
+        env = {"PATH": f"{bin_dir}:{system_path}", "PYTHONPATH": os.pathsep.join(map(str, linked))}
         if usable(env):
             return env
     pytest.fail(f"no Python {sys.version_info.major}.{sys.version_info.minor} with this "
                 f"environment's packages that an unprivileged user can run")
+
+
+def _linked_copy(source: Path, target: Path) -> Path:
+    """A tree of new folders holding hard links to source's files (a plain copy across devices)."""
+    try:
+        shutil.copytree(source, target, copy_function=os.link, symlinks=True)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, symlinks=True)
+    for folder in [target, *(p for p in target.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        folder.chmod(0o755)
+    return target
 
 
 @pytest.fixture(scope="module")
