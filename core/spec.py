@@ -178,8 +178,13 @@ def _reject_bool(value: Any) -> Any:
     # bool is an int subclass; a checkbox value in a number field is an entry error.
     if isinstance(value, bool):
         raise ValueError("must be a number, not yes/no")
-    if isinstance(value, str) and value.strip() == "":
-        return None
+    if isinstance(value, (bytes, bytearray)):
+        raise ValueError("must be a number")
+    if isinstance(value, str):
+        if value.strip() == "":
+            return None
+        if "_" in value:  # Python reads "5_8" as 58: in a lab value it is a typo
+            raise ValueError("must be a number")
     return value
 
 

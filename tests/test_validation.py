@@ -182,3 +182,10 @@ def test_validate_many_agrees_with_validate_payload(v1, valid_payload):
             expected_bad.append((i, exc.errors))
     assert good == expected_good and bad == expected_bad
     assert [i for i, _ in bad] == [1, 2, 3, 5]
+
+
+@pytest.mark.parametrize("value", ["5_8", b"58", bytearray(b"58")])
+def test_number_typos_and_bytes_are_rejected(fresh_store: Store, valid_payload, value):
+    with pytest.raises(core.InvalidInput) as info:
+        core.score({**valid_payload, "egfr": value}, user="dr.test")
+    assert [(e["field"], e["message"]) for e in info.value.errors] == [("egfr", "must be a number")]
