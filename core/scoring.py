@@ -8,6 +8,7 @@ its record is committed; a rejected payload is recorded too, then raised as Inva
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -124,6 +125,17 @@ def score(payload: Mapping, *, user: str, source: str = "form") -> ScoreResult:
                               source=source, key=key)[0]
 
 
+def new_ids(n: int) -> list[str]:
+    """n random (version 4) UUIDs as text; one read of the OS's random source for all of them,
+    where uuid.uuid4() makes one system call each (a visible cost in batch scoring)."""
+    block = os.urandom(16 * n).hex()
+    out = []
+    for i in range(0, 32 * n, 32):
+        h = block[i:i + 32]
+        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}")
+    return out
+
+
 def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict]],
                       pred: Predictions, *, user: str, source: str, key: bytes) -> list[Event]:
     """One prediction event per input (vectorised enough for batch: no per-row model objects)."""
@@ -133,8 +145,7 @@ def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict
     routing = np.where(pred.review, "review", "auto_finalised").tolist()
     version, sha = artefact.version, artefact.sha256
     events = []
-    for i, (ref, values) in enumerate(inputs):
-        prediction_id = str(uuid.uuid4())
+    for i, ((ref, values), prediction_id) in enumerate(zip(inputs, new_ids(len(inputs)), strict=True)):
         input_json = audit.canonical_json(values)
         content = {
             "prediction_id": prediction_id, "created_at": at, "user_name": user,

@@ -317,3 +317,15 @@ def test_loop_diuretic_lowers_the_scored_risk(fresh_store: Store, valid_payload)
     off = core.score({**valid_payload, "loop_diuretic": False}, user="dr.test")
     assert on.risk < off.risk
     assert any(f.feature == "loop_diuretic" and f.direction == "lowers risk" for f in on.top_factors)
+
+
+def test_new_ids_are_distinct_version_4_uuids():
+    import uuid
+
+    from core.scoring import new_ids
+
+    ids = new_ids(5000)
+    assert len(set(ids)) == 5000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
