@@ -115,7 +115,9 @@ def _render(result: ScoreResult) -> None:
         cols[0].markdown(f"**{cls}** (action threshold {_pct(result.action_threshold)})")
         cols[1].metric("95% interval", f"{_pct(result.risk_interval_95[0])} - "
                                         f"{_pct(result.risk_interval_95[1])}")
-        cols[2].metric("Confidence", _pct(result.confidence), help=CONFIDENCE_MEANING)
+        # A probability from a statistical model is never certainty: cap what is shown.
+        shown = "> 99.9%" if result.confidence > 0.999 else _pct(result.confidence)
+        cols[2].metric("Confidence", shown, help=CONFIDENCE_MEANING)
         if result.routing == "auto_finalised":
             st.success("Auto-finalised: the model is confident and every input is within the "
                        "range it was validated on.")

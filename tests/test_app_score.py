@@ -35,7 +35,8 @@ def test_score_shows_the_recorded_result():
     assert f"{row['risk'] * 100:.1f}%" in shown
     assert ("High risk" if row["risk_class"] == "high" else "Low risk") in shown
     confidence = next(m for m in at.metric if m.label == "Confidence")
-    assert confidence.value == f"{row['confidence'] * 100:.1f}%" and confidence.help == CONFIDENCE_MEANING
+    expected = "> 99.9%" if row["confidence"] > 0.999 else f"{row['confidence'] * 100:.1f}%"
+    assert confidence.value == expected and confidence.help == CONFIDENCE_MEANING
     assert any(m.label == "95% interval" for m in at.metric)
     routing = "Auto-finalised" if row["routing"] == "auto_finalised" else "Sent to clinical review"
     assert routing in shown
