@@ -53,7 +53,7 @@ def _sso_sign_in() -> auth.User | None:
     if st.session_state.get("app_sso_refused_for") == identity:
         return None  # refused (and recorded) already in this session
     try:
-        user = sso.sign_in(claims, sso_settings)
+        user = sso.sign_in(claims, settings)
     except sso.SignInExpired:
         st.session_state["app_notice"] = "Your single sign-on has expired. Please sign in again."
         return None
@@ -79,7 +79,7 @@ def _sign_in_page() -> None:
     for provider, label in providers:
         if st.button(f"Sign in with {label}", key=f"signin_sso_{provider or 'default'}", type="primary"):
             st.login(provider)
-    if not sso_settings.local_accounts:
+    if not settings.local_accounts:
         if not providers:
             st.error("No way to sign in is configured: local accounts are switched off "
                      "(APP_LOCAL_ACCOUNTS) and no identity provider is set up.")
@@ -121,7 +121,6 @@ if settings.demo:
 try:
     auth.ensure_demo_accounts()
     record_configuration(open_store(settings.db), settings, by="app")
-    sso_settings = sso.get_sso_settings()
     user = st.session_state.get("user") or _sso_sign_in()
     idle_limit = settings.idle_timeout_minutes * 60
     if user is not None and time.time() - st.session_state.get("app_last_seen", 0) > idle_limit:

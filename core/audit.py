@@ -29,10 +29,6 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def content_hash(content: dict) -> str:
-    return sha256_text(canonical_json(content))
-
-
 def patient_key(reference: str, key: bytes) -> str:
     """Keyed hash of a patient reference: links records without keeping the reference."""
     return hmac.digest(key, reference.encode("utf-8"), "sha256").hex()

@@ -6,6 +6,7 @@ An event can be recorded as soon as it happens; "no event" only once the horizon
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -44,10 +45,14 @@ class OutcomeInput(BaseModel):
         return self
 
 
-def horizon_days(store: Store, prediction: dict) -> int:
-    settings = get_settings()
-    manifest = artifacts.read_manifest(Path(settings.models) / prediction["model_version"])
-    return int(manifest["outcome"]["horizon_days"])
+def horizon_days(version: str) -> int:
+    """The outcome horizon of a model version (from its manifest; versions never change)."""
+    return _horizon(str(get_settings().models), version)
+
+
+@functools.lru_cache(maxsize=32)
+def _horizon(models: str, version: str) -> int:
+    return int(artifacts.read_manifest(Path(models) / version)["outcome"]["horizon_days"])
 
 
 def record_outcome(payload: dict, *, user: str, store: Store | None = None,
@@ -62,7 +67,7 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
     prediction = store.prediction(o.prediction_id)
     if prediction is None:
         raise NotFound(f"prediction {o.prediction_id} does not exist")
-    _check_timing(o, prediction, horizon_days(store, prediction), now)
+    _check_timing(o, prediction, horizon_days(prediction["model_version"]), now)
     content = {"outcome_id": str(uuid.uuid4()), "created_at": now, "user_name": user,
                "prediction_id": o.prediction_id, "event": o.event,
                "event_date": o.event_date.isoformat() if o.event_date else None,
@@ -145,7 +150,6 @@ def _match(patient_ref: str, sample_date: str | None, store: Store, settings) ->
     key = audit.patient_key(patient_ref, settings.patient_key_bytes())
     for p in store.predictions_for_patient(key).itertuples():
         start = p.created_at.date()
-        manifest = artifacts.read_manifest(Path(settings.models) / p.model_version)
-        if start <= when <= start + timedelta(days=int(manifest["outcome"]["horizon_days"])):
+        if start <= when <= start + timedelta(days=horizon_days(p.model_version)):
             return p.prediction_id
     raise NotFound(f"no prediction for this patient whose horizon contains {sample_date}")

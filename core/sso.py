@@ -35,11 +35,6 @@ class SignInExpired(auth.SignInFailed):
     """The identity token behind this sign-in has expired: sign in with the provider again."""
 
 
-def get_sso_settings() -> Settings:
-    """The sign-in settings (part of core.config.Settings); ConfigError if malformed."""
-    return get_settings()
-
-
 def _claim(claims: Mapping[str, Any], name: str) -> Any:
     value: Any = claims
     for part in name.split("."):
@@ -73,7 +68,7 @@ def roles_from_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[st
 
 def user_from_claims(claims: Mapping[str, Any], settings: Settings | None = None) -> User:
     """The User for these claims (username: email, else subject), or NoRole."""
-    settings = settings or get_sso_settings()
+    settings = settings or get_settings()
     username = _email(claims) or str(claims.get("sub") or "").strip()
     if not username:
         raise NoRole("the identity provider sent neither an email nor a subject")

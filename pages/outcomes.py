@@ -32,7 +32,7 @@ try:
     store = open_store(settings.db)
     active = store.active_activation()
     serving = active[0] if active else artifacts.default_version(settings.models)
-    horizon = horizon_days(store, {"model_version": serving})
+    horizon = horizon_days(serving)
     due = store.due_outcomes(now=now, horizon_days=horizon)
 except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Outcomes are unavailable: {exc}")

@@ -6,6 +6,7 @@ The browser tests run a mock OpenID Connect provider (oidc-provider-mock) on loc
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import sso
 from core import store as core_store
-from core.config import PROJ_ROOT, Settings
+from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import ConfigError
 
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "test-only-cookie-secret",
@@ -93,12 +94,12 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("APP_SSO_ROLE_CLAIM", "groups")
     monkeypatch.setenv("APP_SSO_EMAIL_ROLES", '{"A@Example.org": ["pi", "admin"]}')
     monkeypatch.setenv("APP_LOCAL_ACCOUNTS", "false")
-    config = sso.get_sso_settings()
+    config = get_settings()
     assert (config.sso_role_claim, config.sso_email_roles, config.local_accounts) == (
         "groups", {"a@example.org": ["admin", "pi"]}, False)
     monkeypatch.setenv("APP_SSO_EMAIL_ROLES", '{"a@example.org": ["nurse"]}')
     with pytest.raises(ConfigError, match="APP_SSO_EMAIL_ROLES.*unknown role"):
-        sso.get_sso_settings()
+        get_settings()
 
 
 def test_sign_in_and_refusal_are_recorded(demo_app):  # noqa: F811
@@ -274,37 +275,45 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 quiet_mock = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.mark.browser
-@needs_chromium
-@quiet_mock
-def test_browser_provider_sign_in_lands_on_clinician_page_and_signs_out(sso_db, idp):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+@contextlib.contextmanager
+def signed_in_at_provider(sso_db, idp, subject: str):
+    """A browser page on the real app, after signing in at the mock provider as `subject`."""
     from playwright.sync_api import sync_playwright
 
     with streamlit_server(sso_db) as url, sync_playwright() as pw:
         chromium = launch(pw)
         try:
             page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            sign_in_at_provider(page, url, idp, "carol-sub")
-            page.get_by_role("heading", name="Score a patient").wait_for(timeout=20_000)
-            wait_idle(page)
-            sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-            assert "Carol Clinician" in sidebar and "carol.clinician@example.org" in sidebar
-            end_session = page.get_by_role("button", name="End session", exact=True)
-            signed_out = page.get_by_role("button", name="Sign in with single sign-on", exact=True)
-            page.get_by_role("button", name="Sign out", exact=True).click()
-            try:  # the provider's confirmation page, or straight back to sign-in
-                end_session.or_(signed_out).first.wait_for(timeout=45_000)
-            except PlaywrightTimeout:
-                pytest.fail(f"no end-session page after sign-out: {page.url}\n"
-                            f"{page.locator('body').inner_text()[:800]}")
-            if end_session.is_visible():
-                end_session.click()
-            signed_out.wait_for(timeout=30_000)
-            wait_idle(page)
-            assert not page.get_by_role("heading", name="Score a patient").count()
+            sign_in_at_provider(page, url, idp, subject)
+            yield page
         finally:
             chromium.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+@quiet_mock
+def test_browser_provider_sign_in_lands_on_clinician_page_and_signs_out(sso_db, idp):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with signed_in_at_provider(sso_db, idp, "carol-sub") as page:
+        page.get_by_role("heading", name="Score a patient").wait_for(timeout=20_000)
+        wait_idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert "Carol Clinician" in sidebar and "carol.clinician@example.org" in sidebar
+        end_session = page.get_by_role("button", name="End session", exact=True)
+        signed_out = page.get_by_role("button", name="Sign in with single sign-on", exact=True)
+        page.get_by_role("button", name="Sign out", exact=True).click()
+        try:  # the provider's confirmation page, or straight back to sign-in
+            end_session.or_(signed_out).first.wait_for(timeout=45_000)
+        except PlaywrightTimeout:
+            pytest.fail(f"no end-session page after sign-out: {page.url}\n"
+                        f"{page.locator('body').inner_text()[:800]}")
+        if end_session.is_visible():
+            end_session.click()
+        signed_out.wait_for(timeout=30_000)
+        wait_idle(page)
+        assert not page.get_by_role("heading", name="Score a patient").count()
     assert provider_access(sso_db, "carol.clinician@example.org") == [
         ("sign_in", "single sign-on (clinician)"), ("sign_out", "single sign-on")]
 
@@ -313,19 +322,11 @@ def test_browser_provider_sign_in_lands_on_clinician_page_and_signs_out(sso_db, 
 @needs_chromium
 @quiet_mock
 def test_browser_provider_account_without_role_is_refused(sso_db, idp):
-    from playwright.sync_api import sync_playwright
-
-    with streamlit_server(sso_db) as url, sync_playwright() as pw:
-        chromium = launch(pw)
-        try:
-            page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            sign_in_at_provider(page, url, idp, "nobody-sub")
-            message = page.get_by_text("Access refused: no role for this account (nobody@example.org).")
-            message.wait_for(timeout=20_000)
-            wait_idle(page)
-            assert page.get_by_role("heading", name="Sign in").is_visible()
-            assert not page.get_by_role("heading", name="Score a patient").count()
-        finally:
-            chromium.close()
+    with signed_in_at_provider(sso_db, idp, "nobody-sub") as page:
+        message = page.get_by_text("Access refused: no role for this account (nobody@example.org).")
+        message.wait_for(timeout=20_000)
+        wait_idle(page)
+        assert page.get_by_role("heading", name="Sign in").is_visible()
+        assert not page.get_by_role("heading", name="Score a patient").count()
     assert provider_access(sso_db, "nobody@example.org") == [
         ("access_denied", "single sign-on: no role for this account")]

@@ -64,6 +64,8 @@ class StoreBase:
                                  "ORDER BY audit_seq DESC LIMIT 1")
         self._service = self._one("SELECT action, user_name, created_at, reason FROM service_events "
                                   "ORDER BY audit_seq DESC LIMIT 1")
+        row = self._one("SELECT settings_json FROM config_events ORDER BY audit_seq DESC LIMIT 1")
+        self._configuration = row[0] if row else None
 
     # ---- plumbing ---------------------------------------------------------------------
 
@@ -173,6 +175,8 @@ class StoreBase:
                 self._active = (last["version"], last["model_sha256"])
             elif table == "service_events":
                 self._service = (last["action"], last["user_name"], last["created_at"], last["reason"])
+            elif table == "config_events":
+                self._configuration = last["settings_json"]
             return [r[0] for r in audit_rows]
 
     @staticmethod
@@ -201,8 +205,8 @@ class StoreBase:
             return n
 
     def last_configuration(self) -> str | None:
-        row = self._one("SELECT settings_json FROM config_events ORDER BY audit_seq DESC LIMIT 1")
-        return row[0] if row else None
+        """The settings last recorded (JSON). Kept in memory, like the serving version."""
+        return self._configuration
 
     def oldest_phi(self) -> datetime | None:
         return self._one("SELECT min(created_at) FROM phi_inputs")[0]
