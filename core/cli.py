@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core import artifacts, cli_ops
 from core.config import default_extract_path, default_spec_path, get_settings
-from core.errors import CoreError
+from core.errors import CoreError, InvalidInput
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             settings = get_settings()
             record_configuration(open_store(settings.db), settings, by=f"command {args.command}")
         return {**COMMANDS, **cli_ops.COMMANDS}[args.command](args)
+    except InvalidInput as exc:  # every problem, one per line
+        print("error: invalid input:\n" + "\n".join(f"  {e['field']}: {e['message']}"
+                                                    for e in exc.errors), file=sys.stderr)
+        return 2
     except CoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -228,8 +228,8 @@ def _build_input_model(spec: Spec) -> type[BaseModel]:
 def validate_payload(spec: Spec, payload: Any) -> tuple[str, dict[str, Any]]:
     """Check one payload against the spec: (patient_ref, features) or InvalidInput listing all problems."""
     if not isinstance(payload, Mapping):
-        raise InvalidInput([_problem("(payload)", "must be a mapping of field names to values", payload)])
-    problems = [_problem(safe_repr(k), "field names must be text", k)
+        raise InvalidInput([problem("(payload)", "must be a mapping of field names to values", payload)])
+    problems = [problem(safe_repr(k), "field names must be text", k)
                 for k in payload if not isinstance(k, str)]
     try:
         model = spec.input_model.model_validate({k: v for k, v in payload.items() if isinstance(k, str)})
@@ -283,7 +283,8 @@ def safe_repr(value: Any) -> str:
     return shown if len(shown) <= MAX_ECHO else shown[: MAX_ECHO - 3] + "..."
 
 
-def _problem(field: str, message: str, value: Any) -> dict:
+def problem(field: str, message: str, value: Any) -> dict:
+    """One entry of InvalidInput.errors: the field, what is wrong, the value received (short)."""
     field = field.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ECHO]
     return {"field": field, "message": message, "value": safe_repr(value)}
 
@@ -323,7 +324,7 @@ def _translate(spec: Spec, err: dict) -> dict:
         message = "must be text"
     else:
         message = err["msg"].removeprefix("Value error, ")
-    return _problem(field, message, value)
+    return problem(field, message, value)
 
 
 def _fmt(x: float | None) -> str:

@@ -3,6 +3,7 @@ chunked path giving the same counts."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -112,3 +113,106 @@ def test_chunked_batch_counts_add_up(fresh_store: Store, mixed_csv, tmp_path: Pa
     entries = fresh_store.audit_entries()
     assert list(entries["seq"]) == list(range(1, n + 1))
     assert list(entries["prev_hash"].iloc[1:]) == list(entries["entry_hash"].iloc[:-1])
+
+
+def _sample_lines() -> list[str]:
+    return SAMPLES.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize(("content", "fields", "message"), [
+    (b"patient_ref,age\nSYN-1\xff,70\n", ["input file"], "is not UTF-8 text (byte 0xff"),
+    (b"", ["input file"], "is empty"),
+    (None, ["input file"], "does not exist"),
+])
+def test_unreadable_file_is_refused_before_anything_is_recorded(
+        fresh_store: Store, tmp_path: Path, content, fields, message):
+    path, out = tmp_path / "patients.csv", tmp_path / "scored.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(core.InvalidInput) as caught:
+        score_batch(path, out, user="batch.tester", progress=False)
+    assert [e["field"] for e in caught.value.errors] == fields
+    assert caught.value.errors[0]["message"].startswith(message)
+    assert not out.exists()
+    assert fresh_store.count("predictions") == fresh_store.count("rejected_inputs") == 0
+    assert gc.isenabled()  # the collector is back on after a refused file
+
+
+def test_header_that_does_not_fit_the_model_is_refused_and_recorded(fresh_store: Store,
+                                                                     tmp_path: Path):
+    lines = _sample_lines()
+    header = lines[0].split(",")
+    renamed = ["eGFR" if c == "egfr" else c for c in header if c != "sex"] + ["age"]
+    path, out = tmp_path / "patients.csv", tmp_path / "scored.csv"
+    path.write_text("\n".join([",".join(renamed), *lines[1:4]]) + "\n", encoding="utf-8")
+    with pytest.raises(core.InvalidInput) as caught:
+        score_batch(path, out, user="batch.tester", progress=False)
+    problems = {e["field"]: e["message"] for e in caught.value.errors}
+    assert problems == {"sex": "is a required column; the file has no such column",
+                        "egfr": "is a required column; the file has no such column",
+                        "eGFR": "is not an input of this model (unknown column)",
+                        "age": "appears more than once in the header"}
+    assert not out.exists()
+    assert fresh_store.count("predictions") == 0
+    recorded = fresh_store.rejections()  # the refusal is on record, once for the whole file
+    assert len(recorded) == 1 and list(recorded["source"]) == ["batch"]
+    assert {f["field"] for f in json.loads(recorded["fields_json"].iloc[0])} == set(problems)
+
+
+def test_misaligned_rows_are_rejected_and_the_rest_scored(fresh_store: Store, tmp_path: Path):
+    lines = _sample_lines()
+    columns = len(lines[0].split(","))
+    rows = [lines[1], lines[2] + ",1,2", ",".join(lines[3].split(",")[:5]), lines[4]]
+    path, out = tmp_path / "patients.csv", tmp_path / "scored.csv"
+    path.write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
+    counts = score_batch(path, out, user="batch.tester", progress=False)
+    assert (counts["scored"], counts["rejected"]) == (2, 2)
+    result = pd.read_csv(out, keep_default_na=False)
+    assert list(result["status"]) == ["scored", "rejected", "rejected", "scored"]
+    assert list(result["errors"].iloc[1:3]) == [
+        f"(row): has {columns + 2} values but the header has {columns} columns",
+        f"(row): has 5 values but the header has {columns} columns"]
+    assert fresh_store.count("predictions") == 2
+    assert fresh_store.count("rejected_inputs") == 2
+
+
+def test_unwritable_output_is_refused_before_scoring(fresh_store: Store, mixed_csv, tmp_path: Path):
+    path = mixed_csv[0]
+    for out, message in [(tmp_path / "missing" / "scored.csv", "is in a folder that does not exist"),
+                         (path, "is the input file")]:
+        with pytest.raises(core.InvalidInput) as caught:
+            score_batch(path, out, user="batch.tester", progress=False)
+        assert caught.value.errors[0]["field"] == "output file"
+        assert caught.value.errors[0]["message"].startswith(message)
+    assert fresh_store.count("predictions") == fresh_store.count("rejected_inputs") == 0
+
+
+def test_batch_leaves_the_collector_as_it_found_it(fresh_store: Store, mixed_csv, tmp_path: Path):
+    path = mixed_csv[0]
+    assert gc.isenabled()
+    score_batch(path, tmp_path / "a.csv", user="batch.tester", progress=False)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        score_batch(path, tmp_path / "b.csv", user="batch.tester", progress=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_command_lists_every_problem_of_a_refused_file(fresh_store: Store, tmp_path: Path, v1):
+    path = tmp_path / "patients.csv"
+    path.write_text("patient_ref,age,Egfr\nSYN-1,70,40\n", encoding="utf-8")
+    core_store.close_all()  # the command opens the store file itself
+    run = subprocess.run(
+        [sys.executable, "-m", "core", "score-batch", "--input", str(path), "--output",
+         str(tmp_path / "scored.csv"), "--user", "batch.tester", "--quiet"],
+        cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    lines = run.stderr.splitlines()
+    assert lines[0] == "error: invalid input:"
+    assert "  Egfr: is not an input of this model (unknown column)" in lines
+    missing = {line.split(":")[0].strip() for line in lines
+               if line.endswith(": is a required column; the file has no such column")}
+    assert missing == {f.name for f in v1.spec.features if f.required} - {"age"}
+    assert not (tmp_path / "scored.csv").exists()
