@@ -24,7 +24,7 @@ from core.scoring import (
     prediction_events,
     record_rejections,
 )
-from core.spec import PATIENT_REF, Spec, problem, validate_many
+from core.spec import PATIENT_REF, WHOLE_ROW, Spec, problem, validate_many
 from core.store import open_store
 
 OUTPUT_COLUMNS = ["row", "status", "prediction_id", "patient_ref", "risk", "risk_class",
@@ -48,8 +48,8 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
         header, records = _read(Path(input_csv))
         problems = header_problems(artefact.spec, header)
         if problems:
-            record_rejections(store, [({"file_header": header}, problems)], user=user,
-                              source="batch", model_version=artefact.version)
+            record_rejections(store, artefact, [({"file_header": header}, problems)], user=user,
+                              source="batch")
             raise InvalidInput(problems)
         chunk = settings.batch_chunk_rows
         out_rows: list[dict] = []
@@ -71,7 +71,7 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
                     pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
                     events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
                     counts["review"] += int(pred.review.sum())
-                pending.append(writer.submit(_commit, store, events, bad, user, artefact.version))
+                pending.append(writer.submit(_commit, store, artefact, events, bad, user))
                 if len(pending) > 1:
                     pending.pop(0).result()  # at most one chunk in flight; a failed commit stops here
                 out_rows += _output_rows(good, events, bad)
@@ -187,15 +187,15 @@ def _shape_errors(record: dict, header: list[str]) -> list[dict]:
         n = sum(v is not None for v in record.values())
     else:
         return []
-    return [problem("(row)", f"has {n} values but the header has {len(header)} columns", "")]
+    return [problem(WHOLE_ROW, f"has {n} values but the header has {len(header)} columns", "")]
 
 
-def _commit(store, events: list, bad: list, user: str, model_version: str) -> None:
+def _commit(store, artefact, events: list, bad: list, user: str) -> None:
     """Record one chunk: its predictions, then its rejected rows."""
     store.append("predictions", events)
     if bad:
-        record_rejections(store, [(rec, errs) for _, rec, errs in bad], user=user,
-                          source="batch", model_version=model_version)
+        record_rejections(store, artefact, [(rec, errs) for _, rec, errs in bad], user=user,
+                          source="batch")
 
 
 def _output_rows(good: list, events: list, bad: list) -> list[dict]:

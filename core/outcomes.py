@@ -18,6 +18,7 @@ from core import artifacts, audit
 from core.config import get_settings
 from core.errors import AlreadyRecorded, InvalidInput, NotFound
 from core.scoring import now_utc
+from core.spec import WHOLE_ROW
 from core.store import Event, Store, open_store
 
 HYPERKALAEMIA = 5.5  # mmol/L, the outcome's definition in the spec
@@ -117,7 +118,7 @@ def import_outcomes(csv_path: Path, *, user: str, now: datetime | None = None) -
             record_outcome(_payload(row, store, settings), user=user, store=store, now=now)
             report["recorded"] += 1
         except (InvalidInput, NotFound, AlreadyRecorded) as exc:
-            errors = getattr(exc, "errors", None) or [{"field": "(row)", "message": str(exc)}]
+            errors = getattr(exc, "errors", None) or [{"field": WHOLE_ROW, "message": str(exc)}]
             report["rejected"].append({"row": number, "errors": errors})
     return report
 

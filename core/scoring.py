@@ -22,9 +22,10 @@ from core.config import Settings, get_settings
 from core.errors import ArtefactMismatch, InvalidInput, ScoringSuspended
 from core.features import model_frame
 from core.predict import Predictions
-from core.spec import safe_repr, validate_payload
+from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, safe_repr, validate_payload
 from core.store import Event, Store, open_store
 
+UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
 CONFIDENCE_MEANING = (
     "How sure the model is, given the statistical uncertainty of its own estimate, that the "
     "patient's true risk lies on the safe side of the boundary for the class shown: at or above "
@@ -116,8 +117,7 @@ def score(payload: Mapping, *, user: str, source: str = "form") -> ScoreResult:
     try:
         ref, values = validate_payload(artefact.spec, payload)
     except InvalidInput as exc:
-        record_rejections(store, [(payload, exc.errors)], user=user, source=source,
-                          model_version=artefact.version)
+        record_rejections(store, artefact, [(payload, exc.errors)], user=user, source=source)
         raise
     pred = artefact.predictor.predict(model_frame([values], artefact.spec))
     key = settings.patient_key_bytes()
@@ -186,16 +186,21 @@ def record_predictions(store: Store, artefact: artifacts.Artefact,
     return [result_of(ev, artefact, pred.factors[i]) for i, ev in enumerate(events)]
 
 
-def record_rejections(store: Store, rejected: list[tuple[Any, list[dict]]], *, user: str,
-                      source: str, model_version: str | None) -> None:
-    """Record rejected payloads: field names and messages and a payload hash, never the values."""
+def record_rejections(store: Store, artefact: artifacts.Artefact,
+                      rejected: list[tuple[Any, list[dict]]], *, user: str, source: str) -> None:
+    """Record rejected payloads: field names and messages and a payload hash, never the values.
+
+    A name that is not one of the model's fields is recorded as UNKNOWN_FIELD: a key or a column
+    heading is whatever the sender typed, and could itself identify a patient."""
     at = now_utc()
+    known = {PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, *artefact.spec.names}
     events = []
     for payload, errors in rejected:
-        fields = [{"field": e["field"], "message": e["message"]} for e in errors]
+        fields = [{"field": e["field"] if e["field"] in known else UNKNOWN_FIELD,
+                   "message": e["message"]} for e in errors]
         content = {"rejection_id": str(uuid.uuid4()), "created_at": at, "user_name": user,
                    "source": source, "fields": fields, "payload_sha256": _payload_hash(payload),
-                   "model_version": model_version}
+                   "model_version": artefact.version}
         row = {**content, "fields_json": json.dumps(fields)}
         events.append(Event("rejected_input", user, at, content["rejection_id"], content, row))
     store.append("rejected_inputs", events)

@@ -27,6 +27,8 @@ from pydantic import (
 from core.errors import InvalidInput, SpecError
 
 PATIENT_REF = "patient_ref"
+WHOLE_PAYLOAD = "(payload)"  # the field of a problem with the payload as a whole
+WHOLE_ROW = "(row)"  # ... with a row of a file as a whole (too many or too few values)
 MAX_ECHO = 80  # characters of a rejected value echoed back in an error
 CLEANING_RECIPES = ("hfref_spironolactone_export", "clean")
 
@@ -228,7 +230,7 @@ def _build_input_model(spec: Spec) -> type[BaseModel]:
 def validate_payload(spec: Spec, payload: Any) -> tuple[str, dict[str, Any]]:
     """Check one payload against the spec: (patient_ref, features) or InvalidInput listing all problems."""
     if not isinstance(payload, Mapping):
-        raise InvalidInput([problem("(payload)", "must be a mapping of field names to values", payload)])
+        raise InvalidInput([problem(WHOLE_PAYLOAD, "must be a mapping of field names to values", payload)])
     problems = [problem(safe_repr(k), "field names must be text", k)
                 for k in payload if not isinstance(k, str)]
     try:
@@ -290,7 +292,7 @@ def problem(field: str, message: str, value: Any) -> dict:
 
 
 def _translate(spec: Spec, err: dict) -> dict:
-    field = str(err["loc"][0]) if err["loc"] else "(payload)"
+    field = str(err["loc"][0]) if err["loc"] else WHOLE_PAYLOAD
     feature = next((f for f in spec.features if f.name == field), None)
     kind = err["type"]
     value = err.get("input")

@@ -64,7 +64,7 @@ REJECTIONS = [
 
 @pytest.mark.parametrize(("change", "field", "words"), [r[1:] for r in REJECTIONS],
                          ids=[r[0] for r in REJECTIONS])
-def test_each_rejection_kind_is_refused_named_and_recorded(fresh_store: Store, valid_payload,
+def test_each_rejection_kind_is_refused_named_and_recorded(fresh_store: Store, valid_payload, v1,
                                                            change, field, words):
     payload = change(valid_payload)
     with pytest.raises(core.InvalidInput) as info:
@@ -77,7 +77,22 @@ def test_each_rejection_kind_is_refused_named_and_recorded(fresh_store: Store, v
     assert fresh_store.count("predictions") == 0
     assert fresh_store.count("rejected_inputs") == 1
     recorded = json.loads(fresh_store.rejections().iloc[0]["fields_json"])
-    assert field in [f["field"] for f in recorded]
+    known = {"patient_ref", "(payload)", *v1.spec.names}  # any other name is recorded anonymously
+    assert (field if field in known else "(unknown field)") in [f["field"] for f in recorded]
+
+
+def test_a_field_the_model_does_not_have_is_recorded_without_its_name(fresh_store: Store,
+                                                                      valid_payload):
+    name = "Jane Roe born 1950-02-03"  # a key is whatever the sender typed
+    with pytest.raises(core.InvalidInput) as info:
+        core.score({**valid_payload, name: 1, "sex": "other"}, user="dr.test")
+    assert {e["field"] for e in info.value.errors} == {name, "sex"}  # the sender is told
+    recorded = json.loads(fresh_store.rejections().iloc[0]["fields_json"])
+    assert recorded == [{"field": "sex", "message": "must be one of: female, male"},
+                        {"field": "(unknown field)",
+                         "message": "is not an input of this model (unknown field)"}]
+    entries = fresh_store.audit_entries()
+    assert not any("Jane Roe" in text for text in entries["content_json"])
 
 
 @pytest.mark.parametrize("payload", [None, [], ["age", 70], "age=70", 42, (("age", 70),), b"{}"],
