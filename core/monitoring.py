@@ -65,6 +65,7 @@ def dashboard(*, start: datetime, end: datetime, model_version: str | None = Non
         "review_backlog": store.agg_backlog(f, now),
         "time_to_decision": store.agg_time_to_decision(f),
         "decisions_per_reviewer": store.agg_reviewer_workload(f),
+        "rejected_fields": store.agg_rejected_fields(f),
     }
     expected = {}
     for version in frames["review_share"]["model_version"]:

@@ -16,7 +16,6 @@ from core.errors import ArtefactMismatch, StoreUnavailable
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
 from core.scoring import now_utc
-from core.store import open_store
 
 DEFAULT_WEEKS = 12
 ALL_VERSIONS = "All versions"
@@ -76,7 +75,6 @@ first_day, last_day = chosen
 version = None if version_choice == ALL_VERSIONS else version_choice
 try:
     d = _aggregates(str(settings.db), first_day, last_day, version)
-    rejected = open_store(settings.db).prediction_counts()
 except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Monitoring is unavailable: {exc}")
     st.stop()
@@ -95,8 +93,6 @@ if not d.alerts:
 
 share = f["review_share"]
 predictions, routed = int(share["predictions"].sum()), int(share["routed_to_review"].sum())
-if version is not None:
-    rejected = rejected[rejected["model_version"] == version]
 backlog = f["review_backlog"].iloc[0]
 cols = st.columns(4)
 cols[0].metric("Predictions", predictions)
@@ -104,9 +100,10 @@ cols[1].metric("Routed to review", f"{routed} ({routed / predictions:.0%})" if p
                help="Expected share per model version (held-out patients) in the table below")
 cols[2].metric("Reviewed", int(f["override_rate_by_week"]["reviewed"].sum()),
                help="Predictions with a review decision recorded in the date range")
-cols[3].metric("Rejected inputs", int(rejected["rejected_inputs"].sum()),
-               help="Inputs refused by validation since the store was created (not limited to the "
-                    "dates above)")
+rejected = f["rejected_fields"]
+cols[3].metric("Rejected inputs", int(rejected["rejected_inputs"].iloc[0]) if len(rejected) else 0,
+               help="Inputs refused by validation in the date range; nothing was scored from them. "
+                    "The fields they named are listed under 'Predictions and routing'.")
 if predictions == 0:
     st.info("No predictions recorded in this date range.")
 
@@ -221,6 +218,16 @@ else:
         "Reasons predictions were routed to review, including out-of-distribution inputs", "review_reasons")
     st.caption("A prediction can have several reasons.")
     _download(review_reasons, "review_reasons", "review reasons")
+
+st.subheader("Fields named by rejected inputs")
+if rejected.empty:
+    st.caption("No input was rejected in this date range.")
+else:
+    st.dataframe(rejected[["field", "rejections"]], hide_index=True, key="monitoring_rejected_fields",
+                 column_config={"field": "Field", "rejections": "Rejected inputs naming it"})
+    st.caption("A rejected input can name several fields. Many rejections on one field point to a "
+               "form or export problem; a name the model does not have is shown as '(unknown field)'.")
+    _download(rejected, "rejected_fields", "fields named by rejected inputs")
 
 # ---- review backlog, time to decision, workload -------------------------------------------------
 

@@ -53,6 +53,8 @@ def test_monitoring_counts_against_expected_share():
     assert metrics["Routed to review"].startswith(f"{n_review} (")
     row = at.dataframe[0].value.iloc[0]
     assert row["model_version"] == "v1" and row["expected_review_share"] == 0.3221
+    (fields,) = [d.value for d in at.dataframe if "field" in d.value.columns]
+    assert fields[["field", "rejections"]].values.tolist() == [["potassium", 1]]
 
 
 def test_admin_lists_users_without_hashes():

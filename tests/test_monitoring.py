@@ -132,3 +132,23 @@ def test_too_few_outcomes_is_said_plainly(fresh_store, valid_payload):
     core.score(valid_payload, user="x")
     perf = dashboard(start=window()[0], end=window()[1]).performance
     assert "Too few outcomes" in perf["groups"]["all"]["too_few"]
+
+
+def test_rejected_inputs_are_counted_per_field_within_the_filters(fresh_store, valid_payload):
+    import core
+
+    bad = [{**valid_payload, "egfr": "abc"}, {**valid_payload, "egfr": 900, "sex": "other"},
+           {**valid_payload, "nickname": "x"}]
+    for payload in bad:
+        with pytest.raises(core.InvalidInput):
+            core.score(payload, user="dr.clin")
+    core.score(valid_payload, user="dr.clin")
+    start, end = window()
+    fields = dashboard(start=start, end=end).frames["rejected_fields"]
+    assert dict(zip(fields["field"], fields["rejections"], strict=True)) == {
+        "egfr": 2, "sex": 1, "(unknown field)": 1}
+    assert set(fields["rejected_inputs"]) == {len(bad)}
+    assert fields["field"].iloc[0] == "egfr"  # most often named first
+    later = dashboard(start=now_utc() + timedelta(days=1), end=now_utc() + timedelta(days=2))
+    assert later.frames["rejected_fields"].empty
+    assert dashboard(start=start, end=end, model_version="v0").frames["rejected_fields"].empty

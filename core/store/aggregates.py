@@ -18,6 +18,9 @@ class MonitoringReads:
           "JOIN predictions p USING (prediction_id) WHERE d.created_at >= ? AND d.created_at < ? "
           "AND (CAST(? AS TEXT) IS NULL OR p.model_version = ?)")
 
+    _R = ("SELECT * FROM rejected_inputs WHERE created_at >= ? AND created_at < ? "
+          "AND (CAST(? AS TEXT) IS NULL OR model_version = ?)")
+
     def _agg(self, sql: str, base: str, f: tuple, extra: list | None = None) -> pd.DataFrame:
         start, end, version = f
         return self._frame(f"WITH base AS ({base}) {sql}", [start, end, version, version, *(extra or [])])
@@ -73,6 +76,14 @@ class MonitoringReads:
     def agg_reviewer_workload(self, f: tuple) -> pd.DataFrame:
         return self._agg("SELECT reviewer_name, count(*) AS decisions FROM base "
                          "GROUP BY ALL ORDER BY reviewer_name", self._D, f)
+
+    def agg_rejected_fields(self, f: tuple) -> pd.DataFrame:
+        """Per field: how many rejected inputs named it; rejected_inputs repeats the total."""
+        return self._agg(
+            "SELECT field, count(DISTINCT rejection_id) AS rejections, "
+            "(SELECT count(*) FROM base) AS rejected_inputs FROM (SELECT rejection_id, "
+            "unnest(from_json(fields_json, '[{\"field\": \"VARCHAR\"}]'), recursive := true) "
+            "FROM base) GROUP BY ALL ORDER BY rejections DESC, field", self._R, f)
 
     def outcome_pairs(self, f: tuple) -> pd.DataFrame:
         """Predictions with an outcome in force: risk, class, routing, review, and the event."""

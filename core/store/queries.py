@@ -16,10 +16,8 @@ CURRENT_OUTCOMES = (
     "SELECT * FROM outcomes o WHERE NOT EXISTS "
     "(SELECT 1 FROM outcomes n WHERE n.supersedes = o.outcome_id)")
 
-
 class RecordReads:
     """Single records, counts, the audit trail, governance."""
-
 
     def head(self) -> tuple[int, str]:
         return self._head
@@ -108,21 +106,6 @@ class RecordReads:
         names = [d[0] for d in cur.description]
         return {r["audit_seq"]: r for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())}
 
-    def prediction_counts(self) -> pd.DataFrame:
-        """Per model version: predictions, how many went to review, and rejected inputs."""
-        return self._frame(
-            "WITH p AS (SELECT model_version, count(*) AS predictions, "
-            "count(*) FILTER (WHERE routing = 'review') AS routed_to_review "
-            "FROM predictions GROUP BY model_version), "
-            "r AS (SELECT model_version, count(*) AS rejected_inputs FROM rejected_inputs "
-            "GROUP BY model_version) "
-            "SELECT coalesce(p.model_version, r.model_version) AS model_version, "
-            "coalesce(p.predictions, 0) AS predictions, "
-            "coalesce(p.routed_to_review, 0) AS routed_to_review, "
-            "coalesce(r.rejected_inputs, 0) AS rejected_inputs "
-            "FROM p FULL OUTER JOIN r ON p.model_version = r.model_version ORDER BY 1")
-
-
 class ReviewReads:
     """Review decisions and the queue."""
 
@@ -174,7 +157,6 @@ class ReviewReads:
             f"LEFT JOIN ({CURRENT_DECISIONS}) d USING (prediction_id) "
             "WHERE p.user_name = ? ORDER BY p.audit_seq DESC LIMIT ?", [user, limit])
 
-
 class OutcomeReads:
     """Outcomes at the horizon."""
 
@@ -202,10 +184,8 @@ class OutcomeReads:
         return self._frame("SELECT prediction_id, created_at, model_version FROM predictions "
                            "WHERE patient_key = ? ORDER BY audit_seq", [patient_key])
 
-
 class AccessReads:
     """Accounts and access events."""
-
 
     _LATEST_USERS = ("SELECT * FROM user_events QUALIFY row_number() OVER "
                      "(PARTITION BY username ORDER BY audit_seq DESC) = 1")
