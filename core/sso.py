@@ -66,10 +66,19 @@ def roles_from_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[st
     return tuple(r for r in auth.ROLES if r in found)
 
 
+SUBJECT_PREFIX = "sso:"  # ':' is never in a local username, so a subject cannot pass for one
+
+
+def _username(claims: Mapping[str, Any]) -> str:
+    """The verified email, else the provider's subject marked as such; empty when neither."""
+    subject = str(claims.get("sub") or "").strip()
+    return _email(claims) or (SUBJECT_PREFIX + subject if subject else "")
+
+
 def user_from_claims(claims: Mapping[str, Any], settings: Settings | None = None) -> User:
-    """The User for these claims (username: email, else subject), or NoRole."""
+    """The User for these claims (username: email, else 'sso:' and the subject), or NoRole."""
     settings = settings or get_settings()
-    username = _email(claims) or str(claims.get("sub") or "").strip()
+    username = _username(claims)
     if not username:
         raise NoRole("the identity provider sent neither an email nor a subject")
     roles = roles_from_claims(claims, settings)
@@ -91,7 +100,7 @@ def sign_in(claims: Mapping[str, Any], settings: Settings | None = None, *,
     try:
         user = user_from_claims(claims, settings)
     except NoRole as exc:
-        who = _email(claims) or str(claims.get("sub") or "").strip() or "(unknown)"
+        who = _username(claims) or "(unknown)"
         auth.record_access(who, "access_denied", f"{SSO_DETAIL}: {exc.reason}")
         raise
     auth.record_access(user.username, "sign_in", f"{SSO_DETAIL} ({', '.join(user.roles)})")

@@ -18,7 +18,7 @@ from app_support import APP, TIMEOUT, access_actions, demo_app, store, texts  # 
 from browser_support import CHROMIUM, launch, streamlit_server, wait_idle
 from streamlit.testing.v1 import AppTest
 
-from core import sso
+from core import auth, sso
 from core import store as core_store
 from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import ConfigError
@@ -61,7 +61,9 @@ def test_claim_and_email_list_are_combined():
 
 def test_unknown_role_names_are_ignored_and_case_does_not_matter():
     user = sso.user_from_claims({"sub": "s-4", "roles": ["nurse", "Clinician", 7]}, settings())
-    assert user == sso.User("s-4", "s-4", ("clinician",))  # no email: the subject names the user
+    # No email: the subject names the user, marked so that it cannot pass for a local account.
+    assert user == sso.User("sso:s-4", "sso:s-4", ("clinician",))
+    assert not auth.USERNAME_PATTERN.match(user.username)
 
 
 @pytest.mark.parametrize("claims", [
@@ -87,7 +89,7 @@ def test_unverified_email_gets_no_role_from_the_email_list():
         sso.user_from_claims({"sub": "s-6", "email": "boss@example.org", "email_verified": False}, config)
     user = sso.user_from_claims({"sub": "s-6", "email": "boss@example.org", "email_verified": False,
                                  "roles": ["clinician"]}, config)
-    assert (user.username, user.roles) == ("s-6", ("clinician",))  # not the unverified email
+    assert (user.username, user.roles) == ("sso:s-6", ("clinician",))  # not the unverified email
 
 
 def test_settings_from_the_environment(monkeypatch):
