@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import csv
 import gc
+import itertools
 import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from core.config import get_settings
@@ -37,74 +40,98 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
     """Score every row of input_csv into output_csv; returns counts.
 
     InvalidInput (nothing scored) when the file cannot be read or its header does not fit the
-    model; a refused header is recorded as one rejected input."""
+    model; a refused header is recorded as one rejected input. The file is read in chunks, so
+    memory does not grow with its length. The output appears, whole, only once every row is
+    recorded: it is written to a hidden file beside it and renamed at the end."""
     settings = get_settings()
     store = open_store(settings.db)
     check_not_suspended(store)
     artefact = active_artefact(store, settings)
-    key = settings.patient_key_bytes()
-    _check_output(Path(input_csv), Path(output_csv))
-    with _collector_paused():
-        header, records = _read(Path(input_csv))
-        problems = header_problems(artefact.spec, header)
-        if problems:
-            record_rejections(store, artefact, [({"file_header": header}, problems)], user=user,
-                              source="batch")
-            raise InvalidInput(problems)
-        chunk = settings.batch_chunk_rows
-        out_rows: list[dict] = []
-        counts = {"rows": len(records), "scored": 0, "review": 0, "rejected": 0}
-        bar = tqdm(total=len(records), unit="row", disable=not progress, desc="scoring")
-        # One writer thread commits chunk k while this thread validates and predicts chunk k+1
-        # (DuckDB releases the GIL while it writes). Writes stay in chunk order, so the chain does.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
-            pending: list[Future] = []
-            uncollected = 0
-            for start in range(0, len(records), chunk):
-                part = records[start:start + chunk]
-                valid, invalid = _validate_chunk(artefact.spec, part, header)
-                good = [(start + i, ref, values) for i, ref, values in valid]
-                bad = [(start + i, part[i], errors) for i, errors in invalid]
-                events = []
-                if good:
-                    inputs = [(ref, values) for _, ref, values in good]
-                    pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
-                    events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
-                    counts["review"] += int(pred.review.sum())
-                pending.append(writer.submit(_commit, store, artefact, events, bad, user))
-                if len(pending) > 1:
-                    pending.pop(0).result()  # at most one chunk in flight; a failed commit stops here
-                out_rows += _output_rows(good, events, bad)
-                counts["scored"] += len(events)
-                counts["rejected"] += len(bad)
-                bar.update(len(part))
-                uncollected += len(part)
-                if uncollected >= COLLECT_EVERY_ROWS:
-                    gc.collect(1)
-                    uncollected = 0
-            for future in pending:
-                future.result()
-        bar.close()
-    out_rows.sort(key=lambda r: r["row"])
-    with open(output_csv, "w", newline="", encoding="utf-8") as fh:
-        out = csv.DictWriter(fh, fieldnames=OUTPUT_COLUMNS)
-        out.writeheader()
-        out.writerows(out_rows)
+    input_csv, output_csv = Path(input_csv), Path(output_csv)
+    _check_output(input_csv, output_csv)
+    header, n_rows = _scan(input_csv)
+    problems = header_problems(artefact.spec, header)
+    if problems:
+        record_rejections(store, artefact, [({"file_header": header}, problems)], user=user,
+                          source="batch")
+        raise InvalidInput(problems)
+    counts = {"rows": n_rows, "scored": 0, "review": 0, "rejected": 0}
+    # Owner-only (0600) like every temporary file: the output names patients.
+    partial = tempfile.NamedTemporaryFile("w", dir=output_csv.parent, prefix=f".{output_csv.name}.",
+                                          suffix=".partial", delete=False, newline="", encoding="utf-8")
+    try:
+        with partial, open(input_csv, newline="", encoding="utf-8-sig") as fh, _bulk_mode(), \
+                tqdm(total=n_rows, unit="row", disable=not progress, desc="scoring") as bar:
+            out = csv.DictWriter(partial, fieldnames=OUTPUT_COLUMNS)
+            out.writeheader()
+            for lines, scored, review in _score_rows(csv.DictReader(fh, restkey=EXTRA), header,
+                                                     store, artefact, settings, user):
+                out.writerows(lines)
+                counts["scored"] += scored
+                counts["review"] += review
+                counts["rejected"] += len(lines) - scored
+                bar.update(len(lines))
+        os.replace(partial.name, output_csv)
+    except BaseException:
+        Path(partial.name).unlink(missing_ok=True)
+        raise
     return counts
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Automatic garbage collection off while a file is scored, as it was before afterwards.
+def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settings, user: str
+                ) -> Iterator[tuple[list[dict], int, int]]:
+    """Validate, predict and record the rows chunk by chunk; yield each chunk's output lines,
+    scored and review counts once the chunk is committed (a failed commit raises here)."""
+    key = settings.patient_key_bytes()
+    chunk = settings.batch_chunk_rows
+    # One writer thread commits chunk k while this thread validates and predicts chunk k+1
+    # (DuckDB releases the GIL while it writes). Writes stay in chunk order, so the chain does.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
+        pending: list[tuple[Future, list[dict], int, int]] = []
+        previous: Future | None = None
+        start = uncollected = 0
+        while part := list(itertools.islice(rows, chunk)):
+            valid, invalid = _validate_chunk(artefact.spec, part, header)
+            good = [(start + i, ref, values) for i, ref, values in valid]
+            bad = [(start + i, part[i], errors) for i, errors in invalid]
+            events, review = [], 0
+            if good:
+                inputs = [(ref, values) for _, ref, values in good]
+                pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
+                events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
+                review = int(pred.review.sum())
+            previous = writer.submit(_commit_after, previous, store, artefact, events, bad, user)
+            pending.append((previous, _output_rows(good, events, bad), len(events), review))
+            if len(pending) > 1:  # at most one chunk in flight
+                done, *result = pending.pop(0)
+                done.result()
+                yield tuple(result)
+            start += len(part)
+            uncollected += len(part)
+            if uncollected >= COLLECT_EVERY_ROWS:
+                gc.collect(1)
+                uncollected = 0
+        for done, *result in pending:
+            done.result()
+            yield tuple(result)
 
-    Scoring allocates millions of small objects, and the automatic collector would walk the
-    whole parsed file again and again (a third of the run time). Reference counting still frees
-    nearly everything; the loop collects the young generations every COLLECT_EVERY_ROWS rows, so
-    the few reference cycles (pandas frames) cannot pile up."""
+
+@contextmanager
+def _bulk_mode() -> Iterator[None]:
+    """While a file is scored: automatic garbage collection off and BLAS on one thread; both as
+    they were before afterwards.
+
+    Scoring allocates millions of small objects, and the automatic collector would walk them
+    again and again (a third of the run time). Reference counting still frees nearly everything;
+    the loop collects the young generations every COLLECT_EVERY_ROWS rows, so the few reference
+    cycles (pandas frames) cannot pile up. The matrices are a chunk of rows by a few dozen
+    columns: BLAS threads gain nothing there, and while idle they spin on the cores that the
+    writer thread and DuckDB need."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
         if enabled:
             gc.enable()
@@ -124,13 +151,16 @@ def _check_output(input_csv: Path, output_csv: Path) -> None:
     raise InvalidInput([problem("output file", reason, str(output_csv))])
 
 
-def _read(path: Path) -> tuple[list[str], list[dict]]:
-    """The header and rows of a CSV file, as text; InvalidInput names what makes it unreadable."""
+def _scan(path: Path) -> tuple[list[str], int]:
+    """A first pass over the file: its header and number of rows (blank lines are not rows).
+
+    Reading it whole before scoring means a file that is not UTF-8 CSV is refused before any of
+    its rows is recorded; InvalidInput names the problem."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, restkey=EXTRA)
-            records = list(reader)  # text as written; validation parses it
-            header = list(reader.fieldnames or [])
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            n_rows = sum(1 for row in reader if row)
     except FileNotFoundError:
         reason = "does not exist"
     except IsADirectoryError:
@@ -139,14 +169,14 @@ def _read(path: Path) -> tuple[list[str], list[dict]]:
         reason = "cannot be read (permission denied)"
     except UnicodeDecodeError as exc:
         reason = (f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
-                   f"{exc.start}); save it as 'CSV UTF-8'")
+                  f"{exc.start}); save it as 'CSV UTF-8'")
     except csv.Error as exc:
         reason = f"is not a readable CSV file (line {reader.line_num}: {exc})"
     else:
         if not header:
             reason = "is empty (no header row)"
         else:
-            return header, records
+            return header, n_rows
     raise InvalidInput([problem("input file", reason, str(path))])
 
 
@@ -190,6 +220,13 @@ def _shape_errors(record: dict, header: list[str]) -> list[dict]:
     return [problem(WHOLE_ROW, f"has {n} values but the header has {len(header)} columns", "")]
 
 
+def _commit_after(previous: Future | None, *chunk) -> None:
+    """Commit a chunk once the one before it is recorded; after a failed write, write nothing."""
+    if previous is not None:
+        previous.result()
+    _commit(*chunk)
+
+
 def _commit(store, artefact, events: list, bad: list, user: str) -> None:
     """Record one chunk: its predictions, then its rejected rows."""
     store.append("predictions", events)
@@ -199,7 +236,7 @@ def _commit(store, artefact, events: list, bad: list, user: str) -> None:
 
 
 def _output_rows(good: list, events: list, bad: list) -> list[dict]:
-    """Output lines for one chunk; written to the file only after every chunk committed."""
+    """Output lines for one chunk, in file order; written once the chunk is committed."""
     out = [{"row": row + 1, "status": "scored", "patient_ref": ref,
             "prediction_id": ev.row["prediction_id"], "risk": ev.row["risk"],
             "risk_class": ev.row["risk_class"], "confidence": ev.row["confidence"],
@@ -209,4 +246,4 @@ def _output_rows(good: list, events: list, bad: list) -> list[dict]:
     out += [{"row": row + 1, "status": "rejected", "patient_ref": str(rec.get("patient_ref", ""))[:64],
              "errors": "; ".join(f"{e['field']}: {e['message']}" for e in errs)}
             for row, rec, errs in bad]
-    return out
+    return sorted(out, key=lambda line: line["row"]) if bad else out

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_info
 
 import core
 from core import store as core_store
@@ -102,6 +103,8 @@ def test_chunked_batch_counts_add_up(fresh_store: Store, mixed_csv, tmp_path: Pa
     out = tmp_path / "scored.csv"
     counts = score_batch(path, out, user="batch.tester", progress=False)
     n, n_bad = len(frame), len(invalid_rows)
+    assert out.stat().st_mode & 0o777 == 0o600  # it names patients: its owner's only
+    assert not list(tmp_path.glob(".*partial"))
     assert counts["rows"] == n
     assert counts["rejected"] == n_bad
     assert counts["scored"] == n - n_bad
@@ -188,11 +191,18 @@ def test_unwritable_output_is_refused_before_scoring(fresh_store: Store, mixed_c
     assert fresh_store.count("predictions") == fresh_store.count("rejected_inputs") == 0
 
 
-def test_batch_leaves_the_collector_as_it_found_it(fresh_store: Store, mixed_csv, tmp_path: Path):
+def _blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_batch_leaves_the_collector_and_blas_threads_as_it_found_them(fresh_store: Store, mixed_csv,
+                                                                      tmp_path: Path):
     path = mixed_csv[0]
     assert gc.isenabled()
+    before = _blas_threads()
     score_batch(path, tmp_path / "a.csv", user="batch.tester", progress=False)
     assert gc.isenabled()
+    assert _blas_threads() == before
     gc.disable()
     try:
         score_batch(path, tmp_path / "b.csv", user="batch.tester", progress=False)
@@ -217,3 +227,28 @@ def test_command_lists_every_problem_of_a_refused_file(fresh_store: Store, tmp_p
                if line.endswith(": is a required column; the file has no such column")}
     assert missing == {f.name for f in v1.spec.features if f.required} - {"age"}
     assert not (tmp_path / "scored.csv").exists()
+
+
+def test_failed_commit_leaves_no_output_and_keeps_what_was_recorded(fresh_store: Store, mixed_csv,
+                                                                     tmp_path: Path, monkeypatch):
+    # A write failure on the third chunk (a full disk, say): injected, since it cannot be caused
+    # on demand here.
+    import core.batch as batch
+
+    monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
+    real, calls = batch._commit, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise core.StoreUnavailable("the store did not record the predictions event: disk full")
+        real(*args)
+
+    monkeypatch.setattr(batch, "_commit", failing)
+    out = tmp_path / "scored.csv"
+    with pytest.raises(core.StoreUnavailable):
+        score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["patients.csv", "store.duckdb",
+                                                          "store.duckdb.wal"]  # no partial output
+    assert fresh_store.count("predictions") == 100  # the two committed chunks stay recorded
+    assert gc.isenabled()
