@@ -10,8 +10,9 @@ import gc
 import itertools
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,20 +58,25 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
         raise InvalidInput(problems)
     counts = {"rows": n_rows, "scored": 0, "review": 0, "rejected": 0}
     # Owner-only (0600) like every temporary file: the output names patients.
-    partial = tempfile.NamedTemporaryFile("w", dir=output_csv.parent, prefix=f".{output_csv.name}.",
+    partial = tempfile.NamedTemporaryFile("w", dir=output_csv.parent, prefix=".score-batch-",
                                           suffix=".partial", delete=False, newline="", encoding="utf-8")
     try:
         with partial, open(input_csv, newline="", encoding="utf-8-sig") as fh, _bulk_mode(), \
                 tqdm(total=n_rows, unit="row", disable=not progress, desc="scoring") as bar:
             out = csv.DictWriter(partial, fieldnames=OUTPUT_COLUMNS)
             out.writeheader()
-            for lines, scored, review in _score_rows(csv.DictReader(fh, restkey=EXTRA), header,
-                                                     store, artefact, settings, user):
+            rows = csv.DictReader(fh, restkey=EXTRA, strict=True)
+            for lines, scored, review in _score_rows(rows, header, store, artefact, settings, user):
                 out.writerows(lines)
                 counts["scored"] += scored
                 counts["review"] += review
                 counts["rejected"] += len(lines) - scored
                 bar.update(len(lines))
+        done = counts["scored"] + counts["rejected"]
+        if done != n_rows:  # the file changed while it was scored
+            raise InvalidInput([problem("input file", f"changed while it was scored ({n_rows} rows "
+                                        f"at first, {done} later); the {done} rows read are "
+                                        "recorded, but no output is written", str(input_csv))])
         os.replace(partial.name, output_csv)
     except BaseException:
         Path(partial.name).unlink(missing_ok=True)
@@ -86,7 +92,11 @@ def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settin
     chunk = settings.batch_chunk_rows
     # One writer thread commits chunk k while this thread validates and predicts chunk k+1
     # (DuckDB releases the GIL while it writes). Writes stay in chunk order, so the chain does.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
+    # Once anything fails (a commit, writing the output, Ctrl-C), `stop` keeps a queued chunk
+    # from being written.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
+    stop = threading.Event()
+    try:
         pending: list[tuple[Future, list[dict], int, int]] = []
         previous: Future | None = None
         start = uncollected = 0
@@ -100,7 +110,8 @@ def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settin
                 pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
                 events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
                 review = int(pred.review.sum())
-            previous = writer.submit(_commit_after, previous, store, artefact, events, bad, user)
+            previous = writer.submit(_commit_after, stop, previous, store, artefact, events, bad,
+                                     user)
             pending.append((previous, _output_rows(good, events, bad), len(events), review))
             if len(pending) > 1:  # at most one chunk in flight
                 done, *result = pending.pop(0)
@@ -114,6 +125,9 @@ def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settin
         for done, *result in pending:
             done.result()
             yield tuple(result)
+    finally:
+        stop.set()
+        writer.shutdown(wait=True, cancel_futures=True)  # a commit under way completes or rolls back
 
 
 @contextmanager
@@ -142,6 +156,8 @@ def _check_output(input_csv: Path, output_csv: Path) -> None:
     folder = output_csv.parent
     if output_csv.resolve() == input_csv.resolve():
         reason = "is the input file; choose another name"
+    elif output_csv.is_symlink() or (output_csv.exists() and not output_csv.is_file()):
+        reason = "is a folder, a link or a device; name a file"
     elif not folder.is_dir():
         reason = f"is in a folder that does not exist ({folder})"
     elif not os.access(folder, os.W_OK) or (output_csv.exists() and not os.access(output_csv, os.W_OK)):
@@ -155,29 +171,47 @@ def _scan(path: Path) -> tuple[list[str], int]:
     """A first pass over the file: its header and number of rows (blank lines are not rows).
 
     Reading it whole before scoring means a file that is not UTF-8 CSV is refused before any of
-    its rows is recorded; InvalidInput names the problem."""
+    its rows is recorded; InvalidInput names the problem. A pipe or device cannot be read twice,
+    so only a regular file is accepted."""
     try:
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, [])
+            reader = csv.reader(fh, strict=True)
+            header = next(reader, None)
             n_rows = sum(1 for row in reader if row)
     except FileNotFoundError:
         reason = "does not exist"
     except IsADirectoryError:
-        reason = "is a folder, not a file"
+        reason = "is a folder, a pipe or a device; save the rows to a file first"
     except PermissionError:
         reason = "cannot be read (permission denied)"
-    except UnicodeDecodeError as exc:
-        reason = (f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
-                  f"{exc.start}); save it as 'CSV UTF-8'")
+    except UnicodeDecodeError:
+        reason = (f"is not UTF-8 text (line {_first_undecodable_line(path)}); "
+                  "save it as 'CSV UTF-8'")
     except csv.Error as exc:
-        reason = f"is not a readable CSV file (line {reader.line_num}: {exc})"
+        reason = (f"is not a readable CSV file (line {reader.line_num}: {exc}; a quote that is "
+                  "opened and never closed, perhaps)")
     else:
-        if not header:
+        if header is None:
             reason = "is empty (no header row)"
+        elif not header:
+            reason = "starts with a blank line; the first line must be the header row"
         else:
             return header, n_rows
     raise InvalidInput([problem("input file", reason, str(path))])
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """The number of the first line that is not UTF-8 (a newline byte never occurs inside a
+    UTF-8 character, so line by line is exact)."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def header_problems(spec: Spec, header: list[str]) -> list[dict]:
@@ -188,8 +222,11 @@ def header_problems(spec: Spec, header: list[str]) -> list[dict]:
     problems = [problem(name, "is a required column; the file has no such column", "")
                 for name in required if name not in header]
     seen: set[str] = set()
-    for name in header:
-        if name in seen:
+    for position, name in enumerate(header, start=1):
+        if not name.strip():
+            problems.append(problem(f"column {position}", "has no name in the header (a comma too "
+                                    "many at the end of the header line, perhaps)", ""))
+        elif name in seen:
             problems.append(problem(name, "appears more than once in the header", ""))
         elif name not in known:
             problems.append(problem(name, "is not an input of this model (unknown column)", ""))
@@ -220,10 +257,12 @@ def _shape_errors(record: dict, header: list[str]) -> list[dict]:
     return [problem(WHOLE_ROW, f"has {n} values but the header has {len(header)} columns", "")]
 
 
-def _commit_after(previous: Future | None, *chunk) -> None:
-    """Commit a chunk once the one before it is recorded; after a failed write, write nothing."""
+def _commit_after(stop: threading.Event, previous: Future | None, *chunk) -> None:
+    """Commit a chunk once the one before it is recorded; after any failure, write nothing."""
     if previous is not None:
         previous.result()
+    if stop.is_set():
+        raise CancelledError("the batch stopped before this chunk was recorded")
     _commit(*chunk)
 
 

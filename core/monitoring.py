@@ -16,7 +16,8 @@ import pandas as pd
 
 from core import artifacts, evaluate
 from core.config import get_settings
-from core.scoring import now_utc
+from core.scoring import UNKNOWN_FIELD, known_fields, now_utc
+from core.spec import load_spec
 from core.store import Store, open_store
 
 MIN_EVENTS = 10
@@ -65,7 +66,8 @@ def dashboard(*, start: datetime, end: datetime, model_version: str | None = Non
         "review_backlog": store.agg_backlog(f, now),
         "time_to_decision": store.agg_time_to_decision(f),
         "decisions_per_reviewer": store.agg_reviewer_workload(f),
-        "rejected_fields": store.agg_rejected_fields(f),
+        "rejected_fields": store.agg_rejected_fields(f, sorted(_known_fields(settings.models)),
+                                                     UNKNOWN_FIELD),
     }
     expected = {}
     for version in frames["review_share"]["model_version"]:
@@ -82,6 +84,12 @@ def dashboard(*, start: datetime, end: datetime, model_version: str | None = Non
     return Dashboard(frames=frames, alerts=override_alerts(store.agg_override_window(window)),
                      expected_review_share=expected,
                      performance=performance(store.outcome_pairs(f), settings.min_outcomes_for_metrics))
+
+
+def _known_fields(models: Path) -> set[str]:
+    """Field names a rejection may show, across every model version on disk."""
+    specs = [load_spec(Path(models) / v / "spec.json") for v in artifacts.list_versions(models)]
+    return set().union(*map(known_fields, specs))
 
 
 def _with_rates(weekly: pd.DataFrame) -> pd.DataFrame:

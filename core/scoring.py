@@ -22,7 +22,7 @@ from core.config import Settings, get_settings
 from core.errors import ArtefactMismatch, InvalidInput, ScoringSuspended
 from core.features import model_frame
 from core.predict import Predictions
-from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, safe_repr, validate_payload
+from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, safe_repr, validate_payload
 from core.store import Event, Store, open_store
 
 UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
@@ -186,6 +186,12 @@ def record_predictions(store: Store, artefact: artifacts.Artefact,
     return [result_of(ev, artefact, pred.factors[i]) for i, ev in enumerate(events)]
 
 
+def known_fields(spec: Spec) -> set[str]:
+    """The field names a rejection records as sent: the model's inputs, the patient reference,
+    and the markers for a whole payload or row. Any other name is recorded as UNKNOWN_FIELD."""
+    return {PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, *spec.names}
+
+
 def record_rejections(store: Store, artefact: artifacts.Artefact,
                       rejected: list[tuple[Any, list[dict]]], *, user: str, source: str) -> None:
     """Record rejected payloads: field names and messages and a payload hash, never the values.
@@ -193,7 +199,7 @@ def record_rejections(store: Store, artefact: artifacts.Artefact,
     A name that is not one of the model's fields is recorded as UNKNOWN_FIELD: a key or a column
     heading is whatever the sender typed, and could itself identify a patient."""
     at = now_utc()
-    known = {PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, *artefact.spec.names}
+    known = known_fields(artefact.spec)
     events = []
     for payload, errors in rejected:
         fields = [{"field": e["field"] if e["field"] in known else UNKNOWN_FIELD,

@@ -6,8 +6,10 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,7 @@ from threadpoolctl import threadpool_info
 import core
 from core import store as core_store
 from core.batch import score_batch
+from core.maintenance import verify_audit
 from core.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +126,7 @@ def _sample_lines() -> list[str]:
 
 
 @pytest.mark.parametrize(("content", "fields", "message"), [
-    (b"patient_ref,age\nSYN-1\xff,70\n", ["input file"], "is not UTF-8 text (byte 0xff"),
+    (b"patient_ref,age\nSYN-1,70\nSYN-2\xff,71\n", ["input file"], "is not UTF-8 text (line 3)"),
     (b"", ["input file"], "is empty"),
     (None, ["input file"], "does not exist"),
 ])
@@ -252,3 +255,114 @@ def test_failed_commit_leaves_no_output_and_keeps_what_was_recorded(fresh_store:
                                                           "store.duckdb.wal"]  # no partial output
     assert fresh_store.count("predictions") == 100  # the two committed chunks stay recorded
     assert gc.isenabled()
+
+
+def test_no_chunk_is_written_after_the_run_fails(fresh_store: Store, mixed_csv, tmp_path: Path,
+                                                monkeypatch):
+    # The first chunk's commit is slow, and preparing the second chunk's output fails while it
+    # runs (both injected): the second chunk, already queued, must not be written.
+    import time
+
+    import core.batch as batch
+
+    monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
+    real_commit, real_output = batch._commit, batch._output_rows
+
+    def slow_commit(*args):
+        time.sleep(0.5)
+        real_commit(*args)
+
+    def failing_output(good, events, bad):
+        if good and good[0][0] >= 50:
+            raise OSError("no space left on device")
+        return real_output(good, events, bad)
+
+    monkeypatch.setattr(batch, "_commit", slow_commit)
+    monkeypatch.setattr(batch, "_output_rows", failing_output)
+    with pytest.raises(OSError):
+        score_batch(mixed_csv[0], tmp_path / "scored.csv", user="batch.tester", progress=False)
+    assert fresh_store.count("predictions") == 50  # the chunk under way completed; no other
+    assert not list(tmp_path.glob("*scored*")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_stop_signal_ends_the_command_cleanly(fresh_store: Store, tmp_path: Path):
+    samples = pd.read_csv(SAMPLES, dtype=str, keep_default_na=False)
+    rows = samples.iloc[[i % len(samples) for i in range(60_000)]].reset_index(drop=True)
+    rows["patient_ref"] = [f"STOP-{i:05d}" for i in range(len(rows))]
+    path, out = tmp_path / "patients.csv", tmp_path / "scored.csv"
+    rows.to_csv(path, index=False)
+    core_store.close_all()  # the command opens the store file itself
+    env = {**os.environ, "APP_BATCH_CHUNK_ROWS": "1000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "score-batch", "--input", str(path), "--output", str(out),
+         "--user", "batch.tester", "--quiet"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))  # no output at all
+    store = core_store.open_store(fresh_store.path)
+    assert store.count("predictions") % 1000 == 0  # whole chunks only
+    assert store.count("predictions") < len(rows)
+    assert verify_audit(store)[0] == []
+
+
+def test_file_problems_are_named_before_anything_is_recorded(fresh_store: Store, tmp_path: Path):
+    lines = _sample_lines()
+    out = tmp_path / "scored.csv"
+    cases = {
+        "blank-first-line": ("\n" + "\n".join(lines[:3]) + "\n", "input file",
+                             "starts with a blank line"),
+        "stray-quote": ("\n".join([lines[0], lines[1], '"' + lines[2], lines[3]]) + "\n",
+                        "input file", "is not a readable CSV file"),
+        "trailing-comma": ("\n".join([lines[0] + ",", *(line + "," for line in lines[1:3])]) + "\n",
+                           f"column {len(lines[0].split(',')) + 1}", "has no name in the header"),
+    }
+    for name, (text, field, message) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(core.InvalidInput) as caught:
+            score_batch(path, out, user="batch.tester", progress=False)
+        assert [(e["field"], e["message"][:len(message)]) for e in caught.value.errors] == [
+            (field, message)], name
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # a pipe cannot be read twice: refused without being opened
+    with pytest.raises(core.InvalidInput) as caught:
+        score_batch(fifo, out, user="batch.tester", progress=False)
+    assert caught.value.errors[0]["message"].startswith("is a folder, a pipe or a device")
+    assert not out.exists()
+    assert fresh_store.count("predictions") == 0
+    assert fresh_store.count("rejected_inputs") == 1  # the header with an unnamed column
+
+
+def test_output_that_is_a_folder_or_a_link_is_refused(fresh_store: Store, mixed_csv, tmp_path: Path):
+    folder, link = tmp_path / "results", tmp_path / "link.csv"
+    folder.mkdir()
+    link.symlink_to(tmp_path / "elsewhere.csv")
+    for out in (folder, link):
+        with pytest.raises(core.InvalidInput) as caught:
+            score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
+        assert caught.value.errors[0]["message"] == "is a folder, a link or a device; name a file"
+    assert fresh_store.count("predictions") == 0
+
+
+def test_file_that_grows_while_it_is_scored_gives_no_output(fresh_store: Store, mixed_csv,
+                                                            tmp_path: Path, monkeypatch):
+    import core.batch as batch
+
+    path, frame, _ = mixed_csv
+    real_scan = batch._scan
+
+    def scan_then_append(p):  # another program appends a row after the first pass (injected)
+        found = real_scan(p)
+        with open(p, "a", encoding="utf-8") as fh:
+            fh.write(_sample_lines()[1] + "\n")
+        return found
+
+    monkeypatch.setattr(batch, "_scan", scan_then_append)
+    out = tmp_path / "scored.csv"
+    with pytest.raises(core.InvalidInput) as caught:
+        score_batch(path, out, user="batch.tester", progress=False)
+    assert caught.value.errors[0]["message"].startswith("changed while it was scored")
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))

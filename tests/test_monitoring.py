@@ -1,6 +1,7 @@
 """Monitoring aggregates equal independent counts over the raw records; the override alert;
 real-world performance on outcomes drawn from the known data-generating model."""
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -13,7 +14,7 @@ from core.monitoring import dashboard
 from core.outcomes import record_outcome
 from core.review import decide
 from core.scoring import now_utc
-from core.store import close_all, open_store
+from core.store import Event, close_all, open_store
 from tests.conftest import MODELS, TEST_PATIENT_KEY
 
 REASONS = ["clinical context not captured by the model", "suspected lab or entry error",
@@ -151,4 +152,16 @@ def test_rejected_inputs_are_counted_per_field_within_the_filters(fresh_store, v
     assert fields["field"].iloc[0] == "egfr"  # most often named first
     later = dashboard(start=now_utc() + timedelta(days=1), end=now_utc() + timedelta(days=2))
     assert later.frames["rejected_fields"].empty
+
+    # A rejection recorded before unknown names were withheld at write time still holds the
+    # typed name: the page shows it as unknown all the same.
+    at = now_utc()
+    fields = [{"field": "Jane Roe 1950", "message": "is not an input of this model (unknown field)"}]
+    content = {"rejection_id": "old-1", "created_at": at, "user_name": "dr.clin", "source": "form",
+               "fields": fields, "payload_sha256": "0" * 64, "model_version": "v1"}
+    fresh_store.append("rejected_inputs", [Event("rejected_input", "dr.clin", at, "old-1", content,
+                                                 {**content, "fields_json": json.dumps(fields)})])
+    fields = dashboard(start=start, end=end).frames["rejected_fields"]
+    assert dict(zip(fields["field"], fields["rejections"], strict=True))["(unknown field)"] == 2
+    assert not fields["field"].str.contains("Jane").any()
     assert dashboard(start=start, end=end, model_version="v0").frames["rejected_fields"].empty

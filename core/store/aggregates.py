@@ -77,13 +77,17 @@ class MonitoringReads:
         return self._agg("SELECT reviewer_name, count(*) AS decisions FROM base "
                          "GROUP BY ALL ORDER BY reviewer_name", self._D, f)
 
-    def agg_rejected_fields(self, f: tuple) -> pd.DataFrame:
-        """Per field: how many rejected inputs named it; rejected_inputs repeats the total."""
+    def agg_rejected_fields(self, f: tuple, known: list[str], unknown: str) -> pd.DataFrame:
+        """Per field: how many rejected inputs named it; rejected_inputs repeats the total.
+
+        A name outside `known` shows as `unknown` (records made before such names were withheld
+        at write time still hold what the sender typed)."""
         return self._agg(
-            "SELECT field, count(DISTINCT rejection_id) AS rejections, "
+            "SELECT CASE WHEN list_contains(?, field) THEN field ELSE ? END AS field, "
+            "count(DISTINCT rejection_id) AS rejections, "
             "(SELECT count(*) FROM base) AS rejected_inputs FROM (SELECT rejection_id, "
             "unnest(from_json(fields_json, '[{\"field\": \"VARCHAR\"}]'), recursive := true) "
-            "FROM base) GROUP BY ALL ORDER BY rejections DESC, field", self._R, f)
+            "FROM base) GROUP BY ALL ORDER BY rejections DESC, field", self._R, f, [known, unknown])
 
     def outcome_pairs(self, f: tuple) -> pd.DataFrame:
         """Predictions with an outcome in force: risk, class, routing, review, and the event."""
