@@ -9,6 +9,7 @@ import csv
 import gc
 import itertools
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -57,10 +58,11 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
                           source="batch")
         raise InvalidInput(problems)
     counts = {"rows": n_rows, "scored": 0, "review": 0, "rejected": 0}
-    # Owner-only (0600) like every temporary file: the output names patients.
     partial = tempfile.NamedTemporaryFile("w", dir=output_csv.parent, prefix=".score-batch-",
                                           suffix=".partial", delete=False, newline="", encoding="utf-8")
     try:
+        # The output names the same patients as the input: readable by whom the input is.
+        os.chmod(partial.name, stat.S_IMODE(input_csv.stat().st_mode) & 0o666)
         with partial, open(input_csv, newline="", encoding="utf-8-sig") as fh, _bulk_mode(), \
                 tqdm(total=n_rows, unit="row", disable=not progress, desc="scoring") as bar:
             out = csv.DictWriter(partial, fieldnames=OUTPUT_COLUMNS)

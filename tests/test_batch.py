@@ -104,9 +104,10 @@ def test_chunked_batch_counts_add_up(fresh_store: Store, mixed_csv, tmp_path: Pa
     path, frame, invalid_rows = mixed_csv
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
     out = tmp_path / "scored.csv"
+    path.chmod(0o640)
     counts = score_batch(path, out, user="batch.tester", progress=False)
     n, n_bad = len(frame), len(invalid_rows)
-    assert out.stat().st_mode & 0o777 == 0o600  # it names patients: its owner's only
+    assert out.stat().st_mode & 0o777 == 0o640  # the same patients: as readable as the input
     assert not list(tmp_path.glob(".*partial"))
     assert counts["rows"] == n
     assert counts["rejected"] == n_bad
