@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import (
     ArtefactMismatch,
+    BatchStopped,
     ConfigError,
     CoreError,
     InvalidInput,
@@ -22,8 +23,8 @@ from core.errors import (
 if TYPE_CHECKING:
     from core.scoring import ScoreResult
 
-__all__ = ["score", "InvalidInput", "ArtefactMismatch", "ConfigError", "CoreError", "SpecError",
-           "StoreUnavailable", "TrainingDataError", "ScoringSuspended"]
+__all__ = ["score", "InvalidInput", "ArtefactMismatch", "BatchStopped", "ConfigError", "CoreError",
+           "SpecError", "StoreUnavailable", "TrainingDataError", "ScoringSuspended"]
 
 
 def score(payload: Any, *, user: str) -> ScoreResult:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core import artifacts, cli_ops
 from core.config import default_extract_path, default_spec_path, get_settings
-from core.errors import CoreError, InvalidInput
+from core.errors import BatchStopped, CoreError, InvalidInput
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: invalid input:\n" + "\n".join(f"  {e['field']}: {e['message']}"
                                                     for e in exc.errors), file=sys.stderr)
         return 2
+    except BatchStopped as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 128 + exc.signum  # as if the signal had ended it
     except CoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -65,3 +65,14 @@ class AlreadyRecorded(CoreError):
 
 class ScoringSuspended(CoreError):
     """Scoring is suspended by the stop switch; no prediction is made or shown."""
+
+
+class BatchStopped(CoreError):
+    """Ctrl-C or a stop signal ended a batch between two chunks; `.signum` names the signal."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}: the chunks committed before "
+                         "it stay recorded (the audit trail shows them); no output was written")

@@ -6,6 +6,7 @@ leave the store. Real-world performance needs outcomes; with too few, it says so
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ import pandas as pd
 
 from core import artifacts, evaluate
 from core.config import get_settings
+from core.errors import SpecError
 from core.scoring import UNKNOWN_FIELD, known_fields, now_utc
 from core.spec import load_spec
 from core.store import Store, open_store
@@ -87,9 +89,13 @@ def dashboard(*, start: datetime, end: datetime, model_version: str | None = Non
 
 
 def _known_fields(models: Path) -> set[str]:
-    """Field names a rejection may show, across every model version on disk."""
-    specs = [load_spec(Path(models) / v / "spec.json") for v in artifacts.list_versions(models)]
-    return set().union(*map(known_fields, specs))
+    """Field names a rejection may show, across every model version on disk (a version whose
+    spec cannot be read adds none: its names then show as unknown, the safe side)."""
+    names: set[str] = set()
+    for version in artifacts.list_versions(models):
+        with contextlib.suppress(SpecError):
+            names |= known_fields(load_spec(Path(models) / version / "spec.json"))
+    return names
 
 
 def _with_rates(weekly: pd.DataFrame) -> pd.DataFrame:

@@ -3,12 +3,15 @@ chunked path giving the same counts."""
 
 from __future__ import annotations
 
+import csv
+import errno
 import gc
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -258,32 +261,67 @@ def test_failed_commit_leaves_no_output_and_keeps_what_was_recorded(fresh_store:
     assert gc.isenabled()
 
 
-def test_no_chunk_is_written_after_the_run_fails(fresh_store: Store, mixed_csv, tmp_path: Path,
-                                                monkeypatch):
-    # The first chunk's commit is slow, and preparing the second chunk's output fails while it
-    # runs (both injected): the second chunk, already queued, must not be written.
-    import time
-
+def _slow_commits(monkeypatch, seconds: float) -> None:
+    """Each chunk's commit takes `seconds` longer (injected), so a test can act while it runs."""
     import core.batch as batch
 
+    real = batch._commit
+
+    def slow(*args):
+        time.sleep(seconds)
+        real(*args)
+
+    monkeypatch.setattr(batch, "_commit", slow)
+
+
+def _signal_self_after(*delays: float) -> None:
+    for delay in delays:
+        threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+
+def test_stop_signal_ends_the_run_at_a_chunk_boundary(fresh_store: Store, mixed_csv,
+                                                      tmp_path: Path, monkeypatch):
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
-    real_commit, real_output = batch._commit, batch._output_rows
+    _slow_commits(monkeypatch, 0.3)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "scored.csv"
+    _signal_self_after(0.1)  # while chunk 1 commits and chunk 2 waits its turn
+    with pytest.raises(core.BatchStopped) as caught:
+        score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
+    assert caught.value.signum == signal.SIGTERM
+    assert fresh_store.count("predictions") == 100  # chunk 2 was submitted before; no chunk 3
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
+    assert signal.getsignal(signal.SIGTERM) is before and gc.isenabled()
 
-    def slow_commit(*args):
-        time.sleep(0.5)
-        real_commit(*args)
 
-    def failing_output(good, events, bad):
-        if good and good[0][0] >= 50:
-            raise OSError("no space left on device")
-        return real_output(good, events, bad)
-
-    monkeypatch.setattr(batch, "_commit", slow_commit)
-    monkeypatch.setattr(batch, "_output_rows", failing_output)
-    with pytest.raises(OSError):
-        score_batch(mixed_csv[0], tmp_path / "scored.csv", user="batch.tester", progress=False)
+def test_second_stop_signal_exits_at_once_and_writes_nothing_queued(
+        fresh_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
+    _slow_commits(monkeypatch, 0.5)
+    out = tmp_path / "scored.csv"
+    _signal_self_after(0.1, 0.2)  # both while chunk 1 commits; chunk 2 is queued
+    with pytest.raises(SystemExit) as caught:
+        score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
+    assert caught.value.code == 128 + signal.SIGTERM
     assert fresh_store.count("predictions") == 50  # the chunk under way completed; no other
-    assert not list(tmp_path.glob("*scored*")) and not list(tmp_path.glob(".*partial"))
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_output_that_cannot_be_written_fails_clearly_and_leaves_nothing(
+        fresh_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
+    import core.batch as batch
+
+    class FullDisk(csv.DictWriter):  # the disk fills up at the first chunk's lines (injected)
+        def writerows(self, rows):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
+    monkeypatch.setattr(batch.csv, "DictWriter", FullDisk)
+    out = tmp_path / "scored.csv"
+    with pytest.raises(core.CoreError, match="could not be written .*No space left on device"):
+        score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
+    assert fresh_store.count("predictions") in (50, 100)  # chunk 1, and chunk 2 if under way
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
 
 def test_stop_signal_ends_the_command_cleanly(fresh_store: Store, tmp_path: Path):
@@ -302,6 +340,7 @@ def test_stop_signal_ends_the_command_cleanly(fresh_store: Store, tmp_path: Path
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "error: stopped by SIGTERM" in stderr
     assert not out.exists() and not list(tmp_path.glob(".*partial"))  # no output at all
     store = core_store.open_store(fresh_store.path)
     assert store.count("predictions") % 1000 == 0  # whole chunks only
@@ -353,7 +392,7 @@ def test_file_that_grows_while_it_is_scored_gives_no_output(fresh_store: Store, 
     import core.batch as batch
 
     path, frame, _ = mixed_csv
-    real_scan = batch._scan
+    real_scan = batch.scan
 
     def scan_then_append(p):  # another program appends a row after the first pass (injected)
         found = real_scan(p)
@@ -361,7 +400,7 @@ def test_file_that_grows_while_it_is_scored_gives_no_output(fresh_store: Store, 
             fh.write(_sample_lines()[1] + "\n")
         return found
 
-    monkeypatch.setattr(batch, "_scan", scan_then_append)
+    monkeypatch.setattr(batch, "scan", scan_then_append)
     out = tmp_path / "scored.csv"
     with pytest.raises(core.InvalidInput) as caught:
         score_batch(path, out, user="batch.tester", progress=False)

@@ -87,7 +87,8 @@ class MonitoringReads:
             "count(DISTINCT rejection_id) AS rejections, "
             "(SELECT count(*) FROM base) AS rejected_inputs FROM (SELECT rejection_id, "
             "unnest(from_json(fields_json, '[{\"field\": \"VARCHAR\"}]'), recursive := true) "
-            "FROM base) GROUP BY ALL ORDER BY rejections DESC, field", self._R, f, [known, unknown])
+            "FROM base WHERE json_valid(fields_json)) "
+            "GROUP BY ALL ORDER BY rejections DESC, field", self._R, f, [known, unknown])
 
     def outcome_pairs(self, f: tuple) -> pd.DataFrame:
         """Predictions with an outcome in force: risk, class, routing, review, and the event."""
