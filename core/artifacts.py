@@ -68,6 +68,11 @@ def default_version(models_dir: Path) -> str | None:
     return marker.read_text().strip() if marker.is_file() else None
 
 
+def serving_version(activation: tuple | None, models_dir: Path) -> str | None:
+    """The version that serves: the latest activation (version, sha256), else the shipped default."""
+    return activation[0] if activation else default_version(models_dir)
+
+
 def read_manifest(path: Path) -> dict:
     try:
         return json.loads((Path(path) / "manifest.json").read_text())

@@ -126,7 +126,7 @@ def _active_version(settings) -> str | None:
     except CoreError:
         print("(the store is in use by another process; showing the shipped default)")
         activation = None
-    return activation[0] if activation else artifacts.default_version(settings.models)
+    return artifacts.serving_version(activation, settings.models)
 
 
 def _score_batch(args) -> int:

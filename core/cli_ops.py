@@ -90,19 +90,19 @@ def run_restore(args) -> int:
 def run_model_card(args) -> int:
     from core import artifacts
     from core.config import PROJ_ROOT
-    from core.model_card import render
+    from core.model_card import is_current, render
 
     settings = get_settings()
     version = args.version or artifacts.default_version(settings.models)
-    text = render(artifacts.load(settings.models, version))
+    artefact = artifacts.load(settings.models, version)
     output = args.output or PROJ_ROOT / "MODEL_CARD.md"
     if args.check:
-        if not output.is_file() or output.read_text() != text:
+        if not is_current(output, artefact):
             print(f"{output} is stale: regenerate it with `python -m core model-card`")
             return 1
         print(f"{output} matches model {version}")
         return 0
-    output.write_text(text)
+    output.write_text(render(artefact))
     print(f"wrote {output} for model {version}")
     return 0
 

@@ -11,8 +11,8 @@ from core import artifacts
 from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import InvalidInput
 from core.maintenance import verify_audit
-from core.model_card import render
-from core.scoring import active_artefact, now_utc
+from core.model_card import is_current
+from core.scoring import active_artefact, is_suspended, now_utc
 from core.store import Event, Store, open_store
 
 SIGNER_ROLES = ("IRB", "Data protection officer", "Hospital IT")
@@ -34,9 +34,7 @@ def snapshot(store: Store | None = None, settings: Settings | None = None) -> di
     counts = store.governance_counts()
     problems, head = verify_audit(store)
     signoffs = store.signoff_records()
-    return {"artefact": artefact, "counts": counts, "audit_problems": problems, "audit_head": head,
-            "signoffs": signoffs, "activations": store.activations(),
-            "service": store.service_state(), "settings": settings,
+    return {"artefact": artefact, "signoffs": signoffs, "service": store.service_state(),
             "questions": _questions(artefact, counts, problems, head, settings),
             "checklist": _checklist(artefact, counts, signoffs, settings)}
 
@@ -78,9 +76,8 @@ def _questions(artefact, c: dict, problems, head, settings) -> list[tuple[str, s
 
 
 def _checklist(artefact, c: dict, signoffs, settings) -> list[Item]:
-    card_current = (PROJ_ROOT / "MODEL_CARD.md").is_file() and \
-        (PROJ_ROOT / "MODEL_CARD.md").read_text() == render(artifacts.load(
-            settings.models, artifacts.default_version(settings.models) or artefact.version))
+    card_current = is_current(PROJ_ROOT / "MODEL_CARD.md", artifacts.load(
+        settings.models, artifacts.default_version(settings.models) or artefact.version))
     runbook = (PROJ_ROOT / "RUNBOOK.md").read_text() if (PROJ_ROOT / "RUNBOOK.md").is_file() else ""
     signed = set(signoffs.loc[signoffs["model_version"] == artefact.version, "signer_role"]) \
         if not signoffs.empty else set()
@@ -165,7 +162,7 @@ def report_markdown(snap: dict) -> str:
     if a.manifest.get("synthetic_data"):
         lines += ["**SYNTHETIC MODEL - NOT FOR CLINICAL USE.**", ""]
     state = snap["service"]
-    lines += [f"Scoring status: {'SUSPENDED' if state and state[0] == 'suspend' else 'active'}"
+    lines += [f"Scoring status: {'SUSPENDED' if is_suspended(state) else 'active'}"
               + (f" (last change {state[2]:%Y-%m-%d %H:%M} by {state[1]}: {state[3]})" if state else ""), "",
               "## The five evaluator questions", ""]
     for i, (q, answer) in enumerate(snap["questions"], 1):

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.artifacts import Artefact
 
 DISCLAIMER = ("**SYNTHETIC DATA - NOT FOR CLINICAL USE.** This version was trained on a synthetic "
@@ -28,6 +30,11 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out + [""]
+
+
+def is_current(path: Path, artefact: Artefact) -> bool:
+    """Whether the card file at `path` is exactly what `render` gives for this artefact."""
+    return path.is_file() and path.read_text() == render(artefact)
 
 
 def render(artefact: Artefact) -> str:

@@ -78,7 +78,7 @@ def dashboard(*, start: datetime, end: datetime, model_version: str | None = Non
     share = frames["review_share"]
     if not share.empty:
         share["observed_share"] = (share["routed_to_review"] / share["predictions"]).round(4)
-        share["expected_share"] = share["model_version"].map(expected)
+        share["expected_review_share"] = share["model_version"].map(expected)
     # The alert looks back from now (this second included), or from the range's end.
     window_end = min(end, now + timedelta(seconds=1))
     window = (window_end - timedelta(days=settings.override_alert_window_days), window_end,

@@ -151,6 +151,6 @@ def _match(patient_ref: str, sample_date: str | None, store: Store, settings) ->
     key = audit.patient_key(patient_ref, settings.patient_key_bytes())
     for p in store.predictions_for_patient(key).itertuples():
         start = p.created_at.date()
-        if start <= when <= start + timedelta(days=horizon_days(p.model_version)):
+        if start <= when <= start + timedelta(days=_horizon(str(settings.models), p.model_version)):
             return p.prediction_id
     raise NotFound(f"no prediction for this patient whose horizon contains {sample_date}")

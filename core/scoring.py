@@ -65,6 +65,11 @@ class ScoreResult(BaseModel):
     created_at: datetime
 
 
+def pct(x: float) -> str:
+    """A probability as the pages show it: a percentage with one decimal."""
+    return f"{x * 100:.1f}%"
+
+
 def now_utc() -> datetime:
     """UTC now, naive (the store keeps TIMESTAMP in UTC; TIMESTAMPTZ would need pytz to read)."""
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -73,7 +78,7 @@ def now_utc() -> datetime:
 def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
     """The serving version: the latest activation in the store, else the shipped default."""
     activation = store.active_activation()
-    version = activation[0] if activation else artifacts.default_version(settings.models)
+    version = artifacts.serving_version(activation, settings.models)
     if not version:
         raise ArtefactMismatch(f"no model is active and {settings.models} names no default version")
     artefact = artifacts.load(settings.models, version)
@@ -89,10 +94,15 @@ def _context() -> tuple[Settings, Store, artifacts.Artefact]:
     return settings, store, active_artefact(store, settings)
 
 
+def is_suspended(state: tuple | None) -> bool:
+    """Whether a service state (Store.service_state()) has the stop switch on."""
+    return bool(state) and state[0] == "suspend"
+
+
 def check_not_suspended(store: Store) -> None:
     """Raise ScoringSuspended while the stop switch is on."""
     state = store.service_state()
-    if state and state[0] == "suspend":
+    if is_suspended(state):
         _, by, when, reason = state
         raise ScoringSuspended(f"the model is suspended since {when:%Y-%m-%d %H:%M} UTC by {by}: "
                                f"{reason}. No risk can be shown; use usual clinical care.")

@@ -38,7 +38,7 @@ def _problems() -> tuple[list[str], str]:
         return [str(exc)], ""
     finally:
         close_all()
-    version = active[0] if active else artifacts.default_version(settings.models)
+    version = artifacts.serving_version(active, settings.models)
     if version is None:
         return [f"no model version to serve in {settings.models} (no activation, no DEFAULT_VERSION)"], ""
     problems = artifacts.verify(settings.models, version)

@@ -60,8 +60,7 @@ with users_tab:
 
 with models_tab:
     store = open_store(settings.db)
-    active = store.active_activation()
-    serving = active[0] if active else artifacts.default_version(settings.models)
+    serving = artifacts.serving_version(store.active_activation(), settings.models)
     rows = []
     for version in artifacts.list_versions(settings.models):
         try:

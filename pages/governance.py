@@ -7,22 +7,34 @@ from core import artifacts, auth
 from core.config import get_settings
 from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
-from core.scoring import set_suspended
+from core.scoring import is_suspended, set_suspended
+from core.store import open_store
 
 user = st.session_state.get("user")
 if not auth.authorise(user, ("admin", "pi"), page="governance"):
     st.error("You do not have access to this page.")
     st.stop()
 
+
+
+@st.cache_resource(max_entries=4, show_spinner="Verifying the audit trail...")
+def _snapshot(store_file: str, head: tuple[int, str]) -> dict:
+    # Checking the whole chain is the costly part. Only this process can write the store, and
+    # every write moves the head, so a snapshot for the same head is still the truth.
+    return snapshot()
+
+
 st.title("Governance")
 try:
-    snap = snapshot()
+    settings = get_settings()
+    snap = _snapshot(str(settings.db), open_store(settings.db).head())
 except CoreError as exc:
     st.error(f"The governance data cannot be read: {exc}")
     st.stop()
 
 state = snap["service"]
-if state and state[0] == "suspend":
+suspended = is_suspended(state)
+if suspended:
     st.error(f"Scoring is SUSPENDED since {state[2]:%Y-%m-%d %H:%M} UTC by {state[1]}: {state[3]}")
 else:
     st.success(f"Scoring is active. Serving model {snap['artefact'].version}.")
@@ -48,7 +60,7 @@ with st.form("gov_signoff", clear_on_submit=True):
     role = st.selectbox("Signer's role", SIGNER_ROLES, key="gov_signer_role")
     signed_on = st.date_input("Date signed", key="gov_signed_on")
     scope = st.text_input("Scope (what was reviewed)", key="gov_scope")
-    versions = artifacts.list_versions(get_settings().models)
+    versions = artifacts.list_versions(settings.models)
     version = st.selectbox("Model version", versions, index=versions.index(snap["artefact"].version),
                            key="gov_version")
     if st.form_submit_button("Record sign-off"):
@@ -62,7 +74,6 @@ with st.form("gov_signoff", clear_on_submit=True):
                 st.error(f"{e['field']}: {e['message']}")
 
 st.header("Stop switch")
-suspended = bool(state and state[0] == "suspend")
 with st.form("gov_stop_switch"):
     reason = st.text_input("Reason (recorded)", key="gov_stop_reason")
     label = "Resume scoring" if suspended else "Suspend scoring"
@@ -76,4 +87,5 @@ st.caption("Suspending stops all scoring at once: clinicians see 'model suspende
            "To roll back instead, activate an earlier version on the Admin page.")
 
 st.download_button("Export this page as a Markdown report", report_markdown(snap),
-                   file_name="governance-report.md", mime="text/markdown", key="gov_export")
+                   file_name="governance-report.md", mime="text/markdown", key="gov_export",
+                   on_click="ignore")

@@ -165,7 +165,7 @@ else:
 # ---- predictions and routing ----------------------------------------------------------------------
 
 st.header("Predictions and routing")
-table = share.rename(columns={"expected_share": "expected_review_share"})
+table = share
 st.dataframe(table, hide_index=True, key="monitoring_review_share", column_config={
     "model_version": "Model", "predictions": "Predictions", "routed_to_review": "Routed to review",
     "observed_share": st.column_config.NumberColumn("Share to review", format="percent"),

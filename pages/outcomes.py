@@ -22,7 +22,7 @@ if not auth.authorise(user, "clinician", page="outcomes"):
 
 # After a recorded outcome the choice of prediction and the form start empty again (widget
 # values can only be reset before the widgets are drawn).
-if st.session_state.pop("outcomes_reset", False):
+if "outcomes_notice" in st.session_state:  # set with a recorded outcome: clear the form
     for name in ("prediction", "prediction_id", *FIELDS):
         st.session_state.pop(f"outcomes_{name}", None)
 
@@ -30,9 +30,7 @@ settings = get_settings()
 now = now_utc()
 try:
     store = open_store(settings.db)
-    active = store.active_activation()
-    serving = active[0] if active else artifacts.default_version(settings.models)
-    horizon = horizon_days(serving)
+    horizon = horizon_days(artifacts.serving_version(store.active_activation(), settings.models))
     due = store.due_outcomes(now=now, horizon_days=horizon)
 except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Outcomes are unavailable: {exc}")
@@ -146,5 +144,4 @@ if submitted:
         st.session_state["outcomes_notice"] = (
             f"{'Correction' if current else 'Outcome'} recorded for "
             f"{prediction['patient_ref'] or prediction_id}: event {event}.")
-        st.session_state["outcomes_reset"] = True
         st.rerun()

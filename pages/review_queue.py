@@ -7,7 +7,7 @@ from core import artifacts, auth, review
 from core.config import get_settings
 from core.errors import AlreadyDecided, InvalidInput, NotFound, StoreUnavailable
 from core.predict import REASON_CODES
-from core.scoring import CONFIDENCE_MEANING
+from core.scoring import CONFIDENCE_MEANING, pct
 
 user = st.session_state.get("user")
 if not auth.authorise(user, "reviewer", page="review_queue"):
@@ -22,10 +22,6 @@ st.title("Review queue")
 st.caption("Predictions routed to clinical review, oldest first. Agree with the model's risk class "
            "or override it. Every decision is signed and kept; a correction is a new decision that "
            "supersedes the one in force.")
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
 
 
 def _when(ts) -> str:
@@ -133,7 +129,7 @@ else:
     if len(items) == QUEUE_LIMIT:
         st.caption(f"Showing the oldest {QUEUE_LIMIT}; clear these or narrow the filters to see more.")
     table = pd.DataFrame(items)
-    table["interval"] = [f"{_pct(lo)} - {_pct(hi)}" for lo, hi in zip(table["risk_low"], table["risk_high"],
+    table["interval"] = [f"{pct(lo)} - {pct(hi)}" for lo, hi in zip(table["risk_low"], table["risk_high"],
                                                                         strict=True)]
     table["reasons"] = table["reasons"].map(" ".join)
     st.dataframe(
@@ -156,17 +152,17 @@ else:
     pick = st.selectbox(
         "Prediction to review", list(by_id), key="review_pick",
         format_func=lambda pid: (f"{_ref(by_id[pid]['patient_ref'])} - waiting {by_id[pid]['age_text']}"
-                                 f" - {_pct(by_id[pid]['risk'])} {by_id[pid]['risk_class']} - model "
+                                 f" - {pct(by_id[pid]['risk'])} {by_id[pid]['risk_class']} - model "
                                  f"{by_id[pid]['model_version']}"))
     item = by_id[pick]
     patient = _ref(item["patient_ref"])
     with st.container(border=True, key="review_item"):
         st.subheader(f"{patient}, model {item['model_version']}")
         cols = st.columns(4)
-        cols[0].metric("Risk", _pct(item["risk"]))
+        cols[0].metric("Risk", pct(item["risk"]))
         cols[0].markdown(f"**{item['risk_class'].capitalize()} risk** by the model")
-        cols[1].metric("95% interval", f"{_pct(item['risk_low'])} - {_pct(item['risk_high'])}")
-        cols[2].metric("Confidence", _pct(item["confidence"]), help=CONFIDENCE_MEANING)
+        cols[1].metric("95% interval", f"{pct(item['risk_low'])} - {pct(item['risk_high'])}")
+        cols[2].metric("Confidence", pct(item["confidence"]), help=CONFIDENCE_MEANING)
         cols[3].metric("Waiting", item["age_text"])
         st.markdown("**Why review:**\n" + "\n".join(f"- {r}" for r in item["reasons"]))
         st.caption(f"Scored by {item['scored_by']} at {_when(item['created_at'])}.")

@@ -6,7 +6,7 @@ import core
 from core import artifacts, auth, review
 from core.config import get_settings
 from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
-from core.scoring import CONFIDENCE_MEANING, ScoreResult, active_artefact, check_not_suspended
+from core.scoring import CONFIDENCE_MEANING, ScoreResult, active_artefact, check_not_suspended, pct
 from core.spec import PATIENT_REF, Feature
 from core.store import open_store
 
@@ -101,22 +101,18 @@ if submitted:
         st.stop()
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
-
-
 def _render(result: ScoreResult) -> None:
     with st.container(border=True, key="score_result_card"):
         st.subheader(f"Result for {result.patient_ref}")
         cols = st.columns(3)
         cls = "High risk" if result.risk_class == "high" else "Low risk"
         cols[0].metric(f"Risk of hyperkalaemia within {spec.outcome.horizon_days} days",
-                       _pct(result.risk), help=spec.outcome.definition)
-        cols[0].markdown(f"**{cls}** (action threshold {_pct(result.action_threshold)})")
-        cols[1].metric("95% interval", f"{_pct(result.risk_interval_95[0])} - "
-                                        f"{_pct(result.risk_interval_95[1])}")
+                       pct(result.risk), help=spec.outcome.definition)
+        cols[0].markdown(f"**{cls}** (action threshold {pct(result.action_threshold)})")
+        cols[1].metric("95% interval", f"{pct(result.risk_interval_95[0])} - "
+                                        f"{pct(result.risk_interval_95[1])}")
         # A probability from a statistical model is never certainty: cap what is shown.
-        shown = "> 99.9%" if result.confidence > 0.999 else _pct(result.confidence)
+        shown = "> 99.9%" if result.confidence > 0.999 else pct(result.confidence)
         cols[2].metric("Confidence", shown, help=CONFIDENCE_MEANING)
         if result.routing == "auto_finalised":
             st.success("Auto-finalised: the model is confident and every input is within the "

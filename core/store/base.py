@@ -25,6 +25,10 @@ from core.errors import StoreUnavailable
 from core.store.schema import APPEND_ONLY, AUDIT_COLUMNS, MIGRATIONS, PHI_COLUMNS, TABLES
 
 SMALL_INSERT = 20  # below this many rows, parameterised INSERTs; above, one Arrow insert
+# State read on every request, kept in memory: the latest row's columns of these tables.
+LATEST = {"model_activations": ("version", "model_sha256"),
+          "service_events": ("action", "user_name", "created_at", "reason"),
+          "config_events": ("settings_json",)}
 
 
 @dataclass(slots=True)
@@ -60,12 +64,9 @@ class StoreBase:
         self._guard()
         row = self._one("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         self._head = (row[0], row[1]) if row else (0, audit.GENESIS)
-        self._active = self._one("SELECT version, model_sha256 FROM model_activations "
-                                 "ORDER BY audit_seq DESC LIMIT 1")
-        self._service = self._one("SELECT action, user_name, created_at, reason FROM service_events "
-                                  "ORDER BY audit_seq DESC LIMIT 1")
-        row = self._one("SELECT settings_json FROM config_events ORDER BY audit_seq DESC LIMIT 1")
-        self._configuration = row[0] if row else None
+        self._latest = {table: self._one(f"SELECT {', '.join(cols)} FROM {table} "
+                                         "ORDER BY audit_seq DESC LIMIT 1")
+                        for table, cols in LATEST.items()}
 
     # ---- plumbing ---------------------------------------------------------------------
 
@@ -170,13 +171,8 @@ class StoreBase:
                     pass
                 raise StoreUnavailable(f"the store did not record the {table} event: {exc}") from exc
             self._head = (seq, prev)
-            last = events[-1].row
-            if table == "model_activations":
-                self._active = (last["version"], last["model_sha256"])
-            elif table == "service_events":
-                self._service = (last["action"], last["user_name"], last["created_at"], last["reason"])
-            elif table == "config_events":
-                self._configuration = last["settings_json"]
+            if table in LATEST:
+                self._latest[table] = tuple(events[-1].row[c] for c in LATEST[table])
             return [r[0] for r in audit_rows]
 
     @staticmethod
@@ -206,7 +202,8 @@ class StoreBase:
 
     def last_configuration(self) -> str | None:
         """The settings last recorded (JSON). Kept in memory, like the serving version."""
-        return self._configuration
+        row = self._latest["config_events"]
+        return row[0] if row else None
 
     def oldest_phi(self) -> datetime | None:
         return self._one("SELECT min(created_at) FROM phi_inputs")[0]

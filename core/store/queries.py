@@ -26,11 +26,11 @@ class RecordReads:
         """(version, model_sha256) of the latest activation, or None when never activated.
 
         Kept in memory: this process owns the file, so only its own appends change it."""
-        return self._active
+        return self._latest["model_activations"]
 
     def service_state(self) -> tuple[str, str, datetime, str] | None:
         """(action, by, when, reason) of the latest suspend/resume, or None. Kept in memory."""
-        return self._service
+        return self._latest["service_events"]
 
     def service_history(self) -> pd.DataFrame:
         return self._frame("SELECT created_at, user_name, action, reason FROM service_events "
@@ -38,26 +38,21 @@ class RecordReads:
 
     def governance_counts(self) -> dict:
         """Counts the governance page answers from, in one round trip."""
-        cur = self._cursor().execute(
+        return self._record(
             "SELECT (SELECT count(*) FROM predictions) AS predictions, "
             "(SELECT count(*) FROM predictions WHERE routing = 'review') AS routed_to_review, "
             "(SELECT count(*) FROM predictions WHERE len(list_filter(reason_codes, lambda c: "
             "  c <> 'uncertain')) > 0) AS flagged_out_of_distribution, "
             "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs, "
             "(SELECT count(DISTINCT prediction_id) FROM review_decisions) AS reviewed, "
-            "(SELECT count(*) FROM review_decisions d WHERE direction = 'upgrade' AND NOT EXISTS "
-            "  (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id)) AS upgrades, "
-            "(SELECT count(*) FROM review_decisions d WHERE direction = 'downgrade' AND NOT EXISTS "
-            "  (SELECT 1 FROM review_decisions n WHERE n.supersedes = d.decision_id)) AS downgrades, "
+            f"(SELECT count(*) FROM ({CURRENT_DECISIONS}) WHERE direction = 'upgrade') AS upgrades, "
+            f"(SELECT count(*) FROM ({CURRENT_DECISIONS}) WHERE direction = 'downgrade') AS downgrades, "
             "(SELECT count(*) FROM predictions p WHERE routing = 'review' AND NOT EXISTS "
             "  (SELECT 1 FROM review_decisions d WHERE d.prediction_id = p.prediction_id)) AS pending, "
-            "(SELECT count(*) FROM outcomes) AS outcomes, "
-            "(SELECT count(*) FROM predictions WHERE coalesce(model_version, '') = '' "
-            "  OR coalesce(model_sha256, '') = '' OR coalesce(input_sha256, '') = '' "
-            "  OR risk IS NULL OR confidence IS NULL OR created_at IS NULL) AS incompletely_logged, "
-            "(SELECT min(created_at) FROM phi_inputs) AS oldest_raw_input, "
-            "(SELECT max(created_at) FROM retention_purges) AS last_purge")
-        return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+            # Every column is NOT NULL in the schema: an empty text is what could be missing.
+            "(SELECT count(*) FROM predictions WHERE model_version = '' OR model_sha256 = '' "
+            "  OR input_sha256 = '') AS incompletely_logged, "
+            "(SELECT min(created_at) FROM phi_inputs) AS oldest_raw_input")
 
     def signoff_records(self) -> pd.DataFrame:
         return self._frame("SELECT created_at, user_name, signer_name, signer_role, signed_on, "

@@ -106,4 +106,3 @@ AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table"
 # Tables that refuse UPDATE and DELETE (and so TRUNCATE) in the database itself; phi_inputs
 # refuses UPDATE only, because the retention purge deletes from it.
 APPEND_ONLY = ["audit_log", "schema_migrations"]
-SMALL_INSERT = 20  # below this many rows, parameterised INSERTs; above, one frame insert
