@@ -148,10 +148,11 @@ def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settin
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
     stop = threading.Event()
     try:
-        pending: list[tuple[Future, list[dict], int, int]] = []
-        previous: Future | None = None
+        in_flight: tuple[Future, list[dict], int, int] | None = None  # at most one chunk
         start = uncollected = 0
-        while not _stop(stop_requests) and (part := list(itertools.islice(rows, chunk))):
+        while part := list(itertools.islice(rows, chunk)):
+            if stop_requests:
+                raise BatchStopped(stop_requests[0])
             valid, invalid = _validate_chunk(artefact.spec, part, header)
             good = [(start + i, ref, values) for i, ref, values in valid]
             bad = [(start + i, part[i], errors) for i, errors in invalid]
@@ -162,22 +163,18 @@ def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settin
                 events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
                 review = int(pred.review.sum())
             lines = _output_rows(good, events, bad)
-            previous = writer.submit(_commit_after, stop, previous, store, artefact, events, bad,
-                                     user)
-            pending.append((previous, lines, len(events), review))
-            if len(pending) > 1:  # at most one chunk in flight
-                done, *result = pending.pop(0)
-                done.result()
-                yield tuple(result)
+            future = writer.submit(_commit_after, stop, in_flight and in_flight[0], store, artefact,
+                                   events, bad, user)
+            if in_flight:
+                yield _once_committed(in_flight)
+            in_flight = (future, lines, len(events), review)
             start += len(part)
             uncollected += len(part)
             if uncollected >= COLLECT_EVERY_ROWS:
                 gc.collect(1)
                 uncollected = 0
-        for done, *result in pending:
-            done.result()
-            yield tuple(result)
-            _stop(stop_requests)
+        if in_flight:
+            yield _once_committed(in_flight)
     finally:
         stop.set()
         writer.shutdown(wait=True, cancel_futures=True)  # a commit under way completes or rolls back
@@ -216,11 +213,10 @@ def _validate_chunk(spec: Spec, part: list[dict], header: list[str]
     return [(keep[i], ref, values) for i, ref, values in valid], invalid
 
 
-def _stop(stop_requests: list[int]) -> bool:
-    """Raise BatchStopped once a stop was requested; False otherwise (a loop condition)."""
-    if stop_requests:
-        raise BatchStopped(stop_requests[0])
-    return False
+def _once_committed(chunk: tuple[Future, list[dict], int, int]) -> tuple[list[dict], int, int]:
+    """A chunk's output lines and counts, once its commit succeeded (a failure raises here)."""
+    chunk[0].result()
+    return chunk[1:]
 
 
 def _commit_after(stop: threading.Event, previous: Future | None, *chunk) -> None:
