@@ -1,12 +1,11 @@
-"""Helpers for the app tests: an isolated store in demo mode, signing in, filling the form."""
+"""Helpers for the app tests (the `demo_app` fixture is in conftest): the store, signing in,
+filling the form."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from argon2 import PasswordHasher
+from conftest import TYPICAL_PATIENT
 from streamlit.testing.v1 import AppTest
 
 from core import auth
@@ -28,10 +27,7 @@ DENIED = "You do not have access to this page."
 TIMEOUT = 30
 
 # A typical patient as core.score takes it (tests change patient_ref and single values)
-PATIENT = {"patient_ref": "P-1", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
-           "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei",
-           "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
-           "loop_diuretic": True, "potassium_supplement": False, "nsaid": False}
+PATIENT = {**TYPICAL_PATIENT, "patient_ref": "P-1"}
 
 # What the clinician enters in the form (widget key suffix -> value as the widget holds it)
 FORM_VALUES = {"patient_ref": "TEST-0001", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
@@ -40,30 +36,19 @@ FORM_VALUES = {"patient_ref": "TEST-0001", "age": 70, "sex": "male", "weight_kg"
                "loop_diuretic": "yes", "potassium_supplement": "no", "nsaid": "no"}
 
 
-@pytest.fixture
-def demo_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Demo mode over an empty store in a temporary file (demo accounts are created on first run)."""
-    monkeypatch.setenv("APP_DB", str(tmp_path / "app.duckdb"))
-    monkeypatch.setenv("APP_MODELS", str(REPO / "model_artifacts"))
-    monkeypatch.setenv("APP_DEMO", "1")
-    monkeypatch.delenv("APP_PATIENT_KEY", raising=False)
-    # Cheaper argon2id parameters: the app's behaviour is the same, the suite is faster.
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    for name in ("IDLE_TIMEOUT_MINUTES", "LOCKOUT_FAILURES", "LOCKOUT_MINUTES"):
-        monkeypatch.delenv(f"APP_{name}", raising=False)
-    try:
-        yield tmp_path
-    finally:
-        core_store.close_all()
-
-
 def store() -> core_store.Store:
     return core_store.open_store(get_settings().db)
 
 
-def access_actions(username: str) -> list[str]:
-    events = store().access_events()
-    return list(reversed(events.loc[events["user_name"] == username, "action"].tolist()))
+def access_actions(username: str, *, db: Path | None = None,
+                   detail: bool = False) -> list[str] | list[tuple[str, str]]:
+    """A user's access events, oldest first: their actions, or (action, detail) pairs if `detail`.
+    `db`: the store file to read (default: the one the settings name)."""
+    events = (store() if db is None else core_store.open_store(db)).access_events()
+    mine = events.loc[events["user_name"] == username]
+    if detail:
+        return [tuple(row) for row in reversed(mine[["action", "detail"]].values.tolist())]
+    return list(reversed(mine["action"].tolist()))
 
 
 def demo_password(username: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import socket
 import subprocess
@@ -27,6 +29,9 @@ FORM = {"patient_ref": "BROWSER-1", "Age (years)": "70", "Sex": "male", "Weight 
         "Diabetes mellitus": "no", "RAAS inhibitor": "acei",
         "Spironolactone starting dose (mg/day)": "25", "NYHA class": "II",
         "Loop diuretic": "yes", "Potassium supplement": "no", "NSAID use": "no"}
+# Streamlit saves a table's CSV through the browser's save dialog when it has one; headless
+# Chromium has none to answer, so fall back to a plain download.
+NO_SAVE_PICKER = "delete window.showSaveFilePicker;"
 
 
 def free_port() -> int:
@@ -99,3 +104,55 @@ def fill_form(page, patient_ref: str) -> None:
             page.get_by_role("option", name=value, exact=True).click()
         else:
             page.get_by_label(label, exact=True).fill(value)
+
+
+def new_page(browser):
+    """A page in a new session (browser context) that can download a table's CSV."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context.add_init_script(NO_SAVE_PICKER)
+    return context.new_page()
+
+
+def table_rows(page, index: int = 0) -> list[dict]:
+    """A table's rows as the user downloads them (its cells are drawn on a canvas), keyed by the
+    frame's column names."""
+    frame = page.locator('[data-testid="stDataFrame"]').nth(index)
+    frame.scroll_into_view_if_needed()
+    frame.hover()  # the toolbar shows while the pointer is over the table
+    with page.expect_download() as download:
+        # by keyboard: a pointer click may land on the table's canvas, which overlaps the toolbar
+        frame.get_by_role("button", name="Download as CSV").focus()
+        page.keyboard.press("Enter")
+    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def score_in_browser(page, ref: str, expect: str, extra: dict[str, str] | None = None) -> None:
+    """Fill the form for `ref` (then the labelled fields in `extra`), score it, and check that the
+    result card says `expect`. The form alone leaves LVEF and systolic pressure empty."""
+    fill_form(page, ref)
+    for label, value in (extra or {}).items():
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_role("button", name="Score", exact=True).click()
+    card = page.locator(".st-key-score_result_card")
+    card.get_by_text(f"Result for {ref}").wait_for(timeout=20_000)
+    wait_idle(page)
+    assert expect in card.inner_text()
+
+
+def decide(page, ref: str, option: str, comment: str = "") -> str:
+    """Decide the open item: mouse for the choice, keyboard for the reason and the comment."""
+    item = page.locator(".st-key-review_item")
+    item.get_by_role("heading", name=f"{ref}, model v1").wait_for()
+    item.get_by_text(option, exact=True).click()
+    item.get_by_role("combobox", name="Reason").click()
+    page.keyboard.type("recent med")
+    page.keyboard.press("Enter")
+    if comment:
+        item.get_by_label("Comment (required for an override and for 'other')").click()
+        page.keyboard.type(comment)
+    item.get_by_role("button", name="Sign and submit", exact=True).click()
+    success = page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text=f"for {ref}:")
+    success.wait_for(timeout=20_000)
+    wait_idle(page)
+    return success.inner_text()

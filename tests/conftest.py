@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated store, the shipped model and a payload that auto-finalises.
+"""Shared fixtures: an isolated store, the app in demo mode, the shipped model and a payload that
+auto-finalises; and `run_core`, the `python -m core` command in a subprocess.
 
 Settings are read from the environment on every call, so each fixture that touches the store
 points the APP_ variables at a temporary file first.
@@ -6,18 +7,43 @@ points the APP_ variables at a temporary file first.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
-from core import artifacts
+from core import artifacts, auth
 from core import store as core_store
 from core.config import get_settings
+
+# Helper modules that assert: rewrite them so that a failure shows the values, as in a test module
+pytest.register_assert_rewrite("browser_support")
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "model_artifacts"  # read-only: no test writes here
 TEST_PATIENT_KEY = "test-only-patient-key-0123456789abcdefghij"  # 40 characters
+
+# A typical patient as core.score takes it, without patient_ref: complete and inside every
+# validated range, so its score is auto-finalised (tests change single values)
+TYPICAL_PATIENT = {"age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0, "potassium": 4.4,
+                   "diabetes": False, "raas_inhibitor": "acei", "spironolactone_dose_mg": 25.0,
+                   "nyha_class": "II", "lvef": 30.0, "sbp": 118.0, "loop_diuretic": True,
+                   "potassium_supplement": False, "nsaid": False}
+
+
+def run_core(*args: str, env: dict[str, str] | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m core ARGS` from the repository, output captured as text. The store files this
+    process holds are closed first, as the command opens the store file itself. `env`: the
+    command's whole environment (default: this process's)."""
+    core_store.close_all()
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO,
+                          env=os.environ.copy() if env is None else env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -38,6 +64,23 @@ def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[cor
         core_store.close_all()
 
 
+@pytest.fixture
+def demo_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Demo mode over an empty store in a temporary file (demo accounts are created on first run)."""
+    monkeypatch.setenv("APP_DB", str(tmp_path / "app.duckdb"))
+    monkeypatch.setenv("APP_MODELS", str(MODELS))
+    monkeypatch.setenv("APP_DEMO", "1")
+    monkeypatch.delenv("APP_PATIENT_KEY", raising=False)
+    # Cheaper argon2id parameters: the app's behaviour is the same, the suite is faster.
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("IDLE_TIMEOUT_MINUTES", "LOCKOUT_FAILURES", "LOCKOUT_MINUTES"):
+        monkeypatch.delenv(f"APP_{name}", raising=False)
+    try:
+        yield tmp_path
+    finally:
+        core_store.close_all()
+
+
 @pytest.fixture(scope="session")
 def v1() -> artifacts.Artefact:
     """The shipped model v1, verified and loaded."""
@@ -47,20 +90,4 @@ def v1() -> artifacts.Artefact:
 @pytest.fixture
 def valid_payload() -> dict:
     """A typical patient, complete and inside every validated range: scores auto-finalised."""
-    return {
-        "patient_ref": "TEST-0001",
-        "age": 70,
-        "sex": "male",
-        "weight_kg": 78.0,
-        "egfr": 58.0,
-        "potassium": 4.4,
-        "diabetes": False,
-        "raas_inhibitor": "acei",
-        "spironolactone_dose_mg": 25.0,
-        "nyha_class": "II",
-        "lvef": 30.0,
-        "sbp": 118.0,
-        "loop_diuretic": True,
-        "potassium_supplement": False,
-        "nsaid": False,
-    }
+    return {**TYPICAL_PATIENT, "patient_ref": "TEST-0001"}

@@ -8,7 +8,6 @@ from app_support import (
     REPO,
     TIMEOUT,
     access_actions,
-    demo_app,  # noqa: F401 (fixture, used through pytestmark)
     sign_in,
     signed_in,
     start,

@@ -1,12 +1,7 @@
 """The model card page: the generated card of a version, linked from every result."""
 
 import pytest
-from app_support import (
-    demo_app,  # noqa: F401 (fixture, used through pytestmark)
-    fill_form,
-    signed_in,
-    submit_score,
-)
+from app_support import fill_form, signed_in, submit_score
 
 pytestmark = pytest.mark.usefixtures("demo_app")
 

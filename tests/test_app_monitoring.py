@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import pyarrow as pa
 import pytest
-from app_support import REPO, TIMEOUT, demo_app, store  # noqa: F401 (demo_app: fixture)
+from app_support import REPO, TIMEOUT, store
 from monitoring_support import seed_activity
 from streamlit.testing.v1 import AppTest
 

@@ -4,11 +4,7 @@ the fields, and a correction that supersedes the earlier record with the history
 from datetime import timedelta
 
 import pytest
-from app_support import (
-    demo_app,  # noqa: F401 (fixture, used through pytestmark)
-    signed_in,
-    store,
-)
+from app_support import signed_in, store
 
 import core
 from core import scoring

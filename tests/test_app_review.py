@@ -2,12 +2,7 @@
 
 import app_support
 import pytest
-from app_support import (
-    demo_app,  # noqa: F401 (fixture, used through pytestmark)
-    signed_in,
-    store,
-    texts,
-)
+from app_support import signed_in, store, texts
 from streamlit.testing.v1 import AppTest
 
 import core

@@ -1,14 +1,7 @@
 """The clinician's scoring page: form from the spec, recorded result card, errors by field."""
 
 import pytest
-from app_support import (
-    demo_app,  # noqa: F401 (fixture, used through pytestmark)
-    fill_form,
-    signed_in,
-    store,
-    submit_score,
-    texts,
-)
+from app_support import fill_form, signed_in, store, submit_score, texts
 
 import core.scoring
 from core.errors import StoreUnavailable

@@ -3,16 +3,7 @@
 import time
 
 import pytest
-from app_support import (
-    APP,
-    TIMEOUT,
-    access_actions,
-    demo_app,  # noqa: F401 (fixture, used through pytestmark)
-    sign_in,
-    start,
-    store,
-    texts,
-)
+from app_support import APP, TIMEOUT, access_actions, sign_in, start, store, texts
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.usefixtures("demo_app")

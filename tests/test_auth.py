@@ -4,7 +4,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from app_support import access_actions, demo_app, store  # noqa: F401 (demo_app: fixture)
+from app_support import access_actions, store
 
 from core import auth, cli
 

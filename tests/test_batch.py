@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_core
 from threadpoolctl import threadpool_info
 
 import core
@@ -58,11 +59,8 @@ def mixed_csv(tmp_path: Path) -> tuple[Path, pd.DataFrame, dict[int, str]]:
 def test_score_batch_command(fresh_store: Store, mixed_csv, tmp_path: Path):
     path, frame, invalid_rows = mixed_csv
     out = tmp_path / "scored.csv"
-    core_store.close_all()  # the command opens the store file itself
-    run = subprocess.run(
-        [sys.executable, "-m", "core", "score-batch", "--input", str(path), "--output", str(out),
-         "--user", "batch.tester", "--quiet"],
-        cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    run = run_core("score-batch", "--input", str(path), "--output", str(out),
+                   "--user", "batch.tester", "--quiet")
     assert run.returncode == 0, run.stderr
     n, n_bad = len(frame), len(invalid_rows)
     assert f"{n} rows: {n - n_bad} scored" in run.stdout
@@ -221,11 +219,8 @@ def test_batch_leaves_the_collector_and_blas_threads_as_it_found_them(fresh_stor
 def test_command_lists_every_problem_of_a_refused_file(fresh_store: Store, tmp_path: Path, v1):
     path = tmp_path / "patients.csv"
     path.write_text("patient_ref,age,Egfr\nSYN-1,70,40\n", encoding="utf-8")
-    core_store.close_all()  # the command opens the store file itself
-    run = subprocess.run(
-        [sys.executable, "-m", "core", "score-batch", "--input", str(path), "--output",
-         str(tmp_path / "scored.csv"), "--user", "batch.tester", "--quiet"],
-        cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    run = run_core("score-batch", "--input", str(path), "--output", str(tmp_path / "scored.csv"),
+                   "--user", "batch.tester", "--quiet")
     assert run.returncode == 2
     lines = run.stderr.splitlines()
     assert lines[0] == "error: invalid input:"

@@ -5,8 +5,17 @@ the clinician then sees the model suspended."""
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, fill_form, launch, sign_in, streamlit_server, wait_idle
-from test_browser_review import decide, new_page, score_for_review, table_rows
+from browser_support import (
+    CHROMIUM,
+    decide,
+    launch,
+    new_page,
+    score_in_browser,
+    sign_in,
+    streamlit_server,
+    table_rows,
+    wait_idle,
+)
 
 from core import store as core_store
 from core.maintenance import verify_audit
@@ -21,18 +30,8 @@ STOP_REASON = "calibration drift under investigation"
 QUESTIONS = ("What model is in production", "What does the model do when the input is malformed",
              "When the model is wrong, what is the recovery path?", "How are predictions logged",
              "What is the procedure for retraining the model")
-
-
-def score_typical(page, ref: str) -> None:
-    """The form's patient with LVEF and systolic pressure given: complete and validated."""
-    fill_form(page, ref)
-    page.get_by_label("LVEF (%)", exact=True).fill("30")
-    page.get_by_label("Systolic blood pressure (mmHg)", exact=True).fill("118")
-    page.get_by_role("button", name="Score", exact=True).click()
-    card = page.locator(".st-key-score_result_card")
-    card.get_by_text(f"Result for {ref}").wait_for(timeout=20_000)
-    wait_idle(page)
-    assert "Auto-finalised" in card.inner_text()
+# What the form leaves empty, given: the form's patient is then complete and validated
+COMPLETE = {"LVEF (%)": "30", "Systolic blood pressure (mmHg)": "118"}
 
 
 def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
@@ -49,8 +48,8 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
             sign_in(clinician, url, "demo-clinician", "demo-clinician-password")
             clinician.get_by_role("heading", name="Score a patient").wait_for()
             wait_idle(clinician)
-            score_for_review(clinician, "BR-GOV-2")
-            score_typical(clinician, "BR-GOV-1")
+            score_in_browser(clinician, "BR-GOV-2", "Sent to clinical review")
+            score_in_browser(clinician, "BR-GOV-1", "Auto-finalised", extra=COMPLETE)
 
             # (2) the reviewer overrides it, with a comment
             sign_in(reviewer, url, "demo-reviewer", "demo-reviewer-password")

@@ -1,13 +1,21 @@
 """End to end in headless Chromium: a clinician's predictions go to review, a reviewer clears them
 in a second session, and the clinician's list shows the decisions."""
 
-import csv
-import io
 import os
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, fill_form, launch, sign_in, streamlit_server, wait_idle
+from browser_support import (
+    CHROMIUM,
+    decide,
+    launch,
+    new_page,
+    score_in_browser,
+    sign_in,
+    streamlit_server,
+    table_rows,
+    wait_idle,
+)
 
 from core import store as core_store
 
@@ -17,55 +25,6 @@ pytestmark = [
 ]
 SCREENSHOT = os.environ.get("APP_TEST_REVIEW_SCREENSHOT")  # optional: where to save the queue page
 REASON = "recent medication change"
-# Streamlit saves a table's CSV through the browser's save dialog when it has one; headless
-# Chromium has none to answer, so fall back to a plain download.
-NO_SAVE_PICKER = "delete window.showSaveFilePicker;"
-
-
-def new_page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    context.add_init_script(NO_SAVE_PICKER)
-    return context.new_page()
-
-
-def table_rows(page, index: int = 0) -> list[dict]:
-    """A table's rows as the user downloads them (its cells are drawn on a canvas), keyed by the
-    frame's column names."""
-    frame = page.locator('[data-testid="stDataFrame"]').nth(index)
-    frame.scroll_into_view_if_needed()
-    frame.hover()  # the toolbar shows while the pointer is over the table
-    with page.expect_download() as download:
-        # by keyboard: a pointer click may land on the table's canvas, which overlaps the toolbar
-        frame.get_by_role("button", name="Download as CSV").focus()
-        page.keyboard.press("Enter")
-    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def score_for_review(page, ref: str) -> None:
-    fill_form(page, ref)  # leaves LVEF and systolic pressure empty: the prediction goes to review
-    page.get_by_role("button", name="Score", exact=True).click()
-    page.locator(".st-key-score_result_card").get_by_text(f"Result for {ref}").wait_for(timeout=20_000)
-    wait_idle(page)
-    assert "Sent to clinical review" in page.locator(".st-key-score_result_card").inner_text()
-
-
-def decide(page, ref: str, option: str, comment: str = "") -> str:
-    """Decide the open item: mouse for the choice, keyboard for the reason and the comment."""
-    item = page.locator(".st-key-review_item")
-    item.get_by_role("heading", name=f"{ref}, model v1").wait_for()
-    item.get_by_text(option, exact=True).click()
-    item.get_by_role("combobox", name="Reason").click()
-    page.keyboard.type("recent med")
-    page.keyboard.press("Enter")
-    if comment:
-        item.get_by_label("Comment (required for an override and for 'other')").click()
-        page.keyboard.type(comment)
-    item.get_by_role("button", name="Sign and submit", exact=True).click()
-    success = page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text=f"for {ref}:")
-    success.wait_for(timeout=20_000)
-    wait_idle(page)
-    return success.inner_text()
 
 
 def test_browser_reviewer_clears_the_queue_and_clinician_sees_it(tmp_path):
@@ -79,8 +38,8 @@ def test_browser_reviewer_clears_the_queue_and_clinician_sees_it(tmp_path):
             sign_in(clinician, url, "demo-clinician", "demo-clinician-password")
             clinician.get_by_role("heading", name="Score a patient").wait_for()
             wait_idle(clinician)
-            for ref in ("BR-REV-1", "BR-REV-2"):
-                score_for_review(clinician, ref)
+            for ref in ("BR-REV-1", "BR-REV-2"):  # LVEF and systolic pressure empty: to review
+                score_in_browser(clinician, ref, "Sent to clinical review")
 
             sign_in(reviewer, url, "demo-reviewer", "demo-reviewer-password")
             reviewer.get_by_role("heading", name="Review queue").wait_for()

@@ -1,21 +1,17 @@
 """`python -m core outcomes import CSV`: the report names every rejected row; exit 1 if any."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from conftest import run_core
 
 import core
 from core import store as core_store
 from core.scoring import now_utc
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def run_import(csv: Path, *extra: str) -> subprocess.CompletedProcess:
-    core_store.close_all()  # the command opens the store file itself
-    return subprocess.run([sys.executable, "-m", "core", "outcomes", "import", str(csv), *extra],
-                          cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    return run_core("outcomes", "import", str(csv), *extra)
 
 
 def test_import_reports_rejected_rows_and_exits_1(fresh_store, valid_payload, tmp_path):

@@ -2,6 +2,8 @@
 
 import re
 
+from conftest import run_core
+
 from core.cli import _parser
 from core.config import PROJ_ROOT, Settings
 
@@ -33,12 +35,8 @@ def test_readme_shows_the_two_commands():
 
 
 def test_model_card_is_current_and_check_detects_staleness(tmp_path):
-    import subprocess
-    import sys
-
     def check(output):
-        return subprocess.run([sys.executable, "-m", "core", "model-card", "--check", "--output",
-                               str(output)], capture_output=True, text=True, cwd=PROJ_ROOT, timeout=120)
+        return run_core("model-card", "--check", "--output", str(output))
 
     assert check(PROJ_ROOT / "MODEL_CARD.md").returncode == 0
     stale = tmp_path / "MODEL_CARD.md"

@@ -7,6 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import MODELS, TEST_PATIENT_KEY
 
 from core import synthetic
 from core.batch import score_batch
@@ -15,7 +16,6 @@ from core.outcomes import record_outcome
 from core.review import decide
 from core.scoring import now_utc
 from core.store import Event, close_all, open_store
-from tests.conftest import MODELS, TEST_PATIENT_KEY
 
 REASONS = ["clinical context not captured by the model", "suspected lab or entry error",
            "recent medication change"]

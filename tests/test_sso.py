@@ -14,7 +14,7 @@ from pathlib import Path
 
 import authlib.deprecate  # noqa: F401 (see quiet_mock)
 import pytest
-from app_support import APP, TIMEOUT, access_actions, demo_app, store, texts  # noqa: F401 (demo_app: fixture)
+from app_support import APP, TIMEOUT, access_actions, store, texts
 from browser_support import CHROMIUM, launch, streamlit_server, wait_idle
 from streamlit.testing.v1 import AppTest
 
@@ -104,7 +104,7 @@ def test_settings_from_the_environment(monkeypatch):
         get_settings()
 
 
-def test_sign_in_and_refusal_are_recorded(demo_app):  # noqa: F811
+def test_sign_in_and_refusal_are_recorded(demo_app):
     sso.sign_in({"sub": "s-7", "email": "carol@example.org", "roles": ["clinician"]}, settings())
     with pytest.raises(sso.NoRole):
         sso.sign_in({"sub": "s-8", "email": "nobody@example.org"}, settings())
@@ -115,7 +115,7 @@ def test_sign_in_and_refusal_are_recorded(demo_app):  # noqa: F811
     assert store().audit_entries()["kind"].tolist()[-2:] == ["access_sign_in", "access_access_denied"]
 
 
-def test_expired_identity_token_is_not_a_sign_in(demo_app):  # noqa: F811
+def test_expired_identity_token_is_not_a_sign_in(demo_app):
     claims = {"sub": "s-7", "email": "carol@example.org", "roles": ["clinician"], "exp": 1_000_000}
     with pytest.raises(sso.SignInExpired):
         sso.sign_in(claims, settings(), now=1_000_000)
@@ -264,9 +264,8 @@ def sign_in_at_provider(page, url: str, idp: str, subject: str) -> None:
 
 
 def provider_access(db: Path, username: str) -> list[tuple[str, str]]:
-    events = core_store.open_store(db).access_events()
-    mine = events.loc[events["user_name"] == username, ["action", "detail"]]
-    return [tuple(row) for row in reversed(mine.values.tolist())]
+    """(action, detail) of a user's access events in the store file the app server used."""
+    return access_actions(username, db=db, detail=True)
 
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
