@@ -1,15 +1,11 @@
 """End to end in headless Chromium against a real `streamlit run app.py`."""
 
 import os
-from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, fill_form, launch, sign_in, streamlit_server, wait_idle
+from browser_support import BROWSER_MARKS, fill_form, launch, sign_in, streamlit_server, wait_idle
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (apt-get install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 SCREENSHOT = os.environ.get("APP_TEST_SCREENSHOT")  # optional: where to save the result page
 
 

@@ -2,11 +2,9 @@
 routed to review, and the PI reads the governance page, records a sign-off and suspends scoring;
 the clinician then sees the model suspended."""
 
-from pathlib import Path
 
-import pytest
 from browser_support import (
-    CHROMIUM,
+    BROWSER_MARKS,
     decide,
     launch,
     new_page,
@@ -20,10 +18,7 @@ from browser_support import (
 from core import store as core_store
 from core.maintenance import verify_audit
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (apt-get install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 SIGNER = "Dr Ada Example"
 SCOPE = "deployment architecture and data flows"
 STOP_REASON = "calibration drift under investigation"

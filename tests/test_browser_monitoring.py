@@ -2,18 +2,14 @@
 monitoring charts and the override alert banner."""
 
 import os
-from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, launch, sign_in, streamlit_server, wait_idle
+from browser_support import BROWSER_MARKS, launch, sign_in, streamlit_server, wait_idle
 from monitoring_support import seed_activity
 
 from core import store as core_store
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (apt-get install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 SCREENSHOT = os.environ.get("APP_TEST_MONITORING_SCREENSHOT")  # optional: where to save the page
 
 

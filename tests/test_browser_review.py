@@ -2,11 +2,9 @@
 in a second session, and the clinician's list shows the decisions."""
 
 import os
-from pathlib import Path
 
-import pytest
 from browser_support import (
-    CHROMIUM,
+    BROWSER_MARKS,
     decide,
     launch,
     new_page,
@@ -19,10 +17,7 @@ from browser_support import (
 
 from core import store as core_store
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (apt-get install chromium)"),
-]
+pytestmark = BROWSER_MARKS
 SCREENSHOT = os.environ.get("APP_TEST_REVIEW_SCREENSHOT")  # optional: where to save the queue page
 REASON = "recent medication change"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import authlib.deprecate  # noqa: F401 (see quiet_mock)
 import pytest
 from app_support import APP, TIMEOUT, access_actions, store, texts
-from browser_support import CHROMIUM, launch, streamlit_server, wait_idle
+from browser_support import NEEDS_CHROMIUM, launch, streamlit_server, wait_idle
 from streamlit.testing.v1 import AppTest
 
 from core import auth, sso
@@ -268,8 +268,6 @@ def provider_access(db: Path, username: str) -> list[tuple[str, str]]:
     return access_actions(username, db=db, detail=True)
 
 
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                    reason="needs Chromium (apt-get install chromium)")
 # The mock provider runs in this process on Authlib APIs that Authlib now marks as deprecated.
 # Authlib adds an "always" filter for its warnings when first imported: import it here, before a
 # test's own filters are in place, so that this mark can silence them.
@@ -292,7 +290,7 @@ def signed_in_at_provider(sso_db, idp, subject: str):
 
 
 @pytest.mark.browser
-@needs_chromium
+@NEEDS_CHROMIUM
 @quiet_mock
 def test_browser_provider_sign_in_lands_on_clinician_page_and_signs_out(sso_db, idp):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -320,7 +318,7 @@ def test_browser_provider_sign_in_lands_on_clinician_page_and_signs_out(sso_db, 
 
 
 @pytest.mark.browser
-@needs_chromium
+@NEEDS_CHROMIUM
 @quiet_mock
 def test_browser_provider_account_without_role_is_refused(sso_db, idp):
     with signed_in_at_provider(sso_db, idp, "nobody-sub") as page:
