@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from core.errors import InvalidInput
+from core.file_guard import protected_reason
 from core.spec import PATIENT_REF, WHOLE_ROW, Spec, problem
 
 EXTRA = "\0extra"  # DictReader's key for values beyond the header (never a column name)
@@ -30,9 +31,13 @@ def copy_mode(source: Path, target: str) -> None:
 
 
 def check_output(input_csv: Path, output_csv: Path) -> None:
-    """Refuse, before scoring, an output that could not be written or would overwrite the input."""
+    """Refuse, before scoring, an output that could not be written, would overwrite the input,
+    or would replace the store, its WAL, a backup or a model artefact."""
     folder = output_csv.parent
-    if output_csv.resolve() == input_csv.resolve():
+    protected = protected_reason(output_csv)
+    if protected:
+        reason = f"{protected}; choose another name"
+    elif output_csv.resolve() == input_csv.resolve():
         reason = "is the input file; choose another name"
     elif output_csv.is_symlink() or (output_csv.exists() and not output_csv.is_file()):
         reason = "is a folder, a link or a device; name a file"

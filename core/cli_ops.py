@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from pathlib import Path
 
 from core.config import get_settings
@@ -36,7 +37,8 @@ def add_parsers(sub) -> None:
 
     b = sub.add_parser("backup", help="write a consistent copy of the store into DIR")
     b.add_argument("directory", type=Path)
-    rs = sub.add_parser("restore", help="replace the store with a backup (app stopped)")
+    rs = sub.add_parser("restore", help="replace the store with a verified backup of this "
+                                        "deployment (service stopped); the replaced store is kept")
     rs.add_argument("backup_file", type=Path)
 
 
@@ -77,14 +79,16 @@ def run_backup(args) -> int:
 
 
 def run_restore(args) -> int:
-    from core.maintenance import restore, verify_audit
+    from core.restore import restore
 
     settings = get_settings()
-    restore(args.backup_file, settings.db)
-    problems, (seq, _) = verify_audit(open_store(settings.db))
-    print(f"restored {args.backup_file} to {settings.db}; audit chain "
-          + ("intact" if not problems else f"FAILED: {problems[0]}") + f" ({seq} entries)")
-    return 1 if problems else 0
+    done = restore(args.backup_file, settings.db)
+    print(f"restored {args.backup_file} to {settings.db}; audit chain intact ({done.entries} "
+          f"entries, head {done.head[0]}:{done.head[1]})")
+    if done.replaced_copy:
+        print(f"the store it replaced ({done.entries_replaced} entries) is kept as "
+              f"{done.replaced_copy}")
+    return 0
 
 
 def run_model_card(args) -> int:
@@ -96,6 +100,13 @@ def run_model_card(args) -> int:
     version = args.version or artifacts.default_version(settings.models)
     artefact = artifacts.load(settings.models, version)
     output = args.output or PROJ_ROOT / "MODEL_CARD.md"
+    if not args.check:
+        from core.file_guard import protected_reason
+
+        reason = protected_reason(output, settings)
+        if reason:
+            print(f"error: --output {output} {reason}; choose another name", file=sys.stderr)
+            return 2
     if args.check:
         if not is_current(output, artefact):
             print(f"{output} is stale: regenerate it with `python -m core model-card`")

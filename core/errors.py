@@ -27,6 +27,18 @@ class StoreUnavailable(CoreError):
     """The store cannot be opened or written; nothing was recorded."""
 
 
+class StoreLocked(StoreUnavailable):
+    """Another process (the running service, or a command) holds the store file."""
+
+
+class RestoreRefused(CoreError):
+    """A restore was refused before anything was changed; the message says why."""
+
+
+class ProtectedPath(CoreError):
+    """A command was asked to write over the store, its WAL, a backup or the model artefacts."""
+
+
 class InvalidInput(CoreError):
     """The payload failed validation; `.errors` lists every problem at once."""
 

@@ -6,14 +6,14 @@ while the app is stopped, or the app's admin page while it runs (DuckDB allows o
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 from core import audit
 from core.config import Settings
-from core.errors import ConfigError
+from core.errors import ConfigError, ProtectedPath
+from core.file_guard import protected_folder_reason
 from core.scoring import now_utc
 from core.store import TABLES, Event, Store
 
@@ -69,13 +69,25 @@ def record_configuration(store: Store, settings: Settings, *, by: str = "system"
 
 
 def backup(store: Store, directory: Path) -> Path:
-    """A consistent copy of the store in `directory` (writes are held while it is taken)."""
+    """A consistent copy of the store in `directory` (writes are held while it is taken).
+
+    ProtectedPath when `directory` is a file or inside the model artefacts; an existing backup
+    is never overwritten. The folder is created readable by this user only."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{store.path.stem}-{now_utc():%Y%m%dT%H%M%SZ}.duckdb"
+    reason = protected_folder_reason(directory)
+    if reason:
+        raise ProtectedPath(f"backup folder {directory} {reason}")
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProtectedPath(f"backup folder {directory} cannot be created: {exc.strerror}") from exc
+    stamp = f"{store.path.stem}-{now_utc():%Y%m%dT%H%M%SZ}"
+    target, n = directory / f"{stamp}.duckdb", 1
+    while target.exists():  # two backups within a second: never overwrite the first
+        n += 1
+        target = directory / f"{stamp}-{n}.duckdb"
     tmp = target.with_suffix(".partial")
-    if tmp.exists():
-        tmp.unlink()
+    tmp.unlink(missing_ok=True)
     try:
         store.copy_to(tmp)
         tmp.rename(target)
@@ -83,11 +95,3 @@ def backup(store: Store, directory: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return target
-
-
-def restore(backup_file: Path, db: Path) -> None:
-    """Put a backup in place of the store file (the app must be stopped)."""
-    db = Path(db)
-    for stale in (db, db.with_name(db.name + ".wal")):
-        stale.unlink(missing_ok=True)
-    shutil.copyfile(backup_file, db)

@@ -12,7 +12,8 @@ import pytest
 import core
 from core import store as store_mod
 from core.config import PROJ_ROOT
-from core.maintenance import backup, purge_expired, restore, verify_audit
+from core.maintenance import backup, purge_expired, verify_audit
+from core.restore import restore
 from core.store import Store, open_store
 
 PATIENT = {"age": 70, "sex": "female", "weight_kg": 80, "egfr": 55, "potassium": 4.5,
@@ -160,7 +161,7 @@ def test_backup_and_restore_commands(filled, db, tmp_path):
     copy = next((tmp_path / "bk").glob("*.duckdb"))
     proc = cli("restore", str(copy), db=tmp_path / "new.duckdb")
     # 7 events, and the configuration the backup command recorded before copying
-    assert proc.returncode == 0 and "audit chain intact (8 entries)" in proc.stdout
+    assert proc.returncode == 0 and "audit chain intact (8 entries" in proc.stdout
 
 
 def test_configuration_change_is_recorded_once(db, monkeypatch):

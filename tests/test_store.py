@@ -52,7 +52,7 @@ def test_store_held_by_another_process_fails_closed(fresh_store: Store, tmp_path
         assert holder.stdout.readline().strip() == "holding"
         monkeypatch.setenv("APP_DB", str(held))
         results = []
-        with pytest.raises(core.StoreUnavailable, match="cannot open the store"):
+        with pytest.raises(core.StoreUnavailable, match="in use by another process"):
             results.append(core.score(valid_payload, user="dr.test"))
         assert results == []
         # An invalid payload cannot be recorded either: the store error wins, nothing is lost silently.

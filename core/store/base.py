@@ -9,6 +9,7 @@ transaction (or nothing).
 from __future__ import annotations
 
 import operator
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core import audit
-from core.errors import StoreUnavailable
+from core.errors import StoreLocked, StoreUnavailable
 from core.store.schema import APPEND_ONLY, AUDIT_COLUMNS, MIGRATIONS, PHI_COLUMNS, TABLES
 
 SMALL_INSERT = 20  # below this many rows, parameterised INSERTs; above, one Arrow insert
@@ -47,18 +48,40 @@ class Event:
     phi: dict | None = None
 
 
+def private_files() -> None:
+    """Files this process creates from now on are readable by its own user only (umask 077).
+
+    The store, its WAL (which DuckDB deletes and recreates at every checkpoint, so a chmod would
+    not last) and its backups hold patient data. Set when a store is opened, so every way in
+    (the app, a command, a test) gets it; it only ever narrows the mask."""
+    current = os.umask(0o077)
+    os.umask(current | 0o077)
+
+
+def opening_error(path: Path, exc: Exception) -> StoreUnavailable:
+    """StoreLocked when another process holds the file, else StoreUnavailable with the reason."""
+    if "lock" in str(exc).lower():
+        return StoreLocked(f"the store at {path} is in use by another process (the running "
+                           "service, or another command); stop it first")
+    return StoreUnavailable(f"cannot open the store at {path}: {exc}")
+
+
 class StoreBase:
     """An open store file: plumbing and writes (reads live in the query mixins)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        private_files()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A larger checkpoint threshold than the 16 MB default: a batch commit then appends
             # to the WAL instead of rewriting the file every few thousand rows.
             self._con = duckdb.connect(str(self.path), config={"checkpoint_threshold": "256MB"})
         except (duckdb.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
+            raise opening_error(self.path, exc) from exc
+        for own in (self.path, self.path.with_name(self.path.name + ".wal")):
+            if own.exists():  # a store made before files were private: make it private now
+                os.chmod(own, 0o600)
         self._lock = threading.RLock()
         self._migrate()
         self._guard()
@@ -207,6 +230,15 @@ class StoreBase:
 
     def oldest_phi(self) -> datetime | None:
         return self._one("SELECT min(created_at) FROM phi_inputs")[0]
+
+    def identity(self) -> str:
+        """The deployment this store belongs to (written once, when it was created)."""
+        return self._one("SELECT deployment_id FROM store_identity LIMIT 1")[0]
+
+    def checkpoint(self) -> None:
+        """Write the WAL into the file, so the file alone is the whole store."""
+        with self._lock:
+            self._cursor().execute("CHECKPOINT")
 
     def copy_to(self, target: Path) -> None:
         """Copy every table into a new DuckDB file while writes are held (a consistent snapshot)."""

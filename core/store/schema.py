@@ -70,6 +70,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             user_name TEXT NOT NULL, signer_name TEXT NOT NULL, signer_role TEXT NOT NULL,
             signed_on DATE NOT NULL, scope TEXT NOT NULL, model_version TEXT NOT NULL);
     """),
+    # Which deployment a store (and so each backup of it) belongs to: written once, when the
+    # store is created (or first opened by a version that has this table), never changed. A
+    # restore refuses a backup of another deployment. IF NOT EXISTS: a restore may seed it.
+    (7, "m007_store_identity", """
+        CREATE TABLE IF NOT EXISTS store_identity (
+            deployment_id TEXT PRIMARY KEY, created_at TIMESTAMP NOT NULL);
+        INSERT INTO store_identity SELECT uuid()::TEXT, now()::TIMESTAMP
+            WHERE NOT EXISTS (SELECT 1 FROM store_identity);
+    """),
 ]
 
 # Event tables and their columns, in insert order. Table names never come from input.
@@ -105,4 +114,4 @@ AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table"
                  "content_sha256", "prev_hash", "entry_hash"]
 # Tables that refuse UPDATE and DELETE (and so TRUNCATE) in the database itself; phi_inputs
 # refuses UPDATE only, because the retention purge deletes from it.
-APPEND_ONLY = ["audit_log", "schema_migrations"]
+APPEND_ONLY = ["audit_log", "schema_migrations", "store_identity"]
