@@ -9,11 +9,9 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from core import auth, sso
+from core import auth, preflight, sso
 from core.config import get_settings
 from core.errors import CoreError
-from core.maintenance import record_configuration
-from core.store import open_store
 
 st.set_page_config(page_title="Hyperkalaemia risk", layout="wide")
 
@@ -115,12 +113,14 @@ def _sign_out(user: auth.User, action: str, notice: str) -> None:
         st.logout()  # drops the identity cookie too, else the next run would sign the user in again
 
 
-settings = get_settings()
-if settings.demo:
-    st.warning(DEMO_BANNER, icon=":material/science:")
 try:
-    auth.ensure_demo_accounts()
-    record_configuration(open_store(settings.db), settings, by="app")
+    settings = get_settings()
+    if settings.demo:
+        st.warning(DEMO_BANNER, icon=":material/science:")
+    refused = preflight.start(settings, by="app")
+    if refused:
+        st.error("The service cannot start:\n" + "\n".join(f"- {p}" for p in refused))
+        st.stop()
     user = st.session_state.get("user") or _sso_sign_in()
     idle_limit = settings.idle_timeout_minutes * 60
     if user is not None and time.time() - st.session_state.get("app_last_seen", 0) > idle_limit:

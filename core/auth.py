@@ -12,12 +12,13 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from core import audit, lockout
 from core.config import ROLES, get_settings
 from core.errors import CoreError
 from core.store import Event, Store, open_store
@@ -27,10 +28,11 @@ ROLE_LABELS = {"clinician": "Clinician", "reviewer": "Reviewer", "pi": "Principa
 MIN_PASSWORD_LENGTH = 12
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
 # Demo mode only: one account per role, passwords documented in the README as demo-only.
-DEMO_ACCOUNTS = {f"demo-{role}": (role, f"Demo {ROLE_LABELS[role].lower()}", f"demo-{role}-password")
+DEMO_PREFIX = "demo-"  # demo account names; outside demo mode no account may take one
+DEMO_ACCOUNTS = {f"{DEMO_PREFIX}{role}": (role, f"Demo {ROLE_LABELS[role].lower()}", f"demo-{role}-password")
                  for role in ROLES}
-ACCESS_ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused_locked", "locked", "sign_out",
-                  "idle_sign_out", "access_denied")
+ACCESS_ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused_locked", "locked", "unlocked",
+                  "sign_out", "idle_sign_out", "session_ended", "access_denied")
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -83,6 +85,8 @@ def add_user(username: str, *, roles: list[str], password: str, display_name: st
     username = (username or "").strip().lower()
     if not USERNAME_PATTERN.match(username):
         raise UserError("a username is 2-64 characters: lower-case letters, digits and . _ @ -")
+    if username.startswith(DEMO_PREFIX) and not get_settings().demo:
+        raise UserError(f"names starting with '{DEMO_PREFIX}' are reserved for demo accounts")
     roles = sorted(set(roles or []))
     unknown = [r for r in roles if r not in ROLES]
     if not roles or unknown:
@@ -141,16 +145,22 @@ def _change(store: Store, username: str, *, action: str, display_name: str, role
 # ---- signing in and out --------------------------------------------------------------------
 
 
-def sign_in(username: str, password: str) -> User:
-    """Check a password; record the outcome. SignInFailed / AccountLocked on refusal."""
+def sign_in(username: str, password: str, *, source: str = lockout.LOCAL) -> User:
+    """Check a password; record the outcome. SignInFailed / AccountLocked on refusal.
+
+    `source`: where the attempt comes from (the client's address): lockout is per account and
+    source. A name that is not an account is recorded only as a keyed pseudonym: what people type
+    into the username box is sometimes a patient's number."""
     settings = get_settings()
     store = _store()
-    username = (username or "").strip().lower()[:64] or "(blank)"
-    if is_locked(username):
-        record_access(username, "sign_in_refused_locked", "account locked")
+    typed = (username or "").strip().lower()[:64]
+    current = store.user(typed) if typed else None
+    who = typed if current else unknown_name(typed)
+    now = now_utc()
+    if lockout.is_locked(store, who, source, now):
+        record_access(who, "sign_in_refused_locked", "account locked", source=source)
         raise AccountLocked(f"too many failed sign-ins: try again in {settings.lockout_minutes:g} "
                             "minutes or ask an administrator")
-    current = store.user(username)
     try:
         _hasher.verify(current["password_hash"] if current else _dummy_hash(), password or "")
         ok = current is not None and bool(current["active"])
@@ -159,43 +169,45 @@ def sign_in(username: str, password: str) -> User:
     if not ok:
         why = "unknown user" if current is None else ("disabled" if not current["active"]
                                                        else "wrong password")
-        record_access(username, "sign_in_failed", why)
-        if _failures_since_last_reset(store, username) >= settings.lockout_failures:
-            record_access(username, "locked",
-                          f"{settings.lockout_failures} failed sign-ins; locked for "
-                          f"{settings.lockout_minutes:g} minutes")
+        record_access(who, "sign_in_failed", why, source=source)
+        if lockout.failures(store, who, source, now) >= settings.lockout_failures:
+            record_access(who, "locked", f"{settings.lockout_failures} failed sign-ins; locked for "
+                          f"{settings.lockout_minutes:g} minutes", source=source)
             raise AccountLocked(f"too many failed sign-ins: the account is locked for "
                                 f"{settings.lockout_minutes:g} minutes")
         raise SignInFailed("wrong username or password, or the account is disabled")
-    record_access(username, "sign_in", "password")
-    return User(username, current["display_name"], tuple(json.loads(current["roles_json"])))
+    record_access(who, "sign_in", "password", source=source)
+    return User(who, current["display_name"], tuple(json.loads(current["roles_json"])))
 
 
-def is_locked(username: str) -> bool:
-    """True while a lockout recorded for this name has not expired."""
-    window = timedelta(minutes=get_settings().lockout_minutes)
-    last = _store().last_access(username=username, action="locked")
-    return last is not None and now_utc() < last + window
+def unknown_name(typed: str) -> str:
+    """How a typed name that is no account is recorded: a keyed pseudonym, never the text."""
+    if not typed:
+        return "(blank)"
+    key = get_settings().patient_key_bytes()
+    return f"(unknown user {audit.patient_key('username:' + typed, key)[:16]})"
 
 
-def _failures_since_last_reset(store: Store, username: str) -> int:
-    # Failures inside the window, but none from before the last success or the last lockout.
-    now = now_utc()
-    since = now - timedelta(minutes=get_settings().lockout_minutes)
-    for action in ("sign_in", "locked"):
-        last = store.last_access(username=username, action=action)
-        if last is not None and last > since:
-            since = last + timedelta(microseconds=1)
-    return store.count_access(username=username, action="sign_in_failed", since=since)
+def is_locked(username: str, source: str = lockout.LOCAL) -> bool:
+    """True while this account is locked for sign-ins from `source`."""
+    return lockout.is_locked(_store(), username, source, now_utc())
 
 
-def record_access(username: str, action: str, detail: str = "") -> None:
+def unlock_user(username: str, *, by: str) -> None:
+    """Lift every lockout of an account at once (an administrator's action, recorded)."""
+    username = (username or "").strip().lower()
+    if not _store().user(username):
+        raise UserError(f"no user {username}")
+    record_access(username, "unlocked", f"by {by}")
+
+
+def record_access(username: str, action: str, detail: str = "", *, source: str = "") -> None:
     """Record one access event (sign-in, sign-out, denial...) in the audit chain."""
     if action not in ACCESS_ACTIONS:
         raise ValueError(f"unknown access action {action}")
     at = now_utc()
     content = {"event_id": str(uuid.uuid4()), "created_at": at, "user": username,
-               "action": action, "detail": detail}
+               "action": action, "detail": detail, "source": source}
     _store().append("access_events", [Event(f"access_{action}", username, at, username, content,
                                             {**content, "user_name": username})])
 

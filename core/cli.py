@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     ud = usub.add_parser("disable", help="stop an account from signing in (recorded)")
     ud.add_argument("username")
     ud.add_argument("--by", default=getpass.getuser(), help="who makes the change (recorded)")
+    uu = usub.add_parser("unlock", help="lift a lockout after failed sign-ins (recorded)")
+    uu.add_argument("username")
+    uu.add_argument("--by", default=getpass.getuser(), help="who makes the change (recorded)")
     usub.add_parser("list", help="accounts, roles and whether they are active")
     cli_ops.add_parsers(sub)
     return p
@@ -160,6 +163,9 @@ def _users(args) -> int:
     elif args.action == "disable":
         auth.disable_user(args.username, by=args.by)
         print(f"disabled {args.username}")
+    elif args.action == "unlock":
+        auth.unlock_user(args.username, by=args.by)
+        print(f"unlocked {args.username}")
     else:
         users = auth.list_users()
         print(f"{'username':<24} {'name':<28} {'roles':<24} active")

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -21,7 +29,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APP_", env_file=".env", extra="ignore",
                                       frozen=True)
 
-    db: Path = Field(default=PROJ_ROOT / "data" / "app.duckdb", description="DuckDB store file")
+    db: Path = Field(default=PROJ_ROOT / "data" / "app.duckdb",
+                     description="DuckDB store file (demo mode: data/demo.duckdb)")
     models: Path = Field(default=PROJ_ROOT / "model_artifacts", description="artefact folder")
     batch_chunk_rows: int = Field(default=5000, ge=1, description="rows per batch transaction")
     backup_dir: Path = Field(default=PROJ_ROOT / "data" / "backups",
@@ -60,6 +69,16 @@ class Settings(BaseSettings):
         default=None, description="secret for keyed hashes of patient references (required "
         "outside demo mode; at least 32 characters)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _demo_has_its_own_store(cls, data: Any) -> Any:
+        # Demo mode creates demo accounts with published passwords: it never shares the default
+        # store file with production (an explicit APP_DB is the operator's choice, and the
+        # start checks refuse a production start on a store with active demo accounts).
+        if isinstance(data, dict) and data.get("db") in (None, "") and _truthy(data.get("demo")):
+            data = {**data, "db": PROJ_ROOT / "data" / "demo.duckdb"}
+        return data
+
     @field_validator("sso_email_roles")
     @classmethod
     def _known_roles(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -76,8 +95,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
         key = self.patient_key.get_secret_value() if self.patient_key else ""
-        if key and (len(key) < 32 or "change-me" in key) and not self.demo:
-            raise ValueError("APP_PATIENT_KEY must be at least 32 characters and not a placeholder")
+        if key and not self.demo and (len(key) < 32 or "change-me" in key
+                                      or key.encode() == DEMO_PATIENT_KEY):
+            raise ValueError("APP_PATIENT_KEY must be at least 32 characters, not a placeholder "
+                             "and not the published demo key")
         return self
 
     def patient_key_bytes(self) -> bytes:
@@ -88,6 +109,14 @@ class Settings(BaseSettings):
             return DEMO_PATIENT_KEY
         raise ConfigError("APP_PATIENT_KEY is not set; it is required outside demo mode "
                           "(see .env.example)")
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean setting as pydantic reads it (the raw environment text, or a bool)."""
+    try:
+        return TypeAdapter(bool).validate_python(value) if value is not None else False
+    except ValidationError:
+        return False  # the field's own validation reports it
 
 
 _cache: dict[tuple, Settings] = {}

@@ -71,6 +71,7 @@ def test_active_session_stays_signed_in():
 
 def test_outside_demo_no_banner_and_no_demo_accounts(monkeypatch):
     monkeypatch.setenv("APP_DEMO", "0")
+    monkeypatch.setenv("APP_PATIENT_KEY", "test-only-patient-key-0123456789abcdefghij")
     at = start()
     assert BANNER not in texts(at)
     at = sign_in(at, "demo-clinician", "demo-clinician-password")

@@ -31,6 +31,7 @@ def test_add_user_stores_argon2id_hash_only(accounts, monkeypatch):
     ({"roles": []}, "roles must be"),
     ({"password": "short"}, "at least 12"),
     ({"username": "bad name"}, "a username is"),
+    ({"username": "demo-admin"}, "reserved for demo accounts"),
 ])
 def test_add_user_rejects_bad_input(accounts, kwargs, message):
     args = {"username": "bob", "roles": ["pi"], "password": "long-enough-pass", **kwargs}
@@ -65,7 +66,45 @@ def test_sign_in_unknown_user_fails_like_wrong_password(accounts):
     with pytest.raises(auth.SignInFailed) as unknown:
         auth.sign_in("nobody", "whatever-password")
     assert not isinstance(unknown.value, auth.AccountLocked)
-    assert access_actions("nobody") == ["sign_in_failed"]
+    assert access_actions(auth.unknown_name("nobody")) == ["sign_in_failed"]
+
+
+def test_a_typed_name_that_is_no_account_is_kept_only_as_a_keyed_pseudonym(accounts):
+    for _ in range(5):  # an MRN typed into the username box, again and again
+        with pytest.raises(auth.SignInFailed):
+            auth.sign_in("04172238", "whatever-password")
+    entries = store().audit_entries()
+    assert not any("04172238" in text for column in ("actor", "subject", "content_json")
+                   for text in entries[column])
+    assert not (store().access_events()["user_name"] == "04172238").any()
+    pseudonym = auth.unknown_name("04172238")
+    assert pseudonym.startswith("(unknown user ") and auth.is_locked(pseudonym)  # still counted
+
+
+def test_lockout_is_per_account_and_source(accounts):
+    auth.add_user("admin1", roles=["admin"], password="long-enough-pass", by="setup")
+    for _ in range(5):  # a stranger, from one address
+        with pytest.raises(auth.SignInFailed):
+            auth.sign_in("admin1", "guess", source="203.0.113.9")
+    with pytest.raises(auth.AccountLocked):
+        auth.sign_in("admin1", "long-enough-pass", source="203.0.113.9")
+    # the admin at the ward PC is not locked out by it
+    assert auth.sign_in("admin1", "long-enough-pass", source="10.1.2.3").username == "admin1"
+    assert auth.is_locked("admin1", "203.0.113.9") and not auth.is_locked("admin1", "10.1.2.3")
+
+
+def test_an_administrator_unlocks_an_account_and_it_is_recorded(accounts):
+    auth.add_user("bob", roles=["pi"], password="long-enough-pass", by="admin")
+    for _ in range(5):
+        with pytest.raises(auth.SignInFailed):
+            auth.sign_in("bob", "wrong")
+    assert auth.is_locked("bob")
+    assert cli.main(["users", "unlock", "bob", "--by", "ops"]) == 0
+    assert not auth.is_locked("bob")
+    assert auth.sign_in("bob", "long-enough-pass").username == "bob"
+    assert access_actions("bob", detail=True)[-2] == ("unlocked", "by ops")
+    with pytest.raises(auth.UserError, match="no user"):
+        auth.unlock_user("nobody", by="ops")
 
 
 def test_lockout_expires_after_the_lockout_minutes(accounts, monkeypatch):

@@ -155,6 +155,9 @@ def _linked_copy(source: Path, target: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[Image]:
+    # An image is built with the usual umask 022; a store opened earlier in this test process
+    # made it 077 (files the service writes are its own), which would hide the copy from the user.
+    umask = os.umask(0o022)
     base = Path(tempfile.mkdtemp(prefix="image-"))
     base.chmod(0o755)
     root = base / "app"
@@ -179,6 +182,7 @@ def image() -> Iterator[Image]:
             if path.is_dir() and not path.is_symlink():
                 path.chmod(0o755)
         shutil.rmtree(base)
+        os.umask(umask)
 
 
 def _free_port() -> int:

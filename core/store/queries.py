@@ -198,13 +198,18 @@ class AccessReads:
             f"created_at AS changed_at, user_name AS changed_by FROM ({self._LATEST_USERS}) "
             f"ORDER BY username")
 
-    def count_access(self, *, username: str, action: str, since: datetime) -> int:
+    def count_access(self, *, username: str, action: str, since: datetime,
+                     source: str | None = None) -> int:
+        """Access events of one user and action since a time (from one source, if given)."""
         return self._one("SELECT count(*) FROM access_events WHERE user_name = ? AND action = ? "
-                         "AND created_at >= ?", [username, action, since])[0]
+                         "AND created_at >= ? AND (CAST(? AS TEXT) IS NULL OR source = ?)",
+                         [username, action, since, source, source])[0]
 
-    def last_access(self, *, username: str, action: str) -> datetime | None:
+    def last_access(self, *, username: str, action: str, source: str | None = None) -> datetime | None:
+        """When a user's latest event of this action was (from one source, if given)."""
         row = self._one("SELECT max(created_at) FROM access_events WHERE user_name = ? "
-                        "AND action = ?", [username, action])
+                        "AND action = ? AND (CAST(? AS TEXT) IS NULL OR source = ?)",
+                        [username, action, source, source])
         return row[0] if row else None
 
     def access_events(self, *, limit: int = 200) -> pd.DataFrame:

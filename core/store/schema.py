@@ -79,6 +79,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         INSERT INTO store_identity SELECT uuid()::TEXT, now()::TIMESTAMP
             WHERE NOT EXISTS (SELECT 1 FROM store_identity);
     """),
+    # Where a sign-in came from (lockout is per account and source), and each verification of
+    # the whole audit chain (the governance page checks only what was added since the last one).
+    (8, "m008_access_source_and_verifications", """
+        ALTER TABLE access_events ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        CREATE TABLE audit_verifications (
+            verification_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL, user_name TEXT NOT NULL, through_seq BIGINT NOT NULL,
+            through_hash TEXT NOT NULL, intact BOOLEAN NOT NULL, problems INTEGER NOT NULL,
+            first_problem TEXT NOT NULL);
+    """),
 ]
 
 # Event tables and their columns, in insert order. Table names never come from input.
@@ -95,7 +105,8 @@ TABLES = {
     # A user change is a new row carrying the whole new state; the latest row per user is current.
     "user_events": ["event_id", "audit_seq", "created_at", "user_name", "username", "action",
                     "display_name", "roles_json", "active", "password_hash"],
-    "access_events": ["event_id", "audit_seq", "created_at", "user_name", "action", "detail"],
+    "access_events": ["event_id", "audit_seq", "created_at", "user_name", "action", "detail",
+                      "source"],
     "retention_purges": ["purge_id", "audit_seq", "created_at", "user_name", "cutoff",
                          "retention_days", "rows_removed"],
     "config_events": ["event_id", "audit_seq", "created_at", "user_name", "settings_json"],
@@ -108,6 +119,9 @@ TABLES = {
                  "signed_on", "scope", "model_version"],
     "outcomes": ["outcome_id", "audit_seq", "created_at", "user_name", "prediction_id", "event",
                  "event_date", "max_potassium", "source", "supersedes"],
+    # A verification of the whole chain through entry `through_seq` (whose hash it names).
+    "audit_verifications": ["verification_id", "audit_seq", "created_at", "user_name",
+                            "through_seq", "through_hash", "intact", "problems", "first_problem"],
 }
 PHI_COLUMNS = ["prediction_id", "created_at", "patient_ref", "input_json"]
 AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table", "content_json",

@@ -1,0 +1,80 @@
+"""Checks made before the service serves, by every way of starting it (the container's start
+script, `make run`, `streamlit run app.py`), so a misconfigured service stops at once with a
+clear reason instead of failing on the first patient.
+
+1. The settings parse; outside demo mode a patient key (32+ characters, not the demo's) is set.
+2. The store opens: created and migrated if new; refused if another process holds it.
+3. Demo and production never mix: outside demo mode no demo account may be active in the store.
+4. The serving model version's files match their recorded sha256.
+
+Secret values are never part of a message.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from core import artifacts, audit
+from core.auth import DEMO_PREFIX
+from core.config import Settings, get_settings
+from core.errors import CoreError
+from core.store import open_store
+
+
+def problems(settings: Settings | None = None) -> tuple[list[str], str]:
+    """(problems, summary): the problems that must stop the service (empty: it may serve)."""
+    try:
+        settings = settings or get_settings()
+        settings.patient_key_bytes()
+    except ValidationError as exc:
+        # Only the messages: the error's own text would echo the offending value (a secret).
+        return [f"APP_{'_'.join(map(str, err['loc'])).upper()}: {err['msg']}" if err["loc"]
+                else err["msg"] for err in exc.errors()], ""
+    except CoreError as exc:
+        return [str(exc)], ""
+    try:
+        store = open_store(settings.db)
+        active = store.active_activation()
+        users = store.users()
+    except CoreError as exc:
+        return [str(exc)], ""
+    found = []
+    if not settings.demo:
+        demo = sorted(users.loc[users["active"] & users["username"].str.startswith(DEMO_PREFIX),
+                                "username"])
+        if demo:
+            found.append(
+                f"demo account(s) {', '.join(demo)} are active in the store {settings.db}, which "
+                "was used in demo mode. Production needs its own store: set APP_DB to a new file "
+                "(demo mode has its own default, data/demo.duckdb), or disable them with "
+                "`python -m core users disable NAME --by YOU`")
+    version = artifacts.serving_version(active, settings.models)
+    if version is None:
+        return [*found, f"no model version to serve in {settings.models} (no activation, no "
+                        "DEFAULT_VERSION)"], ""
+    found += artifacts.verify(settings.models, version)
+    mode = "DEMO mode" if settings.demo else "production mode"
+    return found, f"{mode}; store {settings.db}; serving model {version} from {settings.models}"
+
+
+_started: set[tuple[str, str]] = set()
+
+
+def start(settings: Settings, *, by: str) -> list[str]:
+    """What a serving process does once per configuration: the checks above; when they pass,
+    the demo accounts (demo mode only) and a record of the configuration if it changed.
+    Returns the problems (empty: serve); later calls with the same settings cost nothing."""
+    secret = settings.patient_key.get_secret_value() if settings.patient_key else ""
+    key = (settings.model_dump_json(), audit.sha256_text(secret))
+    if key in _started:
+        return []
+    found, _ = problems(settings)
+    if found:
+        return found
+    from core.auth import ensure_demo_accounts
+    from core.maintenance import record_configuration
+
+    ensure_demo_accounts()
+    record_configuration(open_store(settings.db), settings, by=by)
+    _started.add(key)
+    return []
