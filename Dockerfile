@@ -26,7 +26,7 @@ RUN groupadd --system --gid 10001 app \
 COPY .streamlit/config.toml .streamlit/config.toml
 COPY app.py ./
 COPY core/ core/
-COPY pages/ pages/
+COPY views/ views/
 COPY specs/ specs/
 COPY deploy/ deploy/
 COPY model_artifacts/ model_artifacts/

@@ -6,25 +6,28 @@ itself as well, so a deep link to another role's page shows nothing of it.
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import streamlit as st
 
 from core import auth, preflight, sso
 from core.config import get_settings
 from core.errors import CoreError
+from core.text import md_text
+from ui import session
 
 st.set_page_config(page_title="Hyperkalaemia risk", layout="wide")
 
 # role -> its pages as (page file, title, icon), in the order the sidebar shows them; a page
 # listed under several roles is offered once
 PAGES = {
-    "clinician": [("pages/score.py", "Score a patient", ":material/calculate:"),
-                  ("pages/outcomes.py", "Outcomes", ":material/event_available:")],
-    "reviewer": [("pages/review_queue.py", "Review queue", ":material/fact_check:")],
-    "pi": [("pages/monitoring.py", "Monitoring", ":material/monitoring:"),
-           ("pages/governance.py", "Governance", ":material/gavel:")],
-    "admin": [("pages/admin.py", "Admin", ":material/admin_panel_settings:"),
-              ("pages/governance.py", "Governance", ":material/gavel:")],
+    "clinician": [("views/score.py", "Score a patient", ":material/calculate:"),
+                  ("views/outcomes.py", "Outcomes", ":material/event_available:")],
+    "reviewer": [("views/review_queue.py", "Review queue", ":material/fact_check:")],
+    "pi": [("views/monitoring.py", "Monitoring", ":material/monitoring:"),
+           ("views/governance.py", "Governance", ":material/gavel:")],
+    "admin": [("views/admin.py", "Admin", ":material/admin_panel_settings:"),
+              ("views/governance.py", "Governance", ":material/gavel:")],
 }
 DEMO_BANNER = "DEMO - synthetic model, not for clinical use"
 
@@ -51,7 +54,7 @@ def _sso_sign_in() -> auth.User | None:
     if st.session_state.get("app_sso_refused_for") == identity:
         return None  # refused (and recorded) already in this session
     try:
-        user = sso.sign_in(claims, settings)
+        user = sso.sign_in(claims, settings, source=session.source())
     except sso.SignInExpired:
         st.session_state["app_notice"] = "Your single sign-on has expired. Please sign in again."
         return None
@@ -92,7 +95,7 @@ def _sign_in_page() -> None:
     if not submitted:
         return
     try:
-        user = auth.sign_in(username, password)
+        user = auth.sign_in(username, password, source=session.source())
     except auth.AccountLocked as exc:
         st.error(f"Account locked: {exc}.")
         return
@@ -104,13 +107,29 @@ def _sign_in_page() -> None:
     st.rerun()
 
 
-def _sign_out(user: auth.User, action: str, notice: str) -> None:
-    via_sso = st.session_state.get("app_sso", False)
-    auth.record_access(user.username, action, sso.SSO_DETAIL if via_sso else "")
-    st.session_state.clear()
-    st.session_state["app_notice"] = notice
-    if via_sso:
-        st.logout()  # drops the identity cookie too, else the next run would sign the user in again
+def _idle_watch(limit_s: float) -> None:
+    """Clear the screen once the session is idle past its timeout, without waiting for a click:
+    a fragment that reruns on a timer (a timer run is not an interaction) and, once the time is
+    up, reruns the whole app, which signs the user out."""
+    @st.fragment(run_every=max(1.0, min(30.0, limit_s / 10)))
+    def watch() -> None:
+        if time.time() - st.session_state.get("app_last_seen", time.time()) > limit_s:
+            st.rerun(scope="app")
+
+    watch()
+
+
+def _page_by_url(offered: dict[str, tuple[str, str]], user: auth.User) -> None:
+    """Record a page asked for by URL that this user's roles do not offer (once per session).
+    st.navigation never runs such a page; without this the attempt would leave no trace."""
+    url = st.context.url or ""
+    asked = url.rstrip("/").rsplit("/", 1)[-1]
+    known = {Path(path).stem: path for pages in PAGES.values() for path, _, _ in pages}
+    tried = st.session_state.setdefault("app_denied_urls", set())
+    if asked in known and known[asked] not in offered and asked not in tried:
+        tried.add(asked)
+        auth.record_access(user.username, "access_denied", f"page {asked} by URL",
+                           source=session.source())
 
 
 try:
@@ -121,12 +140,7 @@ try:
     if refused:
         st.error("The service cannot start:\n" + "\n".join(f"- {p}" for p in refused))
         st.stop()
-    user = st.session_state.get("user") or _sso_sign_in()
-    idle_limit = settings.idle_timeout_minutes * 60
-    if user is not None and time.time() - st.session_state.get("app_last_seen", 0) > idle_limit:
-        _sign_out(user, "idle_sign_out", f"You were signed out after {settings.idle_timeout_minutes:g} "
-                  "minutes without activity. Please sign in again.")
-        user = None
+    user = session.live_user() if "user" in st.session_state else _sso_sign_in()
 except CoreError as exc:
     st.error(f"The service cannot start: {exc}")
     st.stop()
@@ -135,15 +149,17 @@ if user is None:
     st.navigation([st.Page(_sign_in_page, title="Sign in", icon=":material/login:")]).run()
     st.stop()
 
-st.session_state["app_last_seen"] = time.time()
+session.touch()
 with st.sidebar:
-    st.markdown(f"Signed in as **{user.display_name}** (`{user.username}`)")
+    st.markdown(f"Signed in as **{md_text(user.display_name)}** (`{user.username}`)")
     st.caption(", ".join(auth.ROLE_LABELS[r] for r in user.roles))
     if st.button("Sign out", key="app_sign_out"):
-        _sign_out(user, "sign_out", "You are signed out.")
+        session.sign_out(user, "sign_out", "You are signed out.")
         st.rerun()
+    _idle_watch(settings.idle_timeout_minutes * 60)
 
 offered = {path: (title, icon) for role, role_pages in PAGES.items() if user.has(role)
            for path, title, icon in role_pages}
-offered["pages/model_card.py"] = ("Model card", ":material/description:")  # every role
+offered["views/model_card.py"] = ("Model card", ":material/description:")  # every role
+_page_by_url(offered, user)
 st.navigation([st.Page(path, title=title, icon=icon) for path, (title, icon) in offered.items()]).run()

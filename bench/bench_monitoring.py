@@ -6,7 +6,7 @@ the audit log, which no aggregate reads), then:
 
 1. times core.monitoring.dashboard() over the whole year, all model versions: every aggregate on
    its own and dashboard() in total, the median of --runs runs. Target: <= 1 s in total.
-2. renders pages/monitoring.py in Streamlit's AppTest, signed in as a PI, for the page's default
+2. renders views/monitoring.py in Streamlit's AppTest, signed in as a PI, for the page's default
    dates and for the whole year, and measures what the page sends to the browser: every element
    as serialised (charts' specs and Arrow data, tables, text), and each chart as JSON. Target:
    < 100 KB.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -42,17 +43,29 @@ def entry_hash(*, prev_hash: str, seq: int, at: datetime, kind: str, actor: str,
     ))
 
 
-def verify_chain(entries, event_rows: dict[str, dict[int, dict]], *,
-                 head: tuple[int, str] | None = None) -> tuple[list[str], tuple[int, str]]:
-    """Check the chain and that every event row still says what was recorded.
+def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
+                 head: tuple[int, str] | None = None,
+                 since: tuple[int, str] = (0, GENESIS)) -> tuple[list[str], tuple[int, str]]:
+    """Check the chain and that every event row still says what was recorded, streaming.
 
-    entries: audit entries in seq order; event_rows: per event table, rows keyed by audit seq.
-    Returns (problems, head); problems name the first bad entry first, and are empty when intact.
-    """
+    entries: audit entries in seq order, after `since`; event_rows: per event table, its rows
+    with an audit seq after `since`, in audit-seq order (both sides are walked together, so
+    memory stays constant). `since` (seq, entry hash): a point verified before, from which to
+    go on (0 and GENESIS: the whole chain). Returns (problems, head); problems name the first
+    bad entry first, and are empty when intact."""
     problems: list[str] = []
-    prev, expected = GENESIS, 1
-    claimed: dict[str, set[int]] = {t: set() for t in event_rows}
+    prev, expected = since[1], since[0] + 1
+    cursors = {t: iter(rows) for t, rows in event_rows.items()}
+    pending = {t: next(it, None) for t, it in cursors.items()}
     hash_at_head = None
+
+    def inserted_before(table: str, seq: int) -> None:
+        # rows of `table` whose audit seq no entry of that table claims, up to `seq`
+        while pending.get(table) is not None and pending[table]["audit_seq"] < seq:
+            problems.append(f"{table} row with audit seq {pending[table]['audit_seq']} has no "
+                            "audit entry (inserted)")
+            pending[table] = next(cursors[table], None)
+
     for e in entries:
         seq = e["seq"]
         if head is not None and seq == head[0]:
@@ -69,25 +82,25 @@ def verify_chain(entries, event_rows: dict[str, dict[int, dict]], *,
                                 event_table=e["event_table"], content_sha256=e["content_sha256"])
         if recomputed != e["entry_hash"]:
             problems.append(f"{where}: entry hash does not match its fields (altered)")
-        rows = event_rows.get(e["event_table"], {})
-        claimed.setdefault(e["event_table"], set()).add(seq)
-        row = rows.get(seq)
-        if row is None:
-            problems.append(f"{where}: its {e['event_table']} row is missing (deleted)")
+        table = e["event_table"]
+        inserted_before(table, seq)
+        row = pending.get(table)
+        if row is None or row["audit_seq"] != seq:
+            problems.append(f"{where}: its {table} row is missing (deleted)")
         else:
-            problems.extend(f"{where}: {e['event_table']}.{col} differs from what was recorded"
+            problems.extend(f"{where}: {table}.{col} differs from what was recorded"
                             for col in _differing(json.loads(e["content_json"]), row))
+            pending[table] = next(cursors[table], None)
         prev, expected = e["entry_hash"], expected + 1
-    for table, rows in event_rows.items():
-        for seq in sorted(set(rows) - claimed.get(table, set())):
-            problems.append(f"{table} row with audit seq {seq} has no audit entry (inserted)")
+    for table in cursors:
+        inserted_before(table, float("inf"))
     last = (expected - 1, prev)
     if head is not None:
         seq, digest = head
         if seq > last[0]:
             problems.append(f"entry {last[0] + 1}: the chain ends at {last[0]} but the published "
                             f"head is {seq} (entries were removed from the end)")
-        elif seq >= 1 and hash_at_head != digest:
+        elif seq > since[0] and hash_at_head != digest:
             problems.append(f"entry {seq}: hash differs from the published head")
     return problems, last
 

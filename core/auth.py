@@ -22,6 +22,7 @@ from core import audit, lockout
 from core.config import ROLES, get_settings
 from core.errors import CoreError
 from core.store import Event, Store, open_store
+from core.text import clean_text
 
 ROLE_LABELS = {"clinician": "Clinician", "reviewer": "Reviewer", "pi": "Principal investigator",
                "admin": "Administrator"}
@@ -94,10 +95,14 @@ def add_user(username: str, *, roles: list[str], password: str, display_name: st
                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    try:
+        display_name = clean_text(display_name or "", max_length=200) or username
+    except ValueError as exc:
+        raise UserError(f"the printed name {exc}") from None
     store = _store()
     if store.user(username):
         raise UserError(f"user {username} already exists")
-    _change(store, username, action="created", display_name=(display_name or username).strip(),
+    _change(store, username, action="created", display_name=display_name,
             roles=roles, active=True, password_hash=_hasher.hash(password), by=by)
 
 

@@ -13,7 +13,7 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +32,7 @@ from core.batch_files import (
 )
 from core.config import get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
+from core.exports import SafeDictWriter
 from core.features import model_frame
 from core.scoring import (
     active_artefact,
@@ -48,7 +49,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, stop, c
 COLLECT_EVERY_ROWS = 50_000  # young objects are checked for reference cycles this often
 
 
-def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool = True) -> dict:
+def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool = True,
+                on_start: Callable[[int], None] | None = None) -> dict:
     """Score every row of input_csv into output_csv; returns counts.
 
     InvalidInput (nothing scored) when the file cannot be read or its header does not fit the
@@ -70,6 +72,8 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
                               source="batch")
             raise InvalidInput(problems)
         counts = {"rows": n_rows, "scored": 0, "review": 0, "rejected": 0}
+        if on_start is not None:  # the file is accepted and a stop request is now honoured
+            on_start(n_rows)
         partial = None
         try:
             partial = tempfile.NamedTemporaryFile(
@@ -78,7 +82,7 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
             copy_mode(input_csv, partial.name)
             with partial, open(input_csv, newline="", encoding="utf-8-sig") as fh, _bulk_mode(), \
                     tqdm(total=n_rows, unit="row", disable=not progress, desc="scoring") as bar:
-                out = csv.DictWriter(partial, fieldnames=OUTPUT_COLUMNS)
+                out = SafeDictWriter(partial, fieldnames=OUTPUT_COLUMNS)
                 out.writeheader()
                 rows = csv.DictReader(fh, restkey=EXTRA, strict=True)
                 if rows.fieldnames != header:

@@ -111,6 +111,10 @@ def header_problems(spec: Spec, header: list[str]) -> list[dict]:
     """What keeps a file's columns from being the model's inputs: missing required columns,
     unknown columns (often a misspelling) and repeated ones. Empty when the header fits."""
     known = {PATIENT_REF, *spec.names}
+    if len(header) > 2 * len(known) + 10:  # not a misspelt header: some other file
+        return [problem("input file", f"has {len(header)} columns, but the model has "
+                        f"{len(known) - 1} inputs and {PATIENT_REF}; it is not the model's "
+                        "input file", "")]
     required = [PATIENT_REF, *(f.name for f in spec.features if f.required)]
     problems = [problem(name, "is a required column; the file has no such column", "")
                 for name in required if name not in header]

@@ -135,7 +135,12 @@ def _active_version(settings) -> str | None:
 def _score_batch(args) -> int:
     from core.batch import score_batch
 
-    counts = score_batch(args.input, args.output, user=args.user, progress=not args.quiet)
+    def started(n_rows: int) -> None:
+        print(f"scoring {n_rows} rows; Ctrl-C stops before the next chunk", file=sys.stderr,
+              flush=True)
+
+    counts = score_batch(args.input, args.output, user=args.user, progress=not args.quiet,
+                         on_start=started)
     print(f"{counts['rows']} rows: {counts['scored']} scored ({counts['review']} to review), "
           f"{counts['rejected']} rejected; results in {args.output}")
     return 0

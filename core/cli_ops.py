@@ -15,6 +15,8 @@ def add_parsers(sub) -> None:
     asub = a.add_subparsers(dest="action", required=True)
     v = asub.add_parser("verify", help="exit 0 on an intact chain; else name the first bad entry")
     v.add_argument("--head", help="SEQ:HASH published earlier; also detects a truncated tail")
+    v.add_argument("--by", default=getpass.getuser(), help="who verifies (the verification is "
+                                                           "recorded)")
     asub.add_parser("head", help="print the current head (SEQ:HASH) for publishing elsewhere")
 
     r = sub.add_parser("retention", help="apply the retention policy")
@@ -43,7 +45,8 @@ def add_parsers(sub) -> None:
 
 
 def run_audit(args) -> int:
-    from core.maintenance import parse_head, verify_audit
+    from core.maintenance import parse_head
+    from core.verification import verify_whole
 
     store = open_store(get_settings().db)
     if args.action == "head":
@@ -51,7 +54,7 @@ def run_audit(args) -> int:
         print(f"{seq}:{digest}")
         return 0
     head = parse_head(args.head) if args.head else None
-    problems, (seq, digest) = verify_audit(store, head=head)
+    problems, (seq, digest) = verify_whole(store, head=head, by=args.by)
     if problems:
         print(f"audit chain FAILED: first bad entry: {problems[0]}")
         for problem in problems[1:20]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
         "a dotted name reaches into a nested claim; empty: not used")
     sso_email_roles: dict[str, list[str]] = Field(
         default={}, description="JSON object: email -> list of roles, for single sign-on")
+    trusted_proxies: list[str] = Field(
+        default=[], description="JSON list of addresses or networks of the TLS proxy in front of "
+        "the service, e.g. [\"172.30.0.0/24\"]: from these, the client's address is read from "
+        "X-Forwarded-For (lockout is per account and client address)")
     patient_key: SecretStr | None = Field(
         default=None, description="secret for keyed hashes of patient references (required "
         "outside demo mode; at least 32 characters)")
@@ -78,6 +83,16 @@ class Settings(BaseSettings):
         if isinstance(data, dict) and data.get("db") in (None, "") and _truthy(data.get("demo")):
             data = {**data, "db": PROJ_ROOT / "data" / "demo.duckdb"}
         return data
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or network") from None
+        return value
 
     @field_validator("sso_email_roles")
     @classmethod

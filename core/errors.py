@@ -49,7 +49,13 @@ class InvalidInput(CoreError):
                      "message": e["msg"].removeprefix("Value error, "),
                      "value": repr(e.get("input"))[:80]} for e in exc.errors()])
 
+    MAX_PROBLEMS = 50  # listed and recorded; a hostile payload could otherwise name millions
+
     def __init__(self, errors: list[dict]):
+        if len(errors) > self.MAX_PROBLEMS:
+            more = len(errors) - self.MAX_PROBLEMS + 1
+            errors = [*errors[:self.MAX_PROBLEMS - 1],
+                      {"field": "(more)", "message": f"and {more} more problems", "value": ""}]
         self.errors = errors
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""

@@ -10,10 +10,11 @@ from datetime import date
 from core import artifacts
 from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import InvalidInput
-from core.maintenance import verify_audit
 from core.model_card import is_current
 from core.scoring import active_artefact, is_suspended, now_utc
 from core.store import Event, Store, open_store
+from core.text import clean_text, md_cell, md_text
+from core.verification import TrailStatus, trail_status
 
 SIGNER_ROLES = ("IRB", "Data protection officer", "Hospital IT")
 RUNBOOK_SECTIONS = ("Deploy from the repository on a fresh laptop", "Retrain on a new cohort")
@@ -26,27 +27,37 @@ class Item:
     evidence: str
 
 
-def snapshot(store: Store | None = None, settings: Settings | None = None) -> dict:
-    """Everything the governance page shows, computed now."""
+def snapshot(store: Store | None = None, settings: Settings | None = None, *,
+             by: str = "governance page") -> dict:
+    """Everything the governance page shows, computed now. The audit trail is checked from its
+    last whole verification on (see core.verification); `by` is recorded if that has to run."""
     settings = settings or get_settings()
     store = store or open_store(settings.db)
     artefact = active_artefact(store, settings)
     counts = store.governance_counts()
-    problems, head = verify_audit(store)
+    trail = trail_status(store, by=by)
     signoffs = store.signoff_records()
     return {"artefact": artefact, "signoffs": signoffs, "service": store.service_state(),
-            "questions": _questions(artefact, counts, problems, head, settings),
+            "trail": trail, "questions": _questions(artefact, counts, trail, settings),
             "checklist": _checklist(artefact, counts, signoffs, settings)}
 
 
-def _questions(artefact, c: dict, problems, head, settings) -> list[tuple[str, str]]:
+def trail_sentence(t: TrailStatus) -> str:
+    """The audit trail's state in one sentence, saying what was checked when."""
+    state = "intact" if not t.problems else f"FAILED ({t.problems[0]})"
+    return (f"{state}, {t.head[0]} entries: the whole chain was verified through entry "
+            f"{t.verified_through} on {t.verified_at:%Y-%m-%d %H:%M} UTC by {md_text(t.verified_by)}, "
+            f"and the {t.checked_since} entries since were checked now")
+
+
+def _questions(artefact, c: dict, trail: TrailStatus, settings) -> list[tuple[str, str]]:
     m = artefact.manifest
-    chain = ("intact" if not problems else f"FAILED ({problems[0]})") + f", {head[0]} entries"
+    chain = trail_sentence(trail)
     oldest = c["oldest_raw_input"].strftime("%Y-%m-%d") if c["oldest_raw_input"] else "none kept"
     return [
         ("What model is in production, and what version of the training data was it trained on?",
          f"Version **{artefact.version}** (model sha256 `{artefact.sha256[:16]}...`), trained "
-         f"{m['created_at']} by {m['trained_by']} on `{m['data']['file']}` (sha256 "
+         f"{m['created_at']} by {md_text(m['trained_by'])} on `{m['data']['file']}` (sha256 "
          f"`{m['data']['sha256'][:16]}...`, {m['data']['patients_included']} patients). Every "
          "prediction records the version and model hash; activations are kept with who and why."),
         ("What does the model do when the input is malformed, missing, or outside the validated "
@@ -126,7 +137,15 @@ def record_signoff(*, signer_name: str, signer_role: str, signed_on: str, scope:
     settings = get_settings()
     store = store or open_store(settings.db)
     problems = []
-    if not signer_name.strip():
+    texts = {}
+    for field, value, limit in (("signer_name", signer_name, 200), ("scope", scope, 1000)):
+        try:
+            texts[field] = clean_text(value or "", max_length=limit)
+        except ValueError as exc:
+            problems.append({"field": field, "message": str(exc), "value": "(not shown)"})
+            texts[field] = "(invalid)"
+    signer_name, scope = texts["signer_name"], texts["scope"]
+    if not signer_name:
         problems.append({"field": "signer_name", "message": "is required", "value": "''"})
     if signer_role not in SIGNER_ROLES:
         problems.append({"field": "signer_role", "message": "must be one of: " + ", ".join(SIGNER_ROLES),
@@ -138,7 +157,7 @@ def record_signoff(*, signer_name: str, signer_role: str, signed_on: str, scope:
     except ValueError:
         problems.append({"field": "signed_on", "message": "must be a date YYYY-MM-DD",
                          "value": repr(signed_on)[:80]})
-    if not scope.strip():
+    if not scope:
         problems.append({"field": "scope", "message": "is required", "value": "''"})
     if model_version not in artifacts.list_versions(settings.models):
         problems.append({"field": "model_version", "message": "is not a known model version",
@@ -163,19 +182,23 @@ def report_markdown(snap: dict) -> str:
         lines += ["**SYNTHETIC MODEL - NOT FOR CLINICAL USE.**", ""]
     state = snap["service"]
     lines += [f"Scoring status: {'SUSPENDED' if is_suspended(state) else 'active'}"
-              + (f" (last change {state[2]:%Y-%m-%d %H:%M} by {state[1]}: {state[3]})" if state else ""), "",
+              + (f" (last change {state[2]:%Y-%m-%d %H:%M} by {md_text(state[1])}: "
+                 f"{md_text(state[3])})" if state else ""), "",
               "## The five evaluator questions", ""]
     for i, (q, answer) in enumerate(snap["questions"], 1):
         lines += [f"### {i}. {q}", "", answer, ""]
     lines += ["## Deployment checklist", "", "| # | Item | Status | Evidence |", "|---|---|---|---|"]
-    lines += [f"| {i} | {it.text} | {it.status} | {it.evidence} |" for i, it in enumerate(snap["checklist"], 1)]
+    # The checklist's own text keeps its Markdown (code spans); only a table's `|` is escaped.
+    lines += [f"| {i} | {it.text} | {it.status} | {it.evidence.replace('|', chr(92) + '|')} |"
+              for i, it in enumerate(snap["checklist"], 1)]
     lines += ["", "## Sign-offs", ""]
     s = snap["signoffs"]
     if s.empty:
         lines += ["None recorded.", ""]
     else:
         lines += ["| Role | Name | Date | Scope | Model version | Recorded by |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r.signer_role} | {r.signer_name} | {r.signed_on} | {r.scope} | {r.model_version} "
-                  f"| {r.user_name} |" for r in s.itertuples()]
+        lines += ["| " + " | ".join(md_cell(v) for v in (r.signer_role, r.signer_name, r.signed_on,
+                                                          r.scope, r.model_version, r.user_name))
+                  + " |" for r in s.itertuples()]
         lines += [""]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Operations on the store: audit verification, retention purge and backup.
+"""Operations on the store: retention purge, configuration records and backup.
 
 They run inside the process that owns the DuckDB file: either a `python -m core ...` command
 while the app is stopped, or the app's admin page while it runs (DuckDB allows one writer).
@@ -11,17 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from core import audit
+from core.clock import now_utc
 from core.config import Settings
 from core.errors import ConfigError, ProtectedPath
 from core.file_guard import protected_folder_reason
-from core.scoring import now_utc
-from core.store import TABLES, Event, Store
-
-
-def verify_audit(store: Store, *, head: tuple[int, str] | None = None) -> tuple[list[str], tuple[int, str]]:
-    """(problems, head) for the whole store; empty problems means the trail is intact."""
-    rows = {table: store.event_rows(table) for table in TABLES}
-    return audit.verify_chain(store.iter_audit(), rows, head=head)
+from core.store import Event, Store
 
 
 def parse_head(text: str) -> tuple[int, str]:

@@ -20,6 +20,7 @@ from core.errors import AlreadyRecorded, InvalidInput, NotFound
 from core.scoring import now_utc
 from core.spec import WHOLE_ROW
 from core.store import Event, Store, open_store
+from core.text import free_text
 
 HYPERKALAEMIA = 5.5  # mmol/L, the outcome's definition in the spec
 
@@ -33,7 +34,7 @@ class OutcomeInput(BaseModel):
     event: bool
     event_date: date | None = None
     max_potassium: float | None = Field(default=None, ge=1.5, le=10.0, allow_inf_nan=False)
-    source: str = Field(min_length=1, max_length=200)
+    source: free_text(200) = Field(min_length=1)
     supersedes: str | None = None
 
     @model_validator(mode="after")

@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.clock import now_utc
 from core.errors import RestoreRefused, StoreLocked, StoreUnavailable
-from core.maintenance import verify_audit
-from core.scoring import now_utc
 from core.store import Store
 from core.store.files import SCHEMA_VERSION, StoreFile, copy_file, inspect, is_duckdb_file
+from core.verification import verify_audit
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound
 from core.scoring import now_utc
 from core.spec import Spec
 from core.store import Event, Store, open_store
+from core.text import free_text
 
 Decision = Literal["agree", "override_high", "override_low"]
 
@@ -33,7 +34,7 @@ class ReviewDecision(BaseModel):
     prediction_id: str = Field(min_length=1, max_length=64)
     decision: Decision
     reason_code: str = Field(min_length=1, max_length=100)
-    comment: str = Field(default="", max_length=2000)
+    comment: free_text(2000, multiline=True) = ""
     supersedes: str | None = None  # the decision this one corrects
 
     @model_validator(mode="after")

@@ -18,12 +18,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from core import artifacts, audit
+from core.clock import now_utc
 from core.config import Settings, get_settings
 from core.errors import ArtefactMismatch, InvalidInput, ScoringSuspended
 from core.features import model_frame
 from core.predict import Predictions
 from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, safe_repr, validate_payload
 from core.store import Event, Store, open_store
+from core.text import clean_text
 
 UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
 CONFIDENCE_MEANING = (
@@ -70,11 +72,6 @@ def pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
-def now_utc() -> datetime:
-    """UTC now, naive (the store keeps TIMESTAMP in UTC; TIMESTAMPTZ would need pytz to read)."""
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-
-
 def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
     """The serving version: the latest activation in the store, else the shipped default."""
     activation = store.active_activation()
@@ -111,12 +108,11 @@ def check_not_suspended(store: Store) -> None:
 def set_suspended(suspended: bool, *, by: str, reason: str) -> None:
     """The stop switch: suspend or resume scoring, with who and why (recorded)."""
     _check_user(by)
-    if not reason or not reason.strip():
-        raise ValueError("suspending or resuming needs a reason")
+    reason = _reason(reason, "suspending or resuming")
     store = open_store(get_settings().db)
     at = now_utc()
     content = {"event_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
-               "action": "suspend" if suspended else "resume", "reason": reason.strip()}
+               "action": "suspend" if suspended else "resume", "reason": reason}
     store.append("service_events", [Event(content["action"], by, at, "scoring", content, content)])
 
 
@@ -210,12 +206,13 @@ def record_rejections(store: Store, artefact: artifacts.Artefact,
     heading is whatever the sender typed, and could itself identify a patient."""
     at = now_utc()
     known = known_fields(artefact.spec)
+    key = get_settings().patient_key_bytes()
     events = []
     for payload, errors in rejected:
         fields = [{"field": e["field"] if e["field"] in known else UNKNOWN_FIELD,
                    "message": e["message"]} for e in errors]
         content = {"rejection_id": str(uuid.uuid4()), "created_at": at, "user_name": user,
-                   "source": source, "fields": fields, "payload_sha256": _payload_hash(payload),
+                   "source": source, "fields": fields, "payload_sha256": _payload_hash(payload, key),
                    "model_version": artefact.version}
         row = {**content, "fields_json": json.dumps(fields)}
         events.append(Event("rejected_input", user, at, content["rejection_id"], content, row))
@@ -225,26 +222,36 @@ def record_rejections(store: Store, artefact: artifacts.Artefact,
 def activate(version: str, *, by: str, reason: str) -> artifacts.Artefact:
     """Make a verified version the serving one; the history keeps every activation."""
     _check_user(by)
-    if not reason or not reason.strip():
-        raise ValueError("an activation needs a reason")
+    reason = _reason(reason, "an activation")
     settings = get_settings()
     artefact = artifacts.load(settings.models, version)
     at = now_utc()
     content = {"activation_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
-               "version": version, "model_sha256": artefact.sha256, "reason": reason.strip()}
+               "version": version, "model_sha256": artefact.sha256, "reason": reason}
     open_store(settings.db).append("model_activations", [Event(
         "model_activation", by, at, version, content, content)])
     return artefact
 
 
-def _payload_hash(payload: Any) -> str:
-    """Hash of what was sent, for matching a rejection to its source; never raises."""
+def _payload_hash(payload: Any, key: bytes) -> str:
+    """Keyed hash (HMAC with the deployment's key) of what was sent, for matching a rejection to
+    its source; never raises. Keyed, because a payload can be as small as one patient number,
+    which a plain hash would give back to anyone who tries the possible numbers."""
     try:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=safe_repr,
                           ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):  # mixed-type keys, huge ints, deep nesting
         text = safe_repr(payload)
-    return audit.sha256_text(text)
+    return audit.patient_key("payload:" + text.encode("utf-8", "surrogatepass").decode(
+        "utf-8", "replace"), key)
+
+
+def _reason(reason: str | None, what: str) -> str:
+    """A recorded reason: required, one line of people's text (core.text.clean_text)."""
+    text = clean_text(reason or "", max_length=500)
+    if not text:
+        raise ValueError(f"{what} needs a reason")
+    return text
 
 
 def _check_user(user: str) -> None:

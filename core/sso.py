@@ -89,7 +89,7 @@ def user_from_claims(claims: Mapping[str, Any], settings: Settings | None = None
 
 
 def sign_in(claims: Mapping[str, Any], settings: Settings | None = None, *,
-            now: float | None = None) -> User:
+            now: float | None = None, source: str = "") -> User:
     """Map the claims to a User and record the sign-in; on refusal record an access denial.
 
     SignInExpired (nothing recorded) when the identity token has expired: the browser still holds
@@ -101,8 +101,9 @@ def sign_in(claims: Mapping[str, Any], settings: Settings | None = None, *,
         user = user_from_claims(claims, settings)
     except NoRole as exc:
         who = _username(claims) or "(unknown)"
-        auth.record_access(who, "access_denied", f"{SSO_DETAIL}: {exc.reason}")
+        auth.record_access(who, "access_denied", f"{SSO_DETAIL}: {exc.reason}", source=source)
         raise
-    auth.record_access(user.username, "sign_in", f"{SSO_DETAIL} ({', '.join(user.roles)})")
+    auth.record_access(user.username, "sign_in", f"{SSO_DETAIL} ({', '.join(user.roles)})",
+                       source=source)
     return user
 

@@ -15,14 +15,14 @@ from core.config import get_settings
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 # Every page of the app and the roles it belongs to, in sidebar order; a role lands on its first.
-PAGE_OWNERS = {"pages/score.py": ("clinician",), "pages/outcomes.py": ("clinician",),
-               "pages/review_queue.py": ("reviewer",), "pages/monitoring.py": ("pi",),
-               "pages/admin.py": ("admin",), "pages/governance.py": ("pi", "admin"),
-               "pages/model_card.py": ("clinician", "reviewer", "pi", "admin")}
-PAGE_TITLE = {"pages/score.py": "Score a patient", "pages/outcomes.py": "Outcomes",
-              "pages/review_queue.py": "Review queue", "pages/monitoring.py": "Monitoring",
-              "pages/admin.py": "Admin", "pages/governance.py": "Governance",
-              "pages/model_card.py": "Model card"}
+PAGE_OWNERS = {"views/score.py": ("clinician",), "views/outcomes.py": ("clinician",),
+               "views/review_queue.py": ("reviewer",), "views/monitoring.py": ("pi",),
+               "views/admin.py": ("admin",), "views/governance.py": ("pi", "admin"),
+               "views/model_card.py": ("clinician", "reviewer", "pi", "admin")}
+PAGE_TITLE = {"views/score.py": "Score a patient", "views/outcomes.py": "Outcomes",
+              "views/review_queue.py": "Review queue", "views/monitoring.py": "Monitoring",
+              "views/admin.py": "Admin", "views/governance.py": "Governance",
+              "views/model_card.py": "Model card"}
 DENIED = "You do not have access to this page."
 TIMEOUT = 30
 

@@ -46,10 +46,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(db: Path) -> Iterator[str]:
-    """Start the app in demo mode on a free port; yield its URL; always terminate it."""
+def streamlit_server(db: Path, **settings: str) -> Iterator[str]:
+    """Start the app in demo mode on a free port; yield its URL; always terminate it.
+    `settings`: more APP_ variables, e.g. APP_IDLE_TIMEOUT_MINUTES="0.1"."""
     port = free_port()
-    env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(REPO / "model_artifacts")}
+    env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(REPO / "model_artifacts"),
+           **settings}
     env.pop("APP_PATIENT_KEY", None)
     log = open(db.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(

@@ -56,15 +56,15 @@ def test_page_opened_directly_shows_only_to_its_role(role, page):
     recorded = "(anonymous)" if role == "anonymous" else username
     events = store().access_events()
     denial = events[(events["user_name"] == recorded) & (events["action"] == "access_denied")]
-    assert denial["detail"].tolist() == [f"page {page.removeprefix('pages/').removesuffix('.py')}"]
+    assert denial["detail"].tolist() == [f"page {page.removeprefix('views/').removesuffix('.py')}"]
 
 
 def test_user_with_two_roles_gets_both_pages():
     auth.add_user("carol", roles=["clinician", "pi"], password="carol-long-password", by="test")
     at = sign_in(start(), "carol", "carol-long-password")
-    for page in ("pages/review_queue.py", "pages/admin.py"):
+    for page in ("views/review_queue.py", "views/admin.py"):
         with pytest.raises(ValueError):
             at.switch_page(page)
-    for page in ("pages/score.py", "pages/outcomes.py", "pages/monitoring.py", "pages/governance.py"):
+    for page in ("views/score.py", "views/outcomes.py", "views/monitoring.py", "views/governance.py"):
         at.switch_page(page).run()
         assert [t.value for t in at.title] == [PAGE_TITLE[page]]

@@ -14,7 +14,7 @@ PATIENT = {**app_support.PATIENT, "patient_ref": "G-1"}
 
 
 def governance(role: str):
-    return signed_in(role).switch_page("pages/governance.py").run()
+    return signed_in(role).switch_page("views/governance.py").run()
 
 
 @pytest.mark.parametrize("role", ["admin", "pi"])
@@ -32,7 +32,7 @@ def test_governance_answers_five_questions_with_checklist(role):
 
 @pytest.mark.parametrize("role", ["clinician", "reviewer", None])
 def test_governance_is_closed_to_other_roles(role):
-    at = AppTest.from_file(str(REPO / "pages" / "governance.py"), default_timeout=30)
+    at = AppTest.from_file(str(REPO / "views" / "governance.py"), default_timeout=30)
     if role:
         at.session_state["user"] = auth.User(f"demo-{role}", f"demo-{role}", (role,))
     at.run()

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.usefixtures("demo_app")
 
 
 def test_model_card_page_shows_the_generated_card():
-    at = signed_in("reviewer").switch_page("pages/model_card.py").run()
+    at = signed_in("reviewer").switch_page("views/model_card.py").run()
     assert not at.exception
     text = "\n".join(m.value for m in at.markdown)
     for heading in ("## Model facts", "## Performance", "## Out-of-distribution policy"):

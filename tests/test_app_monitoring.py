@@ -15,7 +15,7 @@ from core import auth
 from core import store as core_store
 from core.scoring import now_utc
 
-PAGE = str(REPO / "pages" / "monitoring.py")
+PAGE = str(REPO / "views" / "monitoring.py")
 CHARTS = {"override_rate", "reviewed", "reasons", "daily", "review_share", "review_reasons",
           "time_to_decision", "workload", "calibration"}
 

@@ -29,7 +29,7 @@ def scored(valid_payload, monkeypatch):
 
 def outcomes_page():
     at = signed_in("clinician")
-    return at.switch_page("pages/outcomes.py").run()
+    return at.switch_page("views/outcomes.py").run()
 
 
 def fill(at, **values):

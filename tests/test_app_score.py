@@ -74,6 +74,7 @@ def test_score_failure_shows_error_and_no_result(monkeypatch, exc):
 def test_score_page_stops_when_model_cannot_load(monkeypatch, tmp_path):
     at = signed_in("clinician")
     monkeypatch.setenv("APP_MODELS", str(tmp_path / "no-models"))
-    at.run()
-    assert [e.value.split(":")[0] for e in at.error] == ["Scoring is unavailable"]
+    at.run()  # a changed configuration is checked again before anything is served
+    assert [e.value.split(":")[0] for e in at.error] == ["The service cannot start"]
+    assert "no model version to serve" in at.error[0].value
     assert not at.number_input

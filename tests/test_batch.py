@@ -3,7 +3,6 @@ chunked path giving the same counts."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import gc
 import json
@@ -23,8 +22,8 @@ from threadpoolctl import threadpool_info
 import core
 from core import store as core_store
 from core.batch import score_batch
-from core.maintenance import verify_audit
 from core.store import Store
+from core.verification import verify_audit
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "sample_patients.csv"
@@ -256,31 +255,44 @@ def test_failed_commit_leaves_no_output_and_keeps_what_was_recorded(fresh_store:
     assert gc.isenabled()
 
 
-def _slow_commits(monkeypatch, seconds: float) -> None:
-    """Each chunk's commit takes `seconds` longer (injected), so a test can act while it runs."""
+def _signal_during_first_commit(monkeypatch, *gaps: float) -> None:
+    """SIGTERM to this process while chunk 1 is being committed, once chunk 2 is ready to be
+    submitted (its output lines are built; the submit follows without a stop check); a second
+    signal `gaps` seconds after the one before. Chunk 1's commit then completes."""
     import core.batch as batch
 
-    real = batch._commit
+    real_commit, real_lines = batch._commit, batch._output_rows
+    chunk2_ready, commits = threading.Event(), []
 
-    def slow(*args):
-        time.sleep(seconds)
-        real(*args)
+    def lines(*args):
+        out = real_lines(*args)
+        if lines.calls == 1:
+            chunk2_ready.set()
+        lines.calls += 1
+        return out
 
-    monkeypatch.setattr(batch, "_commit", slow)
+    lines.calls = 0
 
+    def commit(*args):
+        commits.append(1)
+        if len(commits) == 1:
+            assert chunk2_ready.wait(30)
+            for gap in (0.0, *gaps):
+                time.sleep(gap)
+                os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)  # the commit under way takes a while yet
+        real_commit(*args)
 
-def _signal_self_after(*delays: float) -> None:
-    for delay in delays:
-        threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    monkeypatch.setattr(batch, "_output_rows", lines)
+    monkeypatch.setattr(batch, "_commit", commit)
 
 
 def test_stop_signal_ends_the_run_at_a_chunk_boundary(fresh_store: Store, mixed_csv,
                                                       tmp_path: Path, monkeypatch):
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
-    _slow_commits(monkeypatch, 0.3)
+    _signal_during_first_commit(monkeypatch)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "scored.csv"
-    _signal_self_after(0.1)  # while chunk 1 commits and chunk 2 waits its turn
     with pytest.raises(core.BatchStopped) as caught:
         score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
     assert caught.value.signum == signal.SIGTERM
@@ -292,9 +304,8 @@ def test_stop_signal_ends_the_run_at_a_chunk_boundary(fresh_store: Store, mixed_
 def test_second_stop_signal_exits_at_once_and_writes_nothing_queued(
         fresh_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
-    _slow_commits(monkeypatch, 0.5)
+    _signal_during_first_commit(monkeypatch, 0.2)  # both while chunk 1 commits; chunk 2 is queued
     out = tmp_path / "scored.csv"
-    _signal_self_after(0.1, 0.2)  # both while chunk 1 commits; chunk 2 is queued
     with pytest.raises(SystemExit) as caught:
         score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
     assert caught.value.code == 128 + signal.SIGTERM
@@ -306,12 +317,12 @@ def test_output_that_cannot_be_written_fails_clearly_and_leaves_nothing(
         fresh_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
     import core.batch as batch
 
-    class FullDisk(csv.DictWriter):  # the disk fills up at the first chunk's lines (injected)
+    class FullDisk(batch.SafeDictWriter):  # the disk fills up at the first chunk's lines (injected)
         def writerows(self, rows):
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
-    monkeypatch.setattr(batch.csv, "DictWriter", FullDisk)
+    monkeypatch.setattr(batch, "SafeDictWriter", FullDisk)
     out = tmp_path / "scored.csv"
     with pytest.raises(core.CoreError, match="could not be written .*No space left on device"):
         score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
@@ -331,7 +342,7 @@ def test_stop_signal_ends_the_command_cleanly(fresh_store: Store, tmp_path: Path
         [sys.executable, "-m", "core", "score-batch", "--input", str(path), "--output", str(out),
          "--user", "batch.tester", "--quiet"], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    assert proc.stderr.readline().startswith("scoring 60000 rows")  # stop requests count from here
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr

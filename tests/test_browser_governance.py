@@ -16,7 +16,7 @@ from browser_support import (
 )
 
 from core import store as core_store
-from core.maintenance import verify_audit
+from core.verification import verify_audit
 
 pytestmark = BROWSER_MARKS
 SIGNER = "Dr Ada Example"

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from core.config import PROJ_ROOT
-from core.maintenance import verify_audit
 from core.store import Store
+from core.verification import verify_audit
 
 KILLS = 8
 CHILD = """

@@ -1,5 +1,8 @@
 """Governance: five questions from live data, checklist status, sign-offs, stop switch."""
 
+import re
+
+import duckdb
 import pytest
 
 import core
@@ -30,7 +33,8 @@ def test_five_questions_answer_from_live_data(journeys):
     assert "Version **v1**" in answers[0]
     assert "1 inputs rejected" in answers[1] and "1 predictions flagged" in answers[1]
     assert "2 predictions, 1 routed to review, 1 reviewed" in answers[2]
-    assert "Audit chain: intact, 4 entries" in answers[2]
+    # the first view verifies the whole chain (4 entries) and records it (entry 5)
+    assert "Audit chain: intact, 5 entries: the whole chain was verified through entry 4" in answers[2]
     assert "180 days" in answers[3] and "Incompletely logged predictions: 0" in answers[3]
 
 
@@ -91,3 +95,43 @@ def test_report_export_contains_everything(journeys):
     md = report_markdown(snapshot())
     assert md.count("### ") == 5 and "| 9 |" in md and "Prof IRB" in md
     assert "NOT FOR CLINICAL USE" in md
+
+
+def test_the_page_checks_only_what_was_added_since_the_last_whole_verification(journeys, valid_payload):
+    from core.verification import trail_status
+
+    first = snapshot(by="pi")["trail"]
+    assert (first.verified_through, first.verified_by, first.problems) == (4, "pi", [])
+    for i in range(3):
+        core.score({**valid_payload, "patient_ref": f"T-NEW-{i}"}, user="dr.clin")
+    again = trail_status(journeys, by="pi")
+    assert (again.verified_through, again.checked_since, again.head[0]) == (4, 4, 8)
+    assert journeys.count("audit_verifications") == 1  # no new whole verification was needed
+
+
+def test_the_incremental_check_finds_an_edit_to_a_new_record(journeys, valid_payload, tmp_path):
+    from core import store as store_mod
+    from core.verification import trail_status
+
+    snapshot(by="pi")
+    late = core.score({**valid_payload, "patient_ref": "T-LATE"}, user="dr.clin")
+    path = journeys.path
+    store_mod.close_all()
+    con = duckdb.connect(str(path))
+    for name, table in con.execute("SELECT trigger_name, table_name FROM duckdb_triggers()").fetchall():
+        con.execute(f"DROP TRIGGER {name} ON {table}")
+    con.execute("UPDATE predictions SET risk = 0.99 WHERE prediction_id = ?", [late.prediction_id])
+    con.close()
+    status = trail_status(store_mod.open_store(path), by="pi")
+    assert status.problems and "predictions.risk differs" in status.problems[0]
+
+
+def test_governance_report_table_survives_a_pipe_in_a_name(journeys):
+    record_signoff(signer_name="Dr A | B [x](http://evil.example)", signer_role="IRB",
+                   signed_on="2026-11-01", scope="architecture | data flow", model_version="v1",
+                   by="admin")
+    report = report_markdown(snapshot())
+    row = next(line for line in report.splitlines() if line.startswith("| IRB |"))
+    cells = [c for c in re.split(r"(?<!\\)\|", row)][1:-1]
+    assert len(cells) == 6
+    assert "[x](http" not in row

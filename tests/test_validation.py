@@ -5,10 +5,12 @@ turned into a prediction."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 
 import pytest
+from conftest import TEST_PATIENT_KEY
 
 import core
 from core.store import Store
@@ -157,7 +159,10 @@ def test_rejection_is_recorded_without_values_and_no_prediction_is_written(
     assert row["model_version"] == "v1"
     assert sorted(f["field"] for f in json.loads(row["fields_json"])) == ["egfr", "sex"]
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert row["payload_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    # keyed with the deployment's key: the same payload matches, a guess without the key cannot
+    assert row["payload_sha256"] == hmac.new(TEST_PATIENT_KEY.encode(), ("payload:" + canonical).encode(),
+                                             "sha256").hexdigest()
+    assert row["payload_sha256"] != hashlib.sha256(canonical.encode()).hexdigest()
 
     entries = fresh_store.audit_entries()
     assert list(entries["kind"]) == ["rejected_input"]
@@ -204,3 +209,15 @@ def test_number_typos_and_bytes_are_rejected(fresh_store: Store, valid_payload, 
     with pytest.raises(core.InvalidInput) as info:
         core.score({**valid_payload, "egfr": value}, user="dr.test")
     assert [(e["field"], e["message"]) for e in info.value.errors] == [("egfr", "must be a number")]
+
+
+def test_a_rejected_patient_number_cannot_be_recovered_from_its_record(fresh_store: Store):
+    """A payload can be as small as one patient number: its record must not give it back to
+    someone who tries every number (here, every number near it)."""
+    with pytest.raises(core.InvalidInput):
+        core.score({"patient_ref": "04172238"}, user="dr.test")
+    recorded = fresh_store.rejections().iloc[0]["payload_sha256"]
+    guesses = {hashlib.sha256(json.dumps({"patient_ref": f"{n:08d}"}, separators=(",", ":"))
+                              .encode()).hexdigest() for n in range(4_172_000, 4_173_000)}
+    assert recorded not in guesses
+    assert "04172238" not in " ".join(fresh_store.audit_entries()["content_json"])

@@ -84,22 +84,53 @@ class RecordReads:
     def audit_entries(self) -> pd.DataFrame:
         return self._frame("SELECT * FROM audit_log ORDER BY seq")
 
-    def iter_audit(self, batch: int = 10_000):
-        """Every audit entry in seq order, as dicts, without holding them all in memory."""
+    def iter_audit(self, *, after: int = 0, upto: int | None = None, batch: int = 10_000):
+        """Audit entries with after < seq <= upto, in seq order, as dicts, a batch at a time."""
         cur = self._cursor().execute(
             "SELECT seq, recorded_at, kind, actor, subject, event_table, content_json, "
-            "content_sha256, prev_hash, entry_hash FROM audit_log ORDER BY seq")
-        names = [d[0] for d in cur.description]
-        while rows := cur.fetchmany(batch):
-            yield from (dict(zip(names, r, strict=True)) for r in rows)
+            "content_sha256, prev_hash, entry_hash FROM audit_log WHERE seq > ? "
+            "AND (CAST(? AS BIGINT) IS NULL OR seq <= ?) ORDER BY seq", [after, upto, upto])
+        yield from _records(cur, batch)
 
-    def event_rows(self, table: str) -> dict[int, dict]:
-        """An event table's rows keyed by their audit seq."""
+    def iter_rows(self, table: str, *, after: int = 0, upto: int | None = None, batch: int = 10_000):
+        """An event table's rows with after < audit_seq <= upto, in audit-seq order, in batches.
+
+        A row's audit seq is never above the chain's head, and appends only add higher ones,
+        so bounding both sides by one head reads a consistent picture while others write."""
         if table not in TABLES:
             raise ValueError(f"unknown event table {table}")
-        cur = self._cursor().execute(f"SELECT * FROM {table}")
-        names = [d[0] for d in cur.description]
-        return {r["audit_seq"]: r for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())}
+        cur = self._cursor().execute(
+            f"SELECT * FROM {table} WHERE audit_seq > ? AND (CAST(? AS BIGINT) IS NULL "
+            "OR audit_seq <= ?) ORDER BY audit_seq", [after, upto, upto])
+        yield from _records(cur, batch)
+
+    def rows_without_entry(self, table: str, *, above: int) -> list[int]:
+        """Audit seqs above `above` of `table`'s rows that no audit entry of that table has."""
+        if table not in TABLES:
+            raise ValueError(f"unknown event table {table}")
+        return [r[0] for r in self._all(
+            f"SELECT t.audit_seq FROM {table} t WHERE t.audit_seq > ? AND NOT EXISTS (SELECT 1 "
+            "FROM audit_log a WHERE a.seq = t.audit_seq AND a.event_table = ?) ORDER BY 1",
+            [above, table])]
+
+    def last_seq(self) -> int:
+        """The chain's last seq as the database has it now (0 when empty)."""
+        return self._one("SELECT coalesce(max(seq), 0) FROM audit_log")[0]
+
+    def entry_hash_at(self, seq: int) -> str | None:
+        row = self._one("SELECT entry_hash FROM audit_log WHERE seq = ?", [seq])
+        return row[0] if row else None
+
+    def last_verification(self) -> dict | None:
+        """The latest recorded verification of the whole chain, or None."""
+        return self._record("SELECT * FROM audit_verifications ORDER BY audit_seq DESC LIMIT 1")
+
+
+def _records(cur, batch: int):
+    names = [d[0] for d in cur.description]
+    while rows := cur.fetchmany(batch):
+        yield from (dict(zip(names, r, strict=True)) for r in rows)
+
 
 class ReviewReads:
     """Review decisions and the queue."""

@@ -8,6 +8,8 @@ from core.config import get_settings
 from core.errors import AlreadyDecided, InvalidInput, NotFound, StoreUnavailable
 from core.predict import REASON_CODES
 from core.scoring import CONFIDENCE_MEANING, pct
+from core.text import md_text
+from ui import session
 
 user = st.session_state.get("user")
 if not auth.authorise(user, "reviewer", page="review_queue"):
@@ -38,7 +40,11 @@ def _ref(ref: str | None) -> str:
 
 def _submit(form: str, prediction_id: str, patient: str, supersedes: str | None) -> None:
     """Record the decision before the page reruns, so a submit counts even if the item has just
-    left the queue (another reviewer was first: they are named)."""
+    left the queue (another reviewer was first: they are named). A callback runs before the
+    app's checks: the session is checked here first, and an ended one records nothing."""
+    user = session.acting_user("review decision")
+    if user is None or not auth.authorise(user, "reviewer", page="review_queue"):
+        return
     state = st.session_state
     payload = {"prediction_id": prediction_id, "decision": state.get(f"{form}_decision"),
                "reason_code": state.get(f"{form}_reason"), "comment": state.get(f"{form}_comment") or "",
@@ -91,9 +97,9 @@ def _decision_form(prediction_id: str, model_class: str, *, form: str, patient: 
         name = user.display_name
         st.markdown(
             "**By submitting you sign**, according to your decision:\n"
-            f"- {choices['agree']}: *{review.meaning(name, 'agree', model_class, model_class)}*\n"
+            f"- {choices['agree']}: *{md_text(review.meaning(name, 'agree', model_class, model_class))}*\n"
             f"- {choices[f'override_{other}']}: "
-            f"*{review.meaning(name, f'override_{other}', model_class, other)}*")
+            f"*{md_text(review.meaning(name, f'override_{other}', model_class, other))}*")
         st.caption(f"Recorded with your username ({user.username}) and the time.")
         for message in shown.values():
             st.error(message)
@@ -104,7 +110,7 @@ def _decision_form(prediction_id: str, model_class: str, *, form: str, patient: 
 errors = st.session_state.pop("review_errors", {})
 flash = st.session_state.pop("review_flash", None)
 if flash:
-    (st.success if flash[0] == "success" else st.error)(flash[1])
+    (st.success if flash[0] == "success" else st.error)(md_text(flash[1]))
 
 left, right = st.columns(2)
 reason = left.selectbox("Reason for review", ["", *REASON_CODES],
@@ -157,7 +163,7 @@ else:
     item = by_id[pick]
     patient = _ref(item["patient_ref"])
     with st.container(border=True, key="review_item"):
-        st.subheader(f"{patient}, model {item['model_version']}")
+        st.subheader(f"{md_text(patient)}, model {md_text(item['model_version'])}")
         cols = st.columns(4)
         cols[0].metric("Risk", pct(item["risk"]))
         cols[0].markdown(f"**{item['risk_class'].capitalize()} risk** by the model")

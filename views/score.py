@@ -9,6 +9,7 @@ from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
 from core.scoring import CONFIDENCE_MEANING, ScoreResult, active_artefact, check_not_suspended, pct
 from core.spec import PATIENT_REF, Feature
 from core.store import open_store
+from core.text import md_text
 
 STATUS = {"auto_finalised": "auto-finalised", "review": "awaiting clinical review"}
 
@@ -24,7 +25,7 @@ try:
     artefact = active_artefact(store, settings)
 except ScoringSuspended as exc:
     st.title("Score a patient")
-    st.error(f"Model suspended: {exc}", icon=":material/block:")
+    st.error(f"Model suspended: {md_text(exc)}", icon=":material/block:")
     st.stop()
 except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Scoring is unavailable: {exc}. Nothing was recorded; please tell the service owner.")
@@ -97,7 +98,8 @@ if submitted:
                                   for e in exc.errors))
     except (StoreUnavailable, ArtefactMismatch, ScoringSuspended) as exc:
         st.session_state.pop("score_result", None)
-        st.error(f"Not scored: {exc}. Nothing was recorded; please try again or tell the service owner.")
+        st.error(f"Not scored: {md_text(exc)}. Nothing was recorded; please try again or tell the "
+                 "service owner.")
         st.stop()
 
 
@@ -137,7 +139,7 @@ def _render(result: ScoreResult) -> None:
                 f"Brier {m['brier']:.3f}, calibration slope {m['calibration_slope']:.2f}\n"
                 f"- Expected share sent to review: {manifest['routing']['expected_review_share']:.0%}")
             st.write(manifest["routing"]["description"])
-            st.page_link("pages/model_card.py", label=f"Full model card for version {result.model_version}",
+            st.page_link("views/model_card.py", label=f"Full model card for version {result.model_version}",
                          query_params={"version": result.model_version}, icon=":material/description:")
 
 

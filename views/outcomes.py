@@ -12,6 +12,7 @@ from core.errors import AlreadyRecorded, ArtefactMismatch, InvalidInput, NotFoun
 from core.outcomes import HYPERKALAEMIA, horizon_days, record_outcome
 from core.scoring import now_utc
 from core.store import open_store
+from core.text import md_text
 
 FIELDS = ("event", "event_date", "max_potassium", "source")
 
@@ -78,8 +79,8 @@ if prediction is None:
     st.error(f"There is no prediction with ID {prediction_id}.")
     st.stop()
 
-st.markdown(f"**{prediction['patient_ref'] or '(patient reference purged)'}**: scored "
-            f"{prediction['created_at']:%Y-%m-%d %H:%M} UTC by {prediction['user_name']}, risk "
+st.markdown(f"**{md_text(prediction['patient_ref'] or '(patient reference purged)')}**: scored "
+            f"{prediction['created_at']:%Y-%m-%d %H:%M} UTC by {md_text(prediction['user_name'])}, risk "
             f"{prediction['risk']:.1%} ({prediction['risk_class']}), "
             f"{'auto-finalised' if prediction['routing'] == 'auto_finalised' else 'routed to review'}, "
             f"model {prediction['model_version']}.")
@@ -96,7 +97,7 @@ if not history.empty:
         "source": "Source", "in_force": "In force", "supersedes": "Corrects", "outcome_id": "Outcome ID"})
 if current:
     st.info(f"An outcome is recorded (event: {'yes' if current['event'] else 'no'}, by "
-            f"{current['user_name']} on {current['created_at']:%Y-%m-%d}). Submitting records a "
+            f"{md_text(current['user_name'])} on {current['created_at']:%Y-%m-%d}). Submitting records a "
             "correction that supersedes it; both stay in the history.")
 
 with st.form("outcomes_form"):
@@ -136,7 +137,7 @@ if submitted:
         else:
             summary.error(f"Not recorded - please correct {len(exc.errors)} problem(s) above.")
     except (AlreadyRecorded, NotFound) as exc:
-        st.error(f"Not recorded: {exc}. Reload the page to see the outcome in force.")
+        st.error(f"Not recorded: {md_text(exc)}. Reload the page to see the outcome in force.")
     except StoreUnavailable as exc:
         st.error(f"Not recorded: {exc}. Please try again or tell the service owner.")
         st.stop()

@@ -13,6 +13,7 @@ import streamlit as st
 from core import artifacts, auth
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
+from core.exports import frame_csv
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
 from core.scoring import now_utc
@@ -40,7 +41,9 @@ def _aggregates(store_file: str, first_day: date, last_day: date, version: str |
 
 
 def _download(frame: pd.DataFrame, name: str, what: str) -> None:
-    st.download_button(f"Download {what} (CSV)", frame.to_csv(index=False).encode(),
+    # Generated on click (deferred): its /media/ address then lives only until the next run, so
+    # a copied link does not hand the figures to someone without a session.
+    st.download_button(f"Download {what} (CSV)", lambda: frame_csv(frame),
                        file_name=f"{name}_{first_day}_{last_day}.csv", mime="text/csv",
                        key=f"monitoring_csv_{name}", on_click="ignore", icon=":material/download:")
 

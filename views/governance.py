@@ -9,6 +9,8 @@ from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
 from core.scoring import is_suspended, set_suspended
 from core.store import open_store
+from core.text import md_text
+from core.verification import verify_whole
 
 user = st.session_state.get("user")
 if not auth.authorise(user, ("admin", "pi"), page="governance"):
@@ -17,17 +19,12 @@ if not auth.authorise(user, ("admin", "pi"), page="governance"):
 
 
 
-@st.cache_resource(max_entries=4, show_spinner="Verifying the audit trail...")
-def _snapshot(store_file: str, head: tuple[int, str]) -> dict:
-    # Checking the whole chain is the costly part. Only this process can write the store, and
-    # every write moves the head, so a snapshot for the same head is still the truth.
-    return snapshot()
-
-
 st.title("Governance")
 try:
     settings = get_settings()
-    snap = _snapshot(str(settings.db), open_store(settings.db).head())
+    # Only what was added since the last whole verification is checked here (fast at any
+    # size); the button below verifies the whole chain, and records that it did.
+    snap = snapshot(by=user.username)
 except CoreError as exc:
     st.error(f"The governance data cannot be read: {exc}")
     st.stop()
@@ -35,7 +32,8 @@ except CoreError as exc:
 state = snap["service"]
 suspended = is_suspended(state)
 if suspended:
-    st.error(f"Scoring is SUSPENDED since {state[2]:%Y-%m-%d %H:%M} UTC by {state[1]}: {state[3]}")
+    st.error(f"Scoring is SUSPENDED since {state[2]:%Y-%m-%d %H:%M} UTC by {md_text(state[1])}: "
+             f"{md_text(state[3])}")
 else:
     st.success(f"Scoring is active. Serving model {snap['artefact'].version}.")
 
@@ -43,6 +41,12 @@ st.header("The five evaluator questions")
 for i, (question, answer) in enumerate(snap["questions"], 1):
     st.subheader(f"{i}. {question}")
     st.markdown(answer)
+
+if st.button("Verify the whole audit trail now", key="gov_verify_whole"):
+    with st.spinner("Verifying every entry and every record..."):
+        problems, (seq, _) = verify_whole(open_store(settings.db), by=user.username)
+    (st.error(f"Audit trail FAILED: {md_text(problems[0])}") if problems
+     else st.success(f"Audit trail intact: all {seq} entries verified (recorded)."))
 
 st.header("Deployment checklist")
 marks = {"done": "✅ done", "not yet": "❌ not yet", "manual": "✍️ manual"}
@@ -67,11 +71,11 @@ with st.form("gov_signoff", clear_on_submit=True):
         try:
             record_signoff(signer_name=name, signer_role=role, signed_on=str(signed_on), scope=scope,
                            model_version=version, by=user.username)
-            st.success(f"Sign-off by {name} ({role}) recorded.")
+            st.success(f"Sign-off by {md_text(name)} ({role}) recorded.")
             st.rerun()
         except InvalidInput as exc:
             for e in exc.errors:
-                st.error(f"{e['field']}: {e['message']}")
+                st.error(md_text(f"{e['field']}: {e['message']}"))
 
 st.header("Stop switch")
 with st.form("gov_stop_switch"):
@@ -86,6 +90,7 @@ with st.form("gov_stop_switch"):
 st.caption("Suspending stops all scoring at once: clinicians see 'model suspended' and no risk. "
            "To roll back instead, activate an earlier version on the Admin page.")
 
-st.download_button("Export this page as a Markdown report", report_markdown(snap),
+# Generated on click (deferred), so its /media/ address expires with the next run.
+st.download_button("Export this page as a Markdown report", lambda: report_markdown(snap),
                    file_name="governance-report.md", mime="text/markdown", key="gov_export",
                    on_click="ignore")

@@ -7,10 +7,12 @@ import streamlit as st
 
 from core import artifacts, auth
 from core.config import get_settings
-from core.errors import ArtefactMismatch, StoreUnavailable
-from core.maintenance import backup, verify_audit
+from core.errors import ArtefactMismatch, CoreError, StoreUnavailable
+from core.maintenance import backup
 from core.scoring import activate
 from core.store import open_store
+from core.text import md_text
+from core.verification import verify_whole
 
 user = st.session_state.get("user")
 if not auth.authorise(user, "admin", page="admin"):
@@ -58,6 +60,17 @@ with users_tab:
             except auth.UserError as exc:
                 st.error(f"Not disabled: {exc}.")
 
+    with st.form("admin_unlock_user"):
+        st.markdown("**Unlock a user** locked out after failed sign-ins (from every address)")
+        target = st.selectbox("User", users["username"].tolist(), index=None,
+                              key="admin_unlock_username")
+        if st.form_submit_button("Unlock"):
+            try:
+                auth.unlock_user(target or "", by=user.username)
+                st.success(f"Unlocked {target}.")
+            except auth.UserError as exc:
+                st.error(f"Not unlocked: {exc}.")
+
 with models_tab:
     store = open_store(settings.db)
     serving = artifacts.serving_version(store.active_activation(), settings.models)
@@ -90,11 +103,19 @@ with maintenance_tab:
     st.markdown(f"Backups are written to `{settings.backup_dir}` while the app keeps running "
                 "(writes wait a moment while the copy is taken). Copy them off this machine.")
     if st.button("Back up now", key="admin_backup"):
-        path = backup(open_store(settings.db), settings.backup_dir)
-        st.success(f"Backup written: {path.name}")
+        try:
+            path = backup(open_store(settings.db), settings.backup_dir)
+            st.success(f"Backup written: {path.name}")
+        except (CoreError, OSError) as exc:
+            st.error(f"No backup was written: {md_text(exc)}")
     if st.button("Verify the audit chain", key="admin_verify"):
-        problems, (seq, digest) = verify_audit(open_store(settings.db))
-        if problems:
-            st.error(f"Audit chain FAILED. First bad entry: {problems[0]}")
+        try:
+            problems, (seq, digest) = verify_whole(open_store(settings.db), by=user.username)
+        except CoreError as exc:
+            st.error(f"The audit chain could not be verified: {md_text(exc)}")
         else:
-            st.success(f"Audit chain intact: {seq} entries. Head {seq}:{digest}")
+            if problems:
+                st.error(f"Audit chain FAILED. First bad entry: {md_text(problems[0])}")
+            else:
+                st.success(f"Audit chain intact: {seq} entries. Head {seq}:{digest} (verification "
+                           "recorded)")

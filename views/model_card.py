@@ -1,6 +1,8 @@
 """Model card of a model version (every signed-in role): generated from its artefact, the same
 text as MODEL_CARD.md for the shipped version. Opened from each result with ?version=..."""
 
+import re
+
 import streamlit as st
 
 from core import artifacts, auth
@@ -23,6 +25,8 @@ version = st.selectbox("Model version", versions,
                        key="card_version")
 try:
     card = render(artifacts.load(settings.models, version))
-    st.markdown(card.split("\n", 1)[1])  # the page title replaces the card's own heading
+    # The page title replaces the card's own heading; the file's "generated" comment is for
+    # readers of MODEL_CARD.md, and a page would show it as literal text.
+    st.markdown(re.sub(r"<!--.*?-->\n?", "", card.split("\n", 1)[1], flags=re.DOTALL))
 except ArtefactMismatch as exc:
     st.error(f"This version cannot be shown: {exc}")

@@ -1,0 +1,94 @@
+"""Verifying the audit trail: the whole chain (streamed, constant memory), or only what was
+added since the last verification of the whole chain, and the record of each verification.
+
+A whole verification reads every entry and every event row; at a million predictions that is
+tens of seconds. It runs on demand (`python -m core audit verify`, the Admin and Governance
+pages) and is itself recorded, with the entry it verified through. The Governance page then
+checks only what came after: that entry still has the hash that was verified, and every entry
+and row added since chains onto it and matches. An edit to an older row is found by the next
+whole verification, not by the incremental check; the page says which it shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from core import audit
+from core.clock import now_utc
+from core.store import TABLES, Event, Store
+
+
+@dataclass(frozen=True)
+class TrailStatus:
+    """What the Governance page says about the audit trail."""
+
+    problems: list[str]
+    head: tuple[int, str]
+    verified_at: datetime  # the last whole verification
+    verified_by: str
+    verified_through: int
+    checked_since: int  # entries checked incrementally after it
+
+
+def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
+                 since: tuple[int, str] = (0, audit.GENESIS)) -> tuple[list[str], tuple[int, str]]:
+    """(problems, head) for the store's chain after `since` (default: all of it); empty
+    problems means intact. Reads a consistent picture while others keep writing."""
+    upto = store.last_seq()
+    after = since[0]
+    problems = []
+    if after:
+        at = store.entry_hash_at(after)
+        if at != since[1]:
+            problems.append(f"entry {after}: hash differs from when it was verified (altered or "
+                            "removed)" if at else f"entry {after}: removed since it was verified")
+    rows = {table: store.iter_rows(table, after=after, upto=upto) for table in TABLES}
+    found, last = audit.verify_chain(store.iter_audit(after=after, upto=upto), rows, head=head,
+                                     since=since)
+    problems += found
+    for table in TABLES:  # rows above the head read: each must have an entry (appended since)
+        problems += [f"{table} row with audit seq {seq} has no audit entry (inserted)"
+                     for seq in store.rows_without_entry(table, above=upto)]
+    return problems, last
+
+
+def record_verification(store: Store, problems: list[str], head: tuple[int, str], *, by: str) -> None:
+    """Append the result of a whole verification (through entry `head`) to the trail."""
+    at = now_utc()
+    content = {"verification_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
+               "through_seq": head[0], "through_hash": head[1], "intact": not problems,
+               "problems": len(problems), "first_problem": problems[0] if problems else ""}
+    store.append("audit_verifications", [Event("audit_verification", by, at, "audit trail",
+                                               content, content)])
+
+
+def verify_whole(store: Store, *, by: str, head: tuple[int, str] | None = None
+                 ) -> tuple[list[str], tuple[int, str]]:
+    """Verify the whole chain and record that it was done (with its result)."""
+    problems, last = verify_audit(store, head=head)
+    record_verification(store, problems, last, by=by)
+    return problems, last
+
+
+_checked: dict[str, tuple[int, str, list[str]]] = {}  # store file -> (seq, hash, problems) so far
+
+
+def trail_status(store: Store, *, by: str) -> TrailStatus:
+    """The trail as of the last whole verification plus what was added since (checked now,
+    from where this process last checked). Verifies the whole chain first if it never was."""
+    last = store.last_verification()
+    if last is None:
+        verify_whole(store, by=by)
+        last = store.last_verification()
+    base = (last["through_seq"], last["through_hash"])
+    problems = [] if last["intact"] else [last["first_problem"]]
+    key = str(store.path)
+    seen = _checked.get(key)
+    start, carried = (seen[:2], seen[2]) if seen and seen[0] >= base[0] else (base, [])
+    found, head = verify_audit(store, since=start)
+    carried = carried + found
+    _checked[key] = (*head, carried)
+    return TrailStatus(problems + carried, head, last["created_at"], last["user_name"],
+                       base[0], head[0] - base[0])

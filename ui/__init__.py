@@ -1,0 +1,1 @@
+"""What the Streamlit pages share beyond core: the signed-in session."""
