@@ -119,17 +119,18 @@ def _idle_watch(limit_s: float) -> None:
     watch()
 
 
-def _page_by_url(offered: dict[str, tuple[str, str]], user: auth.User) -> None:
-    """Record a page asked for by URL that this user's roles do not offer (once per session).
-    st.navigation never runs such a page; without this the attempt would leave no trace."""
+def _page_by_url(offered: dict[str, tuple[str, str]], user: auth.User | None) -> None:
+    """Record a page asked for by URL that this user's roles do not offer (once per session;
+    `user` None: not signed in). st.navigation never runs such a page; without this the attempt
+    would leave no trace."""
     url = st.context.url or ""
     asked = url.rstrip("/").rsplit("/", 1)[-1]
     known = {Path(path).stem: path for pages in PAGES.values() for path, _, _ in pages}
     tried = st.session_state.setdefault("app_denied_urls", set())
     if asked in known and known[asked] not in offered and asked not in tried:
         tried.add(asked)
-        auth.record_access(user.username, "access_denied", f"page {asked} by URL",
-                           source=session.source())
+        auth.record_access(user.username if user else "(anonymous)", "access_denied",
+                           f"page {asked} by URL", source=session.source())
 
 
 try:
@@ -146,6 +147,7 @@ except CoreError as exc:
     st.stop()
 
 if user is None:
+    _page_by_url({}, None)
     st.navigation([st.Page(_sign_in_page, title="Sign in", icon=":material/login:")]).run()
     st.stop()
 

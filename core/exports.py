@@ -42,5 +42,5 @@ def frame_csv(frame: pd.DataFrame) -> bytes:
         if not pd.api.types.is_numeric_dtype(safe[column]):
             safe[column] = safe[column].map(safe_cell)
     out = io.StringIO()
-    safe.to_csv(out, index=False)
+    safe.to_csv(out, index=False, lineterminator="\r\n")  # RFC 4180; a \r in a cell is quoted
     return out.getvalue().encode("utf-8")

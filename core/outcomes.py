@@ -18,11 +18,13 @@ from core import artifacts, audit
 from core.config import get_settings
 from core.errors import AlreadyRecorded, InvalidInput, NotFound
 from core.scoring import now_utc
-from core.spec import WHOLE_ROW
+from core.spec import WHOLE_ROW, problem
 from core.store import Event, Store, open_store
 from core.text import free_text
 
 HYPERKALAEMIA = 5.5  # mmol/L, the outcome's definition in the spec
+IMPORT_COLUMNS = ("prediction_id", "patient_ref", "sample_date", "event", "event_date",
+                  "max_potassium", "source")
 
 
 class OutcomeInput(BaseModel):
@@ -112,7 +114,14 @@ def import_outcomes(csv_path: Path, *, user: str, now: datetime | None = None) -
     """
     settings = get_settings()
     store = open_store(settings.db)
-    rows = pd.read_csv(csv_path, dtype=str, keep_default_na=False).to_dict("records")
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    unknown = [c for c in frame.columns if c not in IMPORT_COLUMNS]
+    if unknown:  # refused whole: an import records outcomes, it never corrects or supersedes one
+        raise InvalidInput([problem(str(c), "is not a column of an outcome import (a correction "
+                                    "is made on the Outcomes page)" if c == "supersedes" else
+                                    "is not a column of an outcome import; the columns are: "
+                                    + ", ".join(IMPORT_COLUMNS), "") for c in unknown])
+    rows = frame.to_dict("records")
     report = {"rows": len(rows), "recorded": 0, "rejected": []}
     for number, row in enumerate(rows, start=1):
         try:

@@ -48,3 +48,16 @@ def test_import_of_clean_file_exits_0(fresh_store, valid_payload, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.splitlines() == [f"{csv}: 1 rows, 1 recorded, 0 rejected"]
     assert run_import(tmp_path / "missing.csv").returncode == 2
+
+
+def test_import_refuses_a_supersedes_or_unknown_column_and_records_nothing(fresh_store, valid_payload,
+                                                                           tmp_path):
+    scored = core.score(valid_payload, user="dr.clin")
+    csv = tmp_path / "lab.csv"
+    csv.write_text(f"prediction_id,event,event_date,source,supersedes,note\n{scored.prediction_id},yes,"
+                   f"{now_utc().date()},ward lab,some-outcome-id,x\n")
+    run = run_import(csv)
+    assert run.returncode == 2
+    assert "supersedes: is not a column of an outcome import (a correction is made" in run.stderr
+    assert "note: is not a column of an outcome import" in run.stderr
+    assert core_store.open_store(fresh_store.path).count("outcomes") == 0
