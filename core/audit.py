@@ -89,7 +89,7 @@ def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
             problems.append(f"{where}: its {table} row is missing (deleted)")
         else:
             problems.extend(f"{where}: {table}.{col} differs from what was recorded"
-                            for col in _differing(json.loads(e["content_json"]), row))
+                            for col in _differing(orjson.loads(e["content_json"]), row))
             pending[table] = next(cursors[table], None)
         prev, expected = e["entry_hash"], expected + 1
     for table in cursors:
@@ -113,7 +113,19 @@ def _differing(content: dict, row: dict) -> list[str]:
             continue
         actual = row[column]
         if column != key:
-            actual = json.loads(actual) if actual is not None else None
-        if json.loads(canonical_json(actual)) != json.loads(canonical_json(recorded)):
-            out.append(column)
+            try:
+                actual = orjson.loads(actual) if actual is not None else None
+            except orjson.JSONDecodeError:
+                out.append(column)
+                continue
+        # Both sides in their canonical bytes: a date and its ISO text, a list and a tuple, an
+        # int and the same float compare equal, anything else does not.
+        if orjson.dumps(actual, option=_CANONICAL) != orjson.dumps(recorded, option=_CANONICAL):
+            if _loose(actual) != _loose(recorded):
+                out.append(column)
     return out
+
+
+def _loose(value: Any) -> Any:
+    """A value as JSON would read it back (1 and 1.0 alike): the slow path, only on a mismatch."""
+    return json.loads(canonical_json(value))

@@ -158,8 +158,8 @@ def _read_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"APP_{'_'.join(map(str, e['loc'])).upper()}: "
-                             f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        problems = "; ".join((f"APP_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+                             + e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise ConfigError(f"settings are invalid: {problems}") from exc
 
 

@@ -271,7 +271,7 @@ def test_start_serves_app_as_unprivileged_user_with_read_only_models(image: Imag
 @pytest.mark.parametrize(("overrides", "expected"), [
     pytest.param({}, "APP_PATIENT_KEY is not set", id="no-key"),
     pytest.param({"APP_PATIENT_KEY": "change-me-change-me-change-me-change-me"},
-                 "APP_PATIENT_KEY must be at least 32 characters and not a placeholder",
+                 "APP_PATIENT_KEY must be at least 32 characters, not a placeholder",
                  id="placeholder-key"),
     pytest.param({"APP_PATIENT_KEY": "too-short"}, "APP_PATIENT_KEY must be at least 32",
                  id="short-key"),
