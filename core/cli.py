@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from core import artifacts, cli_ops
+from core import cli_ops
 from core.config import default_extract_path, default_spec_path, get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
 
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
+    from core import artifacts  # loads scikit-learn: only where needed
     from core.train import train
 
     path = train(data=args.data, spec_path=args.spec, version=args.version,
@@ -94,6 +95,8 @@ def _train(args) -> int:
 
 
 def _models(args) -> int:
+    from core import artifacts  # loads scikit-learn: only where needed
+
     settings = get_settings()
     if args.action == "verify":
         versions = [args.version] if args.version else artifacts.list_versions(settings.models)
@@ -122,6 +125,7 @@ def _models(args) -> int:
 
 
 def _active_version(settings) -> str | None:
+    from core import artifacts  # loads scikit-learn: only where needed
     from core.store import open_store
 
     try:

@@ -49,27 +49,24 @@ with users_tab:
             except auth.UserError as exc:
                 st.error(f"Not added: {exc}.")
 
-    with st.form("admin_disable_user"):
-        st.markdown("**Disable a user**")
-        active = users.loc[users["active"], "username"].tolist()
-        target = st.selectbox("User", active, index=None, key="admin_disable_username")
-        if st.form_submit_button("Disable"):
-            try:
-                auth.disable_user(target or "", by=user.username)
-                st.success(f"Disabled {target}.")
-            except auth.UserError as exc:
-                st.error(f"Not disabled: {exc}.")
+    def _account_action(name: str, title: str, names: list[str], verbs: tuple[str, str],
+                        action) -> None:
+        """One form: pick an account, apply `action` to it (recorded), say what happened."""
+        verb, done = verbs
+        with st.form(f"admin_{name}_user"):
+            st.markdown(title)
+            target = st.selectbox("User", names, index=None, key=f"admin_{name}_username")
+            if st.form_submit_button(verb):
+                try:
+                    action(target or "", by=user.username)
+                    st.success(f"{done.capitalize()} {target}.")
+                except auth.UserError as exc:
+                    st.error(f"Not {done}: {exc}.")
 
-    with st.form("admin_unlock_user"):
-        st.markdown("**Unlock a user** locked out after failed sign-ins (from every address)")
-        target = st.selectbox("User", users["username"].tolist(), index=None,
-                              key="admin_unlock_username")
-        if st.form_submit_button("Unlock"):
-            try:
-                auth.unlock_user(target or "", by=user.username)
-                st.success(f"Unlocked {target}.")
-            except auth.UserError as exc:
-                st.error(f"Not unlocked: {exc}.")
+    _account_action("disable", "**Disable a user**", users.loc[users["active"], "username"].tolist(),
+                    ("Disable", "disabled"), auth.disable_user)
+    _account_action("unlock", "**Unlock a user** locked out after failed sign-ins (from every "
+                    "address)", users["username"].tolist(), ("Unlock", "unlocked"), auth.unlock_user)
 
 with models_tab:
     store = open_store(settings.db)
