@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         from core import store
         from core.batch import score_batch
         from core.config import get_settings
-        from core.scoring import active_artefact
+        from core.serving import active_artefact
 
         start = time.perf_counter()
         rows = make_rows(args.rows)

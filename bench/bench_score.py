@@ -48,7 +48,8 @@ def stage_breakdown(artefact, store, settings, pipeline, frame, *, calls: int) -
     """p50 milliseconds of each step score() takes, timed one by one."""
     from core.config import get_settings
     from core.features import model_frame
-    from core.scoring import active_artefact, record_predictions
+    from core.scoring import record_predictions
+    from core.serving import active_artefact
     from core.spec import validate_payload
     from core.store import open_store
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         from core import store
         from core.config import get_settings
         from core.features import model_frame
-        from core.scoring import active_artefact
+        from core.serving import active_artefact
         from core.spec import validate_payload
 
         settings = get_settings()

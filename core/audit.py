@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -44,14 +44,16 @@ def entry_hash(*, prev_hash: str, seq: int, at: datetime, kind: str, actor: str,
 
 
 def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
-                 head: tuple[int, str] | None = None,
-                 since: tuple[int, str] = (0, GENESIS)) -> tuple[list[str], tuple[int, str]]:
+                 head: tuple[int, str] | None = None, since: tuple[int, str] = (0, GENESIS),
+                 content_of: Callable[[str, dict], dict] | None = None
+                 ) -> tuple[list[str], tuple[int, str]]:
     """Check the chain and that every event row still says what was recorded, streaming.
 
     entries: audit entries in seq order, after `since`; event_rows: per event table, its rows
     with an audit seq after `since`, in audit-seq order (both sides are walked together, so
     memory stays constant). `since` (seq, entry hash): a point verified before, from which to
-    go on (0 and GENESIS: the whole chain). Returns (problems, head); problems name the first
+    go on (0 and GENESIS: the whole chain). `content_of(table, row)`: the content a whole-row
+    entry (format 2) must hold for that row. Returns (problems, head); problems name the first
     bad entry first, and are empty when intact."""
     problems: list[str] = []
     prev, expected = since[1], since[0] + 1
@@ -89,7 +91,7 @@ def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
             problems.append(f"{where}: its {table} row is missing (deleted)")
         else:
             problems.extend(f"{where}: {table}.{col} differs from what was recorded"
-                            for col in _differing(orjson.loads(e["content_json"]), row))
+                            for col in row_problems(e["content_json"], table, row, content_of))
             pending[table] = next(cursors[table], None)
         prev, expected = e["entry_hash"], expected + 1
     for table in cursors:
@@ -103,6 +105,26 @@ def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
         elif seq > since[0] and hash_at_head != digest:
             problems.append(f"entry {seq}: hash differs from the published head")
     return problems, last
+
+
+WHOLE_ROW_PREFIX = '{"_format":2,'  # canonical JSON sorts "_format" before every column name
+
+
+def row_problems(content_json: str, table: str, row: dict,
+                 content_of: Callable[[str, dict], dict] | None) -> list[str]:
+    """The columns of `row` that differ from its entry's content.
+
+    A whole-row entry (format 2) must hold exactly what the row gives, every column: one
+    comparison of canonical JSON, and column by column only to name a difference (a column that
+    cannot be mapped to the content is named too). An older entry recorded some columns, under
+    its own names: those are compared (_differing)."""
+    if content_of is not None and content_json.startswith(WHOLE_ROW_PREFIX):
+        want = canonical_json(content_of(table, row))
+        if want == content_json:
+            return []
+        recorded, wanted = orjson.loads(content_json), orjson.loads(want)
+        return sorted(k for k in set(recorded) | set(wanted) if recorded.get(k, ...) != wanted.get(k, ...))
+    return _differing(orjson.loads(content_json), row)
 
 
 def _differing(content: dict, row: dict) -> list[str]:

@@ -22,6 +22,7 @@ from core import audit, lockout
 from core.config import ROLES, get_settings
 from core.errors import CoreError
 from core.store import Event, Store, open_store
+from core.store.records import AccessEvent, UserEvent
 from core.text import clean_text
 
 ROLE_LABELS = {"clinician": "Clinician", "reviewer": "Reviewer", "pi": "Principal investigator",
@@ -140,11 +141,10 @@ def ensure_demo_accounts() -> list[str]:
 def _change(store: Store, username: str, *, action: str, display_name: str, roles: list[str],
             active: bool, password_hash: str, by: str) -> None:
     at = now_utc()
-    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user": by, "username": username,
-               "action": action, "display_name": display_name, "roles": roles, "active": active}
-    row = {**content, "user_name": by, "roles_json": json.dumps(roles),
-           "password_hash": password_hash}
-    store.append("user_events", [Event(f"user_{action}", by, at, username, content, row)])
+    record = UserEvent(event_id=str(uuid.uuid4()), created_at=at, user_name=by, username=username,
+                       action=action, display_name=display_name, roles_json=json.dumps(roles),
+                       active=active, password_hash=password_hash)
+    store.append([Event(f"user_{action}", by, at, username, record)])
 
 
 # ---- signing in and out --------------------------------------------------------------------
@@ -211,10 +211,9 @@ def record_access(username: str, action: str, detail: str = "", *, source: str =
     if action not in ACCESS_ACTIONS:
         raise ValueError(f"unknown access action {action}")
     at = now_utc()
-    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user": username,
-               "action": action, "detail": detail, "source": source}
-    _store().append("access_events", [Event(f"access_{action}", username, at, username, content,
-                                            {**content, "user_name": username})])
+    record = AccessEvent(event_id=str(uuid.uuid4()), created_at=at, user_name=username,
+                         action=action, detail=detail, source=source)
+    _store().append([Event(f"access_{action}", username, at, username, record)])
 
 
 def authorise(user: User | None, role: str | tuple[str, ...], *, page: str) -> bool:

@@ -34,13 +34,10 @@ from core.config import get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
 from core.exports import SafeDictWriter
 from core.features import model_frame
-from core.scoring import (
-    active_artefact,
-    check_not_suspended,
-    prediction_events,
-    record_rejections,
-)
+from core.scoring import prediction_events, record_rejections
+from core.serving import active_artefact
 from core.spec import Spec, validate_many
+from core.stop_switch import check_not_suspended
 from core.store import open_store
 
 OUTPUT_COLUMNS = ["row", "status", "prediction_id", "patient_ref", "risk", "risk_class",
@@ -234,7 +231,7 @@ def _commit_after(stop: threading.Event, previous: Future | None, *chunk) -> Non
 
 def _commit(store, artefact, events: list, bad: list, user: str) -> None:
     """Record one chunk: its predictions, then its rejected rows."""
-    store.append("predictions", events)
+    store.append(events, precondition=lambda: check_not_suspended(store, fresh=True))
     if bad:
         record_rejections(store, artefact, [(rec, errs) for _, rec, errs in bad], user=user,
                           source="batch")
@@ -243,10 +240,10 @@ def _commit(store, artefact, events: list, bad: list, user: str) -> None:
 def _output_rows(good: list, events: list, bad: list) -> list[dict]:
     """Output lines for one chunk, in file order; written once the chunk is committed."""
     out = [{"row": row + 1, "status": "scored", "patient_ref": ref,
-            "prediction_id": ev.row["prediction_id"], "risk": ev.row["risk"],
-            "risk_class": ev.row["risk_class"], "confidence": ev.row["confidence"],
-            "routing": ev.row["routing"], "reasons": ev.row["reasons_json"],
-            "model_version": ev.row["model_version"]}
+            "prediction_id": ev.record.prediction_id, "risk": ev.record.risk,
+            "risk_class": ev.record.risk_class, "confidence": ev.record.confidence,
+            "routing": ev.record.routing, "reasons": ev.record.reasons_json,
+            "model_version": ev.record.model_version}
            for (row, ref, _), ev in zip(good, events, strict=True)]
     out += [{"row": row + 1, "status": "rejected", "patient_ref": str(rec.get("patient_ref", ""))[:64],
              "errors": "; ".join(f"{e['field']}: {e['message']}" for e in errs)}

@@ -109,7 +109,7 @@ def _models(args) -> int:
             bad += bool(problems)
         return 1 if bad or not versions else 0
     if args.action == "activate":
-        from core.scoring import activate
+        from core.serving import activate
 
         artefact = activate(args.version, by=args.by, reason=args.reason)
         print(f"active: {artefact.version} (sha256 {artefact.sha256[:12]}...)")

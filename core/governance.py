@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from core import artifacts
+from core.clock import now_utc
 from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import InvalidInput
 from core.model_card import is_current
-from core.scoring import active_artefact, is_suspended, now_utc
+from core.serving import active_artefact
+from core.stop_switch import is_suspended
 from core.store import Event, Store, open_store
+from core.store.records import Signoff
 from core.text import clean_text, md_cell, md_text
 from core.verification import TrailStatus, trail_status
 
@@ -165,11 +168,11 @@ def record_signoff(*, signer_name: str, signer_role: str, signed_on: str, scope:
     if problems:
         raise InvalidInput(problems)
     at = now_utc()
-    content = {"signoff_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
-               "signer_name": signer_name.strip(), "signer_role": signer_role,
-               "signed_on": day.isoformat(), "scope": scope.strip(), "model_version": model_version}
-    store.append("signoffs", [Event("signoff", by, at, model_version, content, content)])
-    return content
+    record = Signoff(signoff_id=str(uuid.uuid4()), created_at=at, user_name=by,
+                     signer_name=signer_name, signer_role=signer_role, signed_on=day, scope=scope,
+                     model_version=model_version)
+    store.append([Event("signoff", by, at, model_version, record)])
+    return record.row()
 
 
 def report_markdown(snap: dict) -> str:

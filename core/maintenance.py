@@ -16,6 +16,7 @@ from core.config import Settings
 from core.errors import ConfigError, ProtectedPath
 from core.file_guard import protected_folder_reason
 from core.store import Event, Store
+from core.store.records import ConfigEvent, RetentionPurge
 
 
 def parse_head(text: str) -> tuple[int, str]:
@@ -30,11 +31,13 @@ def purge_expired(store: Store, *, days: int, by: str) -> int:
     cutoff = now_utc() - timedelta(days=days)
     at = now_utc()
     purge_id = str(uuid.uuid4())
-    content = {"purge_id": purge_id, "created_at": at, "user_name": by, "cutoff": cutoff,
-               "retention_days": days}
-    removed = store.purge_phi(before=cutoff, event=Event("retention_purge", by, at, purge_id,
-                                                         content, content))
-    return removed
+
+    def event(rows_removed: int) -> Event:
+        return Event("retention_purge", by, at, purge_id, RetentionPurge(
+            purge_id=purge_id, created_at=at, user_name=by, cutoff=cutoff, retention_days=days,
+            rows_removed=rows_removed))
+
+    return store.purge_phi(before=cutoff, event=event)
 
 
 def configuration_snapshot(settings: Settings) -> dict:
@@ -55,10 +58,8 @@ def record_configuration(store: Store, settings: Settings, *, by: str = "system"
     if store.last_configuration() == settings_json:
         return False
     at = now_utc()
-    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
-               "settings_json": settings_json}
-    store.append("config_events", [Event("configuration_change", by, at, "settings", content,
-                                         content)])
+    store.append([Event("configuration_change", by, at, "settings", ConfigEvent(
+        event_id=str(uuid.uuid4()), created_at=at, user_name=by, settings_json=settings_json))])
     return True
 
 

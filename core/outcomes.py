@@ -15,11 +15,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core import artifacts, audit
+from core.clock import now_utc
 from core.config import get_settings
 from core.errors import AlreadyRecorded, InvalidInput, NotFound
-from core.scoring import now_utc
 from core.spec import WHOLE_ROW, problem
 from core.store import Event, Store, open_store
+from core.store.records import OutcomeRecord
 from core.text import free_text
 
 HYPERKALAEMIA = 5.5  # mmol/L, the outcome's definition in the spec
@@ -72,10 +73,9 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
     if prediction is None:
         raise NotFound(f"prediction {o.prediction_id} does not exist")
     _check_timing(o, prediction, horizon_days(prediction["model_version"]), now)
-    content = {"outcome_id": str(uuid.uuid4()), "created_at": now, "user_name": user,
-               "prediction_id": o.prediction_id, "event": o.event,
-               "event_date": o.event_date.isoformat() if o.event_date else None,
-               "max_potassium": o.max_potassium, "source": o.source, "supersedes": o.supersedes}
+    record = OutcomeRecord(outcome_id=str(uuid.uuid4()), created_at=now, user_name=user,
+                           prediction_id=o.prediction_id, event=o.event, event_date=o.event_date,
+                           max_potassium=o.max_potassium, source=o.source, supersedes=o.supersedes)
 
     def one_in_force() -> None:
         current = store.current_outcome(o.prediction_id)
@@ -85,9 +85,8 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
         if current is None and o.supersedes is not None:
             raise NotFound(f"outcome {o.supersedes} is not the one in force")
 
-    store.append("outcomes", [Event("outcome", user, now, o.prediction_id, content, content)],
-                 precondition=one_in_force)
-    return content
+    store.append([Event("outcome", user, now, o.prediction_id, record)], precondition=one_in_force)
+    return record.row()
 
 
 def _check_timing(o: OutcomeInput, prediction: dict, horizon: int, now: datetime) -> None:

@@ -16,11 +16,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core import artifacts
+from core.clock import now_utc
 from core.config import get_settings
 from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound
-from core.scoring import now_utc
 from core.spec import Spec
 from core.store import Event, Store, open_store
+from core.store.records import ReviewDecisionRecord
 from core.text import free_text
 
 Decision = Literal["agree", "override_high", "override_low"]
@@ -78,14 +79,12 @@ def decide(payload: dict, *, user: str, display_name: str, store: Store | None =
     reviewer_class = {"agree": model_class, "override_high": "high", "override_low": "low"}[d.decision]
     at = now_utc()
     name = display_name.strip() or user
-    content = {
-        "decision_id": str(uuid.uuid4()), "created_at": at, "user_name": user,
-        "reviewer_name": name, "prediction_id": d.prediction_id, "decision": d.decision,
-        "model_class": model_class, "reviewer_class": reviewer_class,
-        "direction": direction(model_class, reviewer_class), "reason_code": d.reason_code,
-        "comment": d.comment, "meaning": meaning(name, d.decision, model_class, reviewer_class),
-        "supersedes": d.supersedes,
-    }
+    record = ReviewDecisionRecord(
+        decision_id=str(uuid.uuid4()), created_at=at, user_name=user, reviewer_name=name,
+        prediction_id=d.prediction_id, decision=d.decision, model_class=model_class,
+        reviewer_class=reviewer_class, direction=direction(model_class, reviewer_class),
+        reason_code=d.reason_code, comment=d.comment,
+        meaning=meaning(name, d.decision, model_class, reviewer_class), supersedes=d.supersedes)
 
     def first_wins() -> None:
         current = store.current_decision(d.prediction_id)
@@ -94,9 +93,9 @@ def decide(payload: dict, *, user: str, display_name: str, store: Store | None =
         if current is None and d.supersedes is not None:
             raise NotFound(f"decision {d.supersedes} is not the one in force for this prediction")
 
-    store.append("review_decisions", [Event("review_decision", user, at, d.prediction_id,
-                                            content, content)], precondition=first_wins)
-    return content
+    store.append([Event("review_decision", user, at, d.prediction_id, record)],
+                 precondition=first_wins)
+    return record.row()
 
 
 # ---- what the queue page and the clinician's list show ---------------------------------------

@@ -20,20 +20,17 @@ from pydantic import BaseModel, ConfigDict
 from core import artifacts, audit
 from core.clock import now_utc
 from core.config import Settings, get_settings
-from core.errors import ArtefactMismatch, InvalidInput, ScoringSuspended
+from core.errors import InvalidInput
 from core.features import model_frame
 from core.predict import Predictions
+from core.serving import active_artefact
 from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, safe_repr, validate_payload
+from core.stop_switch import check_not_suspended
 from core.store import Event, Store, open_store
-from core.text import clean_text
+from core.store.records import Prediction, RejectedInput
+from core.text import actor
 
 UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
-CONFIDENCE_MEANING = (
-    "How sure the model is, given the statistical uncertainty of its own estimate, that the "
-    "patient's true risk lies on the safe side of the boundary for the class shown: at or above "
-    "the action threshold for 'high', below the safe-low bound for 'low'. Predictions below the "
-    "confidence level in the routing rule go to clinical review."
-)
 
 
 class Factor(BaseModel):
@@ -67,23 +64,6 @@ class ScoreResult(BaseModel):
     created_at: datetime
 
 
-def pct(x: float) -> str:
-    """A probability as the pages show it: a percentage with one decimal."""
-    return f"{x * 100:.1f}%"
-
-
-def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
-    """The serving version: the latest activation in the store, else the shipped default."""
-    activation = store.active_activation()
-    version = artifacts.serving_version(activation, settings.models)
-    if not version:
-        raise ArtefactMismatch(f"no model is active and {settings.models} names no default version")
-    artefact = artifacts.load(settings.models, version)
-    if activation and activation[1] != artefact.sha256:
-        raise ArtefactMismatch(f"model {version} on disk differs from the one that was activated")
-    return artefact
-
-
 def _context() -> tuple[Settings, Store, artifacts.Artefact]:
     settings = get_settings()
     store = open_store(settings.db)
@@ -91,34 +71,9 @@ def _context() -> tuple[Settings, Store, artifacts.Artefact]:
     return settings, store, active_artefact(store, settings)
 
 
-def is_suspended(state: tuple | None) -> bool:
-    """Whether a service state (Store.service_state()) has the stop switch on."""
-    return bool(state) and state[0] == "suspend"
-
-
-def check_not_suspended(store: Store) -> None:
-    """Raise ScoringSuspended while the stop switch is on."""
-    state = store.service_state()
-    if is_suspended(state):
-        _, by, when, reason = state
-        raise ScoringSuspended(f"the model is suspended since {when:%Y-%m-%d %H:%M} UTC by {by}: "
-                               f"{reason}. No risk can be shown; use usual clinical care.")
-
-
-def set_suspended(suspended: bool, *, by: str, reason: str) -> None:
-    """The stop switch: suspend or resume scoring, with who and why (recorded)."""
-    _check_user(by)
-    reason = _reason(reason, "suspending or resuming")
-    store = open_store(get_settings().db)
-    at = now_utc()
-    content = {"event_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
-               "action": "suspend" if suspended else "resume", "reason": reason}
-    store.append("service_events", [Event(content["action"], by, at, "scoring", content, content)])
-
-
 def score(payload: Mapping, *, user: str, source: str = "form") -> ScoreResult:
     """Validate, predict, route and record one patient; InvalidInput lists every problem."""
-    _check_user(user)
+    actor(user)
     settings, store, artefact = _context()
     try:
         ref, values = validate_payload(artefact.spec, payload)
@@ -153,33 +108,31 @@ def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict
     events = []
     for i, ((ref, values), prediction_id) in enumerate(zip(inputs, new_ids(len(inputs)), strict=True)):
         input_json = audit.canonical_json(values)
-        content = {
-            "prediction_id": prediction_id, "created_at": at, "user_name": user,
-            "source": source, "patient_key": audit.patient_key(ref, key),
-            "input_sha256": audit.sha256_text(input_json), "risk": risk[i],
-            "risk_class": classes[i], "confidence": conf[i], "routing": routing[i],
-            "reasons": pred.reasons[i], "reason_codes": pred.reason_codes[i],
-            "model_version": version, "model_sha256": sha,
-        }
-        row = {**content, "risk_low": low[i], "risk_high": high[i],
-               "reasons_json": audit.canonical_json(pred.reasons[i]),
-               "factors_json": audit.canonical_json(pred.factors[i])}
+        record = Prediction(
+            prediction_id=prediction_id, created_at=at, user_name=user, source=source,
+            patient_key=audit.patient_key(ref, key), input_sha256=audit.sha256_text(input_json),
+            risk=risk[i], risk_low=low[i], risk_high=high[i], risk_class=classes[i],
+            confidence=conf[i], routing=routing[i],
+            reasons_json=audit.canonical_json(pred.reasons[i]), reason_codes=pred.reason_codes[i],
+            factors_json=audit.canonical_json(pred.factors[i]), model_version=version,
+            model_sha256=sha)
         phi = {"prediction_id": prediction_id, "created_at": at, "patient_ref": ref,
                "input_json": input_json}
-        events.append(Event("prediction", user, at, prediction_id, content, row, phi))
+        events.append(Event("prediction", user, at, prediction_id, record, phi))
     return events
 
 
-def result_of(event: Event, artefact: artifacts.Artefact, factors: list[dict]) -> ScoreResult:
+def result_of(event: Event, artefact: artifacts.Artefact, reasons: list[str],
+              factors: list[dict]) -> ScoreResult:
     """The ScoreResult that a recorded prediction event stands for."""
-    r, phi = event.row, event.phi
+    r, phi = event.record, event.phi
     return ScoreResult(
-        prediction_id=r["prediction_id"], patient_ref=phi["patient_ref"], risk=r["risk"],
-        risk_interval_95=(r["risk_low"], r["risk_high"]), risk_class=r["risk_class"],
-        action_threshold=artefact.predictor.rule.action_threshold, confidence=r["confidence"],
-        routing=r["routing"], reasons=r["reasons"], reason_codes=r["reason_codes"],
-        top_factors=factors, model_version=r["model_version"], model_sha256=r["model_sha256"],
-        created_at=r["created_at"].replace(tzinfo=UTC),
+        prediction_id=r.prediction_id, patient_ref=phi["patient_ref"], risk=r.risk,
+        risk_interval_95=(r.risk_low, r.risk_high), risk_class=r.risk_class,
+        action_threshold=artefact.predictor.rule.action_threshold, confidence=r.confidence,
+        routing=r.routing, reasons=reasons, reason_codes=r.reason_codes, top_factors=factors,
+        model_version=r.model_version, model_sha256=r.model_sha256,
+        created_at=r.created_at.replace(tzinfo=UTC),
     )
 
 
@@ -188,8 +141,8 @@ def record_predictions(store: Store, artefact: artifacts.Artefact,
                        source: str, key: bytes) -> list[ScoreResult]:
     """Commit one prediction event per input; return results only after the commit."""
     events = prediction_events(artefact, inputs, pred, user=user, source=source, key=key)
-    store.append("predictions", events)
-    return [result_of(ev, artefact, pred.factors[i]) for i, ev in enumerate(events)]
+    store.append(events, precondition=lambda: check_not_suspended(store, fresh=True))
+    return [result_of(ev, artefact, pred.reasons[i], pred.factors[i]) for i, ev in enumerate(events)]
 
 
 def known_fields(spec: Spec) -> set[str]:
@@ -211,26 +164,12 @@ def record_rejections(store: Store, artefact: artifacts.Artefact,
     for payload, errors in rejected:
         fields = [{"field": e["field"] if e["field"] in known else UNKNOWN_FIELD,
                    "message": e["message"]} for e in errors]
-        content = {"rejection_id": str(uuid.uuid4()), "created_at": at, "user_name": user,
-                   "source": source, "fields": fields, "payload_sha256": _payload_hash(payload, key),
-                   "model_version": artefact.version}
-        row = {**content, "fields_json": json.dumps(fields)}
-        events.append(Event("rejected_input", user, at, content["rejection_id"], content, row))
-    store.append("rejected_inputs", events)
-
-
-def activate(version: str, *, by: str, reason: str) -> artifacts.Artefact:
-    """Make a verified version the serving one; the history keeps every activation."""
-    _check_user(by)
-    reason = _reason(reason, "an activation")
-    settings = get_settings()
-    artefact = artifacts.load(settings.models, version)
-    at = now_utc()
-    content = {"activation_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
-               "version": version, "model_sha256": artefact.sha256, "reason": reason}
-    open_store(settings.db).append("model_activations", [Event(
-        "model_activation", by, at, version, content, content)])
-    return artefact
+        record = RejectedInput(rejection_id=str(uuid.uuid4()), created_at=at, user_name=user,
+                               source=source, fields_json=json.dumps(fields),
+                               payload_sha256=_payload_hash(payload, key),
+                               model_version=artefact.version)
+        events.append(Event("rejected_input", user, at, record.rejection_id, record))
+    store.append(events)
 
 
 def _payload_hash(payload: Any, key: bytes) -> str:
@@ -246,14 +185,3 @@ def _payload_hash(payload: Any, key: bytes) -> str:
         "utf-8", "replace"), key)
 
 
-def _reason(reason: str | None, what: str) -> str:
-    """A recorded reason: required, one line of people's text (core.text.clean_text)."""
-    text = clean_text(reason or "", max_length=500)
-    if not text:
-        raise ValueError(f"{what} needs a reason")
-    return text
-
-
-def _check_user(user: str) -> None:
-    if not isinstance(user, str) or not user.strip():
-        raise ValueError("every scoring call needs the signed-in user's name")

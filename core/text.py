@@ -60,3 +60,18 @@ def md_text(value: object) -> str:
 def md_cell(value: object) -> str:
     """`value` as literal text inside one cell of a Markdown table (one line, no bare `|`)."""
     return md_text(re.sub(r"\s*\n\s*", " ", str(value)))
+
+
+def reason_text(value: str | None, what: str) -> str:
+    """A recorded reason (a suspension, an activation): required, one line of people's text."""
+    text = clean_text(value or "", max_length=500)
+    if not text:
+        raise ValueError(f"{what} needs a reason")
+    return text
+
+
+def actor(user: object) -> str:
+    """The signed-in user's name that a change is recorded under; ValueError when there is none."""
+    if not isinstance(user, str) or not user.strip():
+        raise ValueError("every recorded change needs the signed-in user's name")
+    return user

@@ -18,6 +18,7 @@ from datetime import datetime
 from core import audit
 from core.clock import now_utc
 from core.store import TABLES, Event, Store
+from core.store.records import RECORDS, AuditVerification, chain_content
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
                             "removed)" if at else f"entry {after}: removed since it was verified")
     rows = {table: store.iter_rows(table, after=after, upto=upto) for table in TABLES}
     found, last = audit.verify_chain(store.iter_audit(after=after, upto=upto), rows, head=head,
-                                     since=since)
+                                     since=since, content_of=_expected)
     problems += found
     for table in TABLES:  # rows above the head read: each must have an entry (appended since)
         problems += [f"{table} row with audit seq {seq} has no audit entry (inserted)"
@@ -54,14 +55,18 @@ def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
     return problems, last
 
 
+def _expected(table: str, row: dict) -> dict:
+    """What a whole-row entry holds for `row`: its record's chain content."""
+    return chain_content(RECORDS[table], row)
+
+
 def record_verification(store: Store, problems: list[str], head: tuple[int, str], *, by: str) -> None:
     """Append the result of a whole verification (through entry `head`) to the trail."""
     at = now_utc()
-    content = {"verification_id": str(uuid.uuid4()), "created_at": at, "user_name": by,
-               "through_seq": head[0], "through_hash": head[1], "intact": not problems,
-               "problems": len(problems), "first_problem": problems[0] if problems else ""}
-    store.append("audit_verifications", [Event("audit_verification", by, at, "audit trail",
-                                               content, content)])
+    store.append([Event("audit_verification", by, at, "audit trail", AuditVerification(
+        verification_id=str(uuid.uuid4()), created_at=at, user_name=by, through_seq=head[0],
+        through_hash=head[1], intact=not problems, problems=len(problems),
+        first_problem=problems[0] if problems else ""))])
 
 
 def verify_whole(store: Store, *, by: str, head: tuple[int, str] | None = None

@@ -75,7 +75,7 @@ def test_admin_backup_while_running(tmp_path, monkeypatch):
 
 
 def test_clinician_sees_model_suspended_and_no_form():
-    from core.scoring import set_suspended
+    from core.stop_switch import set_suspended
 
     set_suspended(True, by="demo-pi", reason="investigating overrides")
     at = signed_in("clinician")

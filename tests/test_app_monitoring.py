@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import auth
 from core import store as core_store
-from core.scoring import now_utc
+from core.clock import now_utc
 
 PAGE = str(REPO / "views" / "monitoring.py")
 CHARTS = {"override_rate", "reviewed", "reasons", "daily", "review_share", "review_reasons",

@@ -4,8 +4,8 @@ import pytest
 from app_support import fill_form, signed_in, store, submit_score, texts
 
 import core.scoring
+from core.display import CONFIDENCE_MEANING
 from core.errors import StoreUnavailable
-from core.scoring import CONFIDENCE_MEANING
 
 pytestmark = pytest.mark.usefixtures("demo_app")
 

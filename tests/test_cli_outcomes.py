@@ -7,7 +7,7 @@ from conftest import run_core
 
 import core
 from core import store as core_store
-from core.scoring import now_utc
+from core.clock import now_utc
 
 
 def run_import(csv: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import core
 from core.errors import InvalidInput, ScoringSuspended
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
 from core.review import decide
-from core.scoring import set_suspended
+from core.stop_switch import set_suspended
 
 
 @pytest.fixture

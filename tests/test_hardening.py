@@ -20,7 +20,7 @@ from core.batch import score_batch
 from core.exports import frame_csv, safe_cell
 from core.governance import record_signoff
 from core.review import decide
-from core.scoring import set_suspended
+from core.stop_switch import set_suspended
 
 LINK_AND_IMAGE = "see [the notice](http://evil.example) ![x](http://evil.example/i.png) www.evil.example"
 RLO = "\u202e"  # right-to-left override: "tnemeerga" reads as "agreement"

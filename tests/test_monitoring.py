@@ -11,11 +11,12 @@ from conftest import MODELS, TEST_PATIENT_KEY
 
 from core import synthetic
 from core.batch import score_batch
+from core.clock import now_utc
 from core.monitoring import dashboard
 from core.outcomes import record_outcome
 from core.review import decide
-from core.scoring import now_utc
 from core.store import Event, close_all, open_store
+from core.store.records import RejectedInput
 
 REASONS = ["clinical context not captured by the model", "suspected lab or entry error",
            "recent medication change"]
@@ -157,10 +158,9 @@ def test_rejected_inputs_are_counted_per_field_within_the_filters(fresh_store, v
     # typed name: the page shows it as unknown all the same.
     at = now_utc()
     fields = [{"field": "Jane Roe 1950", "message": "is not an input of this model (unknown field)"}]
-    content = {"rejection_id": "old-1", "created_at": at, "user_name": "dr.clin", "source": "form",
-               "fields": fields, "payload_sha256": "0" * 64, "model_version": "v1"}
-    fresh_store.append("rejected_inputs", [Event("rejected_input", "dr.clin", at, "old-1", content,
-                                                 {**content, "fields_json": json.dumps(fields)})])
+    fresh_store.append([Event("rejected_input", "dr.clin", at, "old-1", RejectedInput(
+        rejection_id="old-1", created_at=at, user_name="dr.clin", source="form",
+        fields_json=json.dumps(fields), payload_sha256="0" * 64, model_version="v1"))])
     fields = dashboard(start=start, end=end).frames["rejected_fields"]
     assert dict(zip(fields["field"], fields["rejections"], strict=True))["(unknown field)"] == 2
     assert not fields["field"].str.contains("Jane").any()

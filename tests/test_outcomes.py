@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 
 import core
+from core.clock import now_utc
 from core.errors import AlreadyRecorded, InvalidInput
 from core.outcomes import import_outcomes, record_outcome
-from core.scoring import now_utc
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from core import artifacts, auth
 from core.config import get_settings
 from core.errors import ArtefactMismatch, CoreError, StoreUnavailable
 from core.maintenance import backup
-from core.scoring import activate
+from core.serving import activate
 from core.store import open_store
 from core.text import md_text
 from core.verification import verify_whole

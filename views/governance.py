@@ -7,7 +7,7 @@ from core import artifacts, auth
 from core.config import get_settings
 from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
-from core.scoring import is_suspended, set_suspended
+from core.stop_switch import is_suspended, set_suspended
 from core.store import open_store
 from core.text import md_text
 from core.verification import verify_whole

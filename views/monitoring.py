@@ -11,12 +11,12 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts, auth
+from core.clock import now_utc
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.exports import frame_csv
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
-from core.scoring import now_utc
 
 DEFAULT_WEEKS = 12
 ALL_VERSIONS = "All versions"

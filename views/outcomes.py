@@ -7,10 +7,10 @@ and the history of a prediction shows both.
 import streamlit as st
 
 from core import artifacts, auth
+from core.clock import now_utc
 from core.config import get_settings
 from core.errors import AlreadyRecorded, ArtefactMismatch, InvalidInput, NotFound, StoreUnavailable
 from core.outcomes import HYPERKALAEMIA, horizon_days, record_outcome
-from core.scoring import now_utc
 from core.store import open_store
 from core.text import md_text
 

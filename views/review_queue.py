@@ -5,9 +5,9 @@ import streamlit as st
 
 from core import artifacts, auth, review
 from core.config import get_settings
+from core.display import CONFIDENCE_MEANING, pct
 from core.errors import AlreadyDecided, InvalidInput, NotFound, StoreUnavailable
 from core.predict import REASON_CODES
-from core.scoring import CONFIDENCE_MEANING, pct
 from core.text import md_text
 from ui import session
 

@@ -5,9 +5,12 @@ import streamlit as st
 import core
 from core import artifacts, auth, review
 from core.config import get_settings
+from core.display import CONFIDENCE_MEANING, pct
 from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
-from core.scoring import CONFIDENCE_MEANING, ScoreResult, active_artefact, check_not_suspended, pct
+from core.scoring import ScoreResult
+from core.serving import active_artefact
 from core.spec import PATIENT_REF, Feature
+from core.stop_switch import check_not_suspended
 from core.store import open_store
 from core.text import md_text
 

@@ -7,15 +7,19 @@ import threading
 from pathlib import Path
 
 from core.store.aggregates import MonitoringReads
-from core.store.base import Event, StoreBase
+from core.store.base import StoreBase
 from core.store.queries import AccessReads, OutcomeReads, RecordReads, ReviewReads
+from core.store.records import RECORDS
 from core.store.schema import APPEND_ONLY, AUDIT_COLUMNS, MIGRATIONS, PHI_COLUMNS, TABLES
+from core.store.writes import ChainWrites, Event
 
-__all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "TABLES", "Event", "Store",
+__all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS", "TABLES", "Event",
+           "Store",
            "close_all", "open_store"]
 
 
-class Store(StoreBase, RecordReads, ReviewReads, OutcomeReads, AccessReads, MonitoringReads):
+class Store(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
+            MonitoringReads):
     """An open store file; create with `open_store` so each file has one Store per process."""
 
 

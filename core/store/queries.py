@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import pandas as pd
 
+from core.audit import GENESIS
 from core.store.schema import TABLES
 
 # The decision (outcome) in force: the one no later record supersedes.
@@ -16,21 +18,44 @@ CURRENT_OUTCOMES = (
     "SELECT * FROM outcomes o WHERE NOT EXISTS "
     "(SELECT 1 FROM outcomes n WHERE n.supersedes = o.outcome_id)")
 
+STATE_TTL_S = 1.0  # the serving version and the stop switch, as another process changed them
+WINDOW = 20_000  # audit seqs read at a time when the whole chain is walked
+
+
 class RecordReads:
     """Single records, counts, the audit trail, governance."""
 
     def head(self) -> tuple[int, str]:
-        return self._head
+        """(seq, entry hash) of the chain's last entry, as the database has it now."""
+        row = self._one("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        return (row[0], row[1]) if row else (0, GENESIS)
 
-    def active_activation(self) -> tuple[str, str] | None:
+    def _state(self, name: str, sql: str, *, fresh: bool) -> tuple | None:
+        """The latest row of a small state table, read again after STATE_TTL_S (or when
+        `fresh`); this object's own writes clear it at once."""
+        now = time.monotonic()
+        cached = self._cached.get(name)
+        if fresh or cached is None or cached[0] <= now:
+            cached = (now + STATE_TTL_S, self._one(sql))
+            self._cached[name] = cached
+        return cached[1]
+
+    def active_activation(self, *, fresh: bool = False) -> tuple[str, str] | None:
         """(version, model_sha256) of the latest activation, or None when never activated.
+        Another process's activation is seen within STATE_TTL_S."""
+        return self._state("activation", "SELECT version, model_sha256 FROM model_activations "
+                           "ORDER BY audit_seq DESC LIMIT 1", fresh=fresh)
 
-        Kept in memory: this process owns the file, so only its own appends change it."""
-        return self._latest["model_activations"]
+    def service_state(self, *, fresh: bool = False) -> tuple[str, str, datetime, str] | None:
+        """(action, by, when, reason) of the latest suspend/resume, or None. Within STATE_TTL_S
+        of another process's change; the prediction write itself reads it `fresh`."""
+        return self._state("service", "SELECT action, user_name, created_at, reason FROM "
+                           "service_events ORDER BY audit_seq DESC LIMIT 1", fresh=fresh)
 
-    def service_state(self) -> tuple[str, str, datetime, str] | None:
-        """(action, by, when, reason) of the latest suspend/resume, or None. Kept in memory."""
-        return self._latest["service_events"]
+    def last_configuration(self) -> str | None:
+        """The settings last recorded (JSON)."""
+        row = self._one("SELECT settings_json FROM config_events ORDER BY audit_seq DESC LIMIT 1")
+        return row[0] if row else None
 
     def service_history(self) -> pd.DataFrame:
         return self._frame("SELECT created_at, user_name, action, reason FROM service_events "
@@ -84,25 +109,32 @@ class RecordReads:
     def audit_entries(self) -> pd.DataFrame:
         return self._frame("SELECT * FROM audit_log ORDER BY seq")
 
-    def iter_audit(self, *, after: int = 0, upto: int | None = None, batch: int = 10_000):
-        """Audit entries with after < seq <= upto, in seq order, as dicts, a batch at a time."""
-        cur = self._cursor().execute(
+    def iter_audit(self, *, after: int = 0, upto: int | None = None):
+        """Audit entries with after < seq <= upto, in seq order, as dicts (see _windows)."""
+        yield from self._windows(
             "SELECT seq, recorded_at, kind, actor, subject, event_table, content_json, "
-            "content_sha256, prev_hash, entry_hash FROM audit_log WHERE seq > ? "
-            "AND (CAST(? AS BIGINT) IS NULL OR seq <= ?) ORDER BY seq", [after, upto, upto])
-        yield from _records(cur, batch)
+            "content_sha256, prev_hash, entry_hash FROM audit_log WHERE seq > ? AND seq <= ? "
+            "ORDER BY seq", after, upto)
 
-    def iter_rows(self, table: str, *, after: int = 0, upto: int | None = None, batch: int = 10_000):
-        """An event table's rows with after < audit_seq <= upto, in audit-seq order, in batches.
+    def iter_rows(self, table: str, *, after: int = 0, upto: int | None = None):
+        """An event table's rows with after < audit_seq <= upto, in audit-seq order, as dicts.
 
         A row's audit seq is never above the chain's head, and appends only add higher ones,
         so bounding both sides by one head reads a consistent picture while others write."""
         if table not in TABLES:
             raise ValueError(f"unknown event table {table}")
-        cur = self._cursor().execute(
-            f"SELECT * FROM {table} WHERE audit_seq > ? AND (CAST(? AS BIGINT) IS NULL "
-            "OR audit_seq <= ?) ORDER BY audit_seq", [after, upto, upto])
-        yield from _records(cur, batch)
+        yield from self._windows(f"SELECT * FROM {table} WHERE audit_seq > ? AND audit_seq <= ? "
+                                 "ORDER BY audit_seq", after, upto)
+
+    def _windows(self, sql: str, after: int, upto: int | None):
+        """A query over (after, upto] run window by window of WINDOW seqs, so that memory holds
+        one window's rows, never a whole table's (the rows are stored in seq order, so each
+        window reads only its own row groups)."""
+        upto = self.last_seq() if upto is None else upto
+        for low in range(after, upto, WINDOW):
+            cur = self._cursor().execute(sql, [low, min(low + WINDOW, upto)])
+            names = [d[0] for d in cur.description]
+            yield from (dict(zip(names, r, strict=True)) for r in cur.fetchall())
 
     def rows_without_entry(self, table: str, *, above: int) -> list[int]:
         """Audit seqs above `above` of `table`'s rows that no audit entry of that table has."""
@@ -124,12 +156,6 @@ class RecordReads:
     def last_verification(self) -> dict | None:
         """The latest recorded verification of the whole chain, or None."""
         return self._record("SELECT * FROM audit_verifications ORDER BY audit_seq DESC LIMIT 1")
-
-
-def _records(cur, batch: int):
-    names = [d[0] for d in cur.description]
-    while rows := cur.fetchmany(batch):
-        yield from (dict(zip(names, r, strict=True)) for r in rows)
 
 
 class ReviewReads:

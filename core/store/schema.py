@@ -1,6 +1,8 @@
 """The store's schema: numbered migrations (applied in order, each in a transaction and
 recorded in schema_migrations), the event tables' columns, and which tables are append-only."""
 
+from core.store.records import RECORDS
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "m001_events", """
         CREATE TABLE audit_log (
@@ -91,38 +93,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     """),
 ]
 
-# Event tables and their columns, in insert order. Table names never come from input.
-TABLES = {
-    "predictions": ["prediction_id", "audit_seq", "created_at", "user_name", "source",
-                    "patient_key", "input_sha256", "risk", "risk_low",
-                    "risk_high", "risk_class", "confidence", "routing", "reasons_json",
-                    "reason_codes",
-                    "factors_json", "model_version", "model_sha256"],
-    "rejected_inputs": ["rejection_id", "audit_seq", "created_at", "user_name", "source",
-                        "fields_json", "payload_sha256", "model_version"],
-    "model_activations": ["activation_id", "audit_seq", "created_at", "user_name", "version",
-                          "model_sha256", "reason"],
-    # A user change is a new row carrying the whole new state; the latest row per user is current.
-    "user_events": ["event_id", "audit_seq", "created_at", "user_name", "username", "action",
-                    "display_name", "roles_json", "active", "password_hash"],
-    "access_events": ["event_id", "audit_seq", "created_at", "user_name", "action", "detail",
-                      "source"],
-    "retention_purges": ["purge_id", "audit_seq", "created_at", "user_name", "cutoff",
-                         "retention_days", "rows_removed"],
-    "config_events": ["event_id", "audit_seq", "created_at", "user_name", "settings_json"],
-    # direction: 'upgrade' (model low -> reviewer high), 'downgrade' (high -> low), 'none' (agree)
-    "review_decisions": ["decision_id", "audit_seq", "created_at", "user_name", "reviewer_name",
-                         "prediction_id", "decision", "model_class", "reviewer_class", "direction",
-                         "reason_code", "comment", "meaning", "supersedes"],
-    "service_events": ["event_id", "audit_seq", "created_at", "user_name", "action", "reason"],
-    "signoffs": ["signoff_id", "audit_seq", "created_at", "user_name", "signer_name", "signer_role",
-                 "signed_on", "scope", "model_version"],
-    "outcomes": ["outcome_id", "audit_seq", "created_at", "user_name", "prediction_id", "event",
-                 "event_date", "max_potassium", "source", "supersedes"],
-    # A verification of the whole chain through entry `through_seq` (whose hash it names).
-    "audit_verifications": ["verification_id", "audit_seq", "created_at", "user_name",
-                            "through_seq", "through_hash", "intact", "problems", "first_problem"],
-}
+# Event tables and their columns, in insert order, from their records (core/store/records.py).
+# Table names never come from input.
+TABLES = {table: record.columns() for table, record in RECORDS.items()}
 PHI_COLUMNS = ["prediction_id", "created_at", "patient_ref", "input_json"]
 AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table", "content_json",
                  "content_sha256", "prev_hash", "entry_hash"]

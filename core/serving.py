@@ -1,0 +1,39 @@
+"""Which model version serves: the latest activation in the store, else the shipped default;
+and activating a version (recorded, with who and why)."""
+
+from __future__ import annotations
+
+import uuid
+
+from core import artifacts
+from core.clock import now_utc
+from core.config import Settings, get_settings
+from core.errors import ArtefactMismatch
+from core.store import Event, Store, open_store
+from core.store.records import ModelActivation
+from core.text import actor, reason_text
+
+
+def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
+    """The serving version, verified and loaded."""
+    activation = store.active_activation()
+    version = artifacts.serving_version(activation, settings.models)
+    if not version:
+        raise ArtefactMismatch(f"no model is active and {settings.models} names no default version")
+    artefact = artifacts.load(settings.models, version)
+    if activation and activation[1] != artefact.sha256:
+        raise ArtefactMismatch(f"model {version} on disk differs from the one that was activated")
+    return artefact
+
+
+def activate(version: str, *, by: str, reason: str) -> artifacts.Artefact:
+    """Make a verified version the serving one; the history keeps every activation."""
+    by = actor(by)
+    reason = reason_text(reason, "an activation")
+    settings = get_settings()
+    artefact = artifacts.load(settings.models, version)
+    at = now_utc()
+    open_store(settings.db).append([Event("model_activation", by, at, version, ModelActivation(
+        activation_id=str(uuid.uuid4()), created_at=at, user_name=by, version=version,
+        model_sha256=artefact.sha256, reason=reason))])
+    return artefact

@@ -1,0 +1,220 @@
+"""One typed record per event table: the single source of the table row AND of what enters the
+audit chain for it, so the two can never drift apart.
+
+An entry's content is the whole row (every column but its audit seq, which the chain itself
+gives), in canonical JSON, with secrets as their sha256 (a password hash never enters the chain;
+its fingerprint does, so a replaced hash is caught). `audit verify` then checks every column of
+every row. Entries written before records existed (content without "_format") recorded only
+some columns; they are verified with the rules they were written with (core.audit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+CONTENT_FORMAT = 2  # content = the whole row; absent in entries written before (format 1)
+SECRET_PREFIX = "sha256:"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Base of the event records: `table` names its table, the first field is its key."""
+
+    table: ClassVar[str]
+    secret: ClassVar[tuple[str, ...]] = ()  # columns that enter the chain as their sha256
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        """The table's columns in insert order: the key, the audit seq, then the rest."""
+        names = [f.name for f in fields(cls)]
+        return [names[0], "audit_seq", *names[1:]]
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def content(self) -> dict[str, Any]:
+        """What the chain records: the whole row, secrets as their sha256."""
+        return chain_content(type(self), self.row())
+
+
+def chain_content(record: type[Record], row: dict[str, Any]) -> dict[str, Any]:
+    """The content of a row of `record`'s table (audit_seq left out), as the chain records it."""
+    out = {k: v for k, v in row.items() if k != "audit_seq"}
+    for name in record.secret:
+        if out.get(name) is not None:
+            out[name] = SECRET_PREFIX + hashlib.sha256(str(out[name]).encode()).hexdigest()
+    out["_format"] = CONTENT_FORMAT
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction(Record):
+    table: ClassVar[str] = "predictions"
+    prediction_id: str
+    created_at: datetime
+    user_name: str
+    source: str
+    patient_key: str
+    input_sha256: str
+    risk: float
+    risk_low: float
+    risk_high: float
+    risk_class: str
+    confidence: float
+    routing: str
+    reasons_json: str
+    reason_codes: list[str]
+    factors_json: str
+    model_version: str
+    model_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedInput(Record):
+    table: ClassVar[str] = "rejected_inputs"
+    rejection_id: str
+    created_at: datetime
+    user_name: str
+    source: str
+    fields_json: str
+    payload_sha256: str
+    model_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelActivation(Record):
+    table: ClassVar[str] = "model_activations"
+    activation_id: str
+    created_at: datetime
+    user_name: str
+    version: str
+    model_sha256: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent(Record):
+    """A user change carries the account's whole new state; the latest row per user is current."""
+
+    table: ClassVar[str] = "user_events"
+    secret: ClassVar[tuple[str, ...]] = ("password_hash",)
+    event_id: str
+    created_at: datetime
+    user_name: str  # who made the change
+    username: str  # whose account
+    action: str
+    display_name: str
+    roles_json: str
+    active: bool
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent(Record):
+    table: ClassVar[str] = "access_events"
+    event_id: str
+    created_at: datetime
+    user_name: str
+    action: str
+    detail: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPurge(Record):
+    table: ClassVar[str] = "retention_purges"
+    purge_id: str
+    created_at: datetime
+    user_name: str
+    cutoff: datetime
+    retention_days: int
+    rows_removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEvent(Record):
+    table: ClassVar[str] = "config_events"
+    event_id: str
+    created_at: datetime
+    user_name: str
+    settings_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDecisionRecord(Record):
+    """direction: 'upgrade' (model low -> reviewer high), 'downgrade' (high -> low), 'none'."""
+
+    table: ClassVar[str] = "review_decisions"
+    decision_id: str
+    created_at: datetime
+    user_name: str
+    reviewer_name: str
+    prediction_id: str
+    decision: str
+    model_class: str
+    reviewer_class: str
+    direction: str
+    reason_code: str
+    comment: str
+    meaning: str
+    supersedes: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEvent(Record):
+    table: ClassVar[str] = "service_events"
+    event_id: str
+    created_at: datetime
+    user_name: str
+    action: str  # 'suspend' or 'resume'
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signoff(Record):
+    table: ClassVar[str] = "signoffs"
+    signoff_id: str
+    created_at: datetime
+    user_name: str
+    signer_name: str
+    signer_role: str
+    signed_on: date
+    scope: str
+    model_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord(Record):
+    table: ClassVar[str] = "outcomes"
+    outcome_id: str
+    created_at: datetime
+    user_name: str
+    prediction_id: str
+    event: bool
+    event_date: date | None
+    max_potassium: float | None
+    source: str
+    supersedes: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerification(Record):
+    """A verification of the whole chain through entry `through_seq` (whose hash it names)."""
+
+    table: ClassVar[str] = "audit_verifications"
+    verification_id: str
+    created_at: datetime
+    user_name: str
+    through_seq: int
+    through_hash: str
+    intact: bool
+    problems: int
+    first_problem: str
+
+
+RECORDS: dict[str, type[Record]] = {r.table: r for r in (
+    Prediction, RejectedInput, ModelActivation, UserEvent, AccessEvent, RetentionPurge,
+    ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification)}
