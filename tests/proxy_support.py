@@ -145,7 +145,7 @@ def caddy(folder: Path, *, upstream: str, http_port: int, https_port: int,
     proxy = Proxy(site=site, http_port=http_port, https_port=https_port,
                   root_ca=storage / "pki" / "authorities" / "local" / "root.crt", log=log)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline, last = time.monotonic() + START_TIMEOUT_S, "no certificate yet"
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"caddy exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
@@ -155,11 +155,13 @@ def caddy(folder: Path, *, upstream: str, http_port: int, https_port: int,
                                            path="/_stcore/health", ca=str(proxy.root_ca))
                     if answer["status"] == 200:
                         break
-                except AssertionError:
-                    pass  # not listening yet, or its certificate not issued yet
+                    last = f"HTTP {answer['status']}" + (f": nothing answers at {upstream}"
+                                                         if answer["status"] == 502 else "")
+                except AssertionError as exc:  # not listening yet, or its certificate not issued yet
+                    last = str(exc).strip()
             if time.monotonic() > deadline:
-                raise AssertionError(f"no healthy answer through caddy within {START_TIMEOUT_S} s:\n"
-                                     f"{log.read_text()[-3000:]}")
+                raise AssertionError(f"no healthy answer through caddy within {START_TIMEOUT_S} s; "
+                                     f"last: {last}\n{log.read_text()[-1500:]}")
             time.sleep(0.25)
         yield proxy
     finally:
