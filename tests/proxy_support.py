@@ -18,7 +18,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
+import secrets
 import signal
 import socket
 import ssl
@@ -40,10 +40,10 @@ class OutsideHost:
     """A network namespace with one veth link to the host, on a /30 of the benchmarking range."""
 
     def __init__(self) -> None:
-        tag = f"{os.getpid() % 100000}{random.randrange(100)}"
+        tag = f"{os.getpid() % 100000}{secrets.randbelow(100)}"
         self.namespace = f"hkr-outside-{tag}"
         self._link = f"hkr{tag}"  # interface names have at most 15 characters
-        block = random.randrange(1 << 15)  # 198.18.0.0/15 holds 2**15 such /30 blocks
+        block = secrets.randbelow(1 << 15)  # 198.18.0.0/15 holds 2**15 such /30 blocks
         base = (198 << 24) | (18 << 16) | (block << 2)
         self.host_ip, self.ip = (socket.inet_ntoa((base + n).to_bytes(4, "big")) for n in (1, 2))
         commands = [

@@ -228,6 +228,7 @@ def _score_through_proxy(proxy, outside: OutsideHost, folder: Path, password: st
                 recorded.append(_prediction_id(page.locator(".st-key-score_result_card").inner_text()))
         finally:
             browser.close()
+    assert len(set(recorded)) == 2, recorded
     return recorded
 
 
@@ -311,7 +312,7 @@ def test_deploy_on_a_vm_as_the_runbook_says(podman: Podman, image: Built, tmp_pa
         assert store.stat().st_uid == APP_UID
         with duckdb.connect(str(store), read_only=True) as db:
             stored = {row[0] for row in db.execute("SELECT prediction_id FROM predictions").fetchall()}
-        assert stored == set(recorded) and len(recorded) == 2
+        assert stored == set(recorded) and len(stored) == len(recorded)
         assert deployment.steps == RUNBOOK_STEPS
     finally:
         if outside is not None:
