@@ -27,6 +27,7 @@ RUN groupadd --system --gid 10001 app \
 COPY .streamlit/config.toml .streamlit/config.toml
 COPY app.py ./
 COPY core/ core/
+COPY ui/ ui/
 COPY views/ views/
 COPY specs/ specs/
 COPY deploy/ deploy/
