@@ -24,6 +24,7 @@ import duckdb
 import pytest
 from browser_support import CHROMIUM, LAUNCH_ARGS, NEEDS_CHROMIUM, score_in_browser, sign_in, wait_idle
 from compose_support import app_service, load
+from playwright.sync_api import Error as PlaywrightError
 from podman_support import (
     HOST_CA_BUNDLE,
     IMAGE_CA_BUNDLE,
@@ -69,15 +70,22 @@ class Built:
     report: list[str] = field(default_factory=list)
 
 
+def _cannot_test(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(reason)  # CI installs what the tests need: a skip there would hide the image
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory) -> Podman:
     missing = missing_tools()
     if missing:
-        reason = f"needs {', '.join(missing)} (.ci/run installs them on Debian)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # CI installs them: a skip there would hide the image
-        pytest.skip(reason)
-    return Podman(tmp_path_factory.mktemp("podman"))
+        _cannot_test(f"needs {', '.join(missing)} (.ci/run installs them on Debian)")
+    podman = Podman(tmp_path_factory.mktemp("podman"))
+    info = podman("info", check=False)
+    if info.returncode != 0:
+        _cannot_test(f"podman cannot run here: {(info.stderr.strip().splitlines() or ['?'])[-1]}")
+    return podman
 
 
 @pytest.fixture(scope="module")
@@ -185,19 +193,21 @@ class Deployment:
                            *command, input=input, timeout=180)
         return done.stdout
 
+    def log_tail(self) -> str:
+        logs = self.podman("logs", self.name, check=False)
+        return (logs.stdout + logs.stderr)[-3000:]
+
     def wait_healthy(self) -> None:
         """Run the image's health check (no systemd runs it here) until it passes."""
         deadline = time.monotonic() + HEALTHY_TIMEOUT_S
         while True:
             state = self.podman.inspect("container", self.name, "{{.State.Status}}")
             if state != "running":
-                logs = self.podman("logs", self.name, check=False)
-                pytest.fail(f"the app container is {state}:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+                pytest.fail(f"the app container is {state}:\n{self.log_tail()}")
             if self.podman("healthcheck", "run", self.name, check=False).returncode == 0:
                 return
             if time.monotonic() > deadline:
-                logs = self.podman("logs", self.name, check=False)
-                pytest.fail(f"not healthy within {HEALTHY_TIMEOUT_S} s:\n{logs.stdout[-3000:]}")
+                pytest.fail(f"not healthy within {HEALTHY_TIMEOUT_S} s:\n{self.log_tail()}")
             time.sleep(0.5)
 
 
@@ -290,7 +300,10 @@ def test_deploy_on_a_vm_as_the_runbook_says(podman: Podman, image: Built, tmp_pa
                    https_port=https_port, outside=outside) as proxy:
             deployment.steps.append("caddy run")
             _check_proxy(proxy, outside, app_port)
-            recorded = _score_through_proxy(proxy, outside, tmp_path, password)
+            try:
+                recorded = _score_through_proxy(proxy, outside, tmp_path, password)
+            except (AssertionError, PlaywrightError) as exc:  # the app's log says why, the page may not
+                pytest.fail(f"{exc}\n--- app log ---\n{deployment.log_tail()}")
             deployment.steps.append("sign in")
         upgrades = [entry for entry in access_log(proxy) if entry["request"]["uri"] == "/_stcore/stream"
                     and entry["request"]["headers"].get("Connection") == ["Upgrade"]]
