@@ -19,6 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "compose.yaml"
 
+TOP_LEVEL = {"name", "services", "networks", "volumes", "secrets"}
 TRANSLATED = {"build", "image", "init", "read_only", "tmpfs", "cap_drop", "security_opt",
               "environment", "secrets", "volumes", "expose", "healthcheck"}
 # Host policies: the tests watch the container themselves and read its logs with `podman logs`.
@@ -66,6 +67,7 @@ class AppService:
     health_args: list[str]
     exposed: list[str]
     secret_files: dict[str, Path]
+    subnets: list[str]  # of compose's default network, which `run_args` attach the container to
 
 
 def _duration(value: str) -> str:
@@ -74,8 +76,23 @@ def _duration(value: str) -> str:
     return value
 
 
-def app_service(compose: dict, *, project: str) -> AppService:
-    """The app service's options. Named volumes become `<project>_<name>`, as compose names them."""
+def default_subnets(compose: dict) -> list[str]:
+    """The subnets compose.yaml fixes for its default network (the app trusts its proxy by them)."""
+    networks = compose.get("networks") or {}
+    if set(networks) - {"default"} or set(networks.get("default") or {}) - {"ipam"}:
+        raise ComposeError(f"compose.yaml's networks are more than a default network's subnets: {networks}")
+    ipam = (networks.get("default") or {}).get("ipam") or {}
+    if set(ipam) - {"config"} or any(set(entry) - {"subnet"} for entry in ipam.get("config", [])):
+        raise ComposeError(f"unsupported network settings: {ipam}")
+    return [entry["subnet"] for entry in ipam.get("config", [])]
+
+
+def app_service(compose: dict, *, project: str, network: str) -> AppService:
+    """The app service's options. Named volumes become `<project>_<name>`, as compose names them;
+    compose's default network is `network`, which the caller creates with `subnets`."""
+    if set(compose) - TOP_LEVEL:
+        raise ComposeError(f"compose.yaml has top-level keys the image tests do not translate: "
+                           f"{sorted(set(compose) - TOP_LEVEL)} (see tests/compose_support.py)")
     service = compose["services"]["app"]
     unknown = set(service) - TRANSLATED - NOT_APPLICABLE
     if unknown:
@@ -83,7 +100,7 @@ def app_service(compose: dict, *, project: str) -> AppService:
                            f"{sorted(unknown)} (see tests/compose_support.py)")
     if service.get("build", ".") != ".":
         raise ComposeError(f"the image is built from {service['build']!r}, the tests build from '.'")
-    args: list[str] = []
+    args: list[str] = ["--network", network]
     if service.get("init"):
         args.append("--init")
     if service.get("read_only"):
@@ -119,4 +136,4 @@ def app_service(compose: dict, *, project: str) -> AppService:
         health_args += ["--health-retries", str(health["retries"])]
     return AppService(image=service["image"], run_args=args, health_args=health_args,
                       exposed=[str(port) for port in service.get("expose", [])],
-                      secret_files=secret_files)
+                      secret_files=secret_files, subnets=default_subnets(compose))

@@ -151,6 +151,25 @@ def build(podman: Podman, context: Path, tag: str, log: Path) -> str:
     return iid.read_text().strip()
 
 
+@contextmanager
+def network(podman: Podman, name: str, subnets: list[str]) -> Iterator[str]:
+    """A bridge network with these subnets, shared by concurrent runs (two networks cannot hold
+    the same subnet); removed at the end unless another run's container is still on it."""
+    def current() -> list[str] | None:
+        found = podman("network", "inspect", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}", name,
+                       check=False)
+        return found.stdout.split() if found.returncode == 0 else None
+
+    if current() is None:
+        created = podman("network", "create", *(f"--subnet={s}" for s in subnets), name, check=False)
+        assert created.returncode == 0 or current() is not None, created.stderr
+    assert current() == subnets, f"network {name} has subnets {current()}, compose.yaml says {subnets}"
+    try:
+        yield name
+    finally:
+        podman("network", "rm", name, check=False)
+
+
 def keep_as_cache(podman: Podman, image: str, tag: str) -> None:
     """Drop the run's tag, keeping the image under one cache tag, so that the next build reuses
     its layers (the slow one installs the requirements) while older test images are removed."""

@@ -17,6 +17,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from podman_support import (
     image_files,
     keep_as_cache,
     missing_tools,
+    network,
     pem_blocks,
 )
 from proxy_support import SITE, OutsideHost, access_log, caddy, trusting_home
@@ -44,9 +46,11 @@ pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parent.parent
 RUNBOOK = REPO / "RUNBOOK.md"
 APP_UID = 10001
+# compose.yaml's default network, shared by concurrent runs: its subnet is fixed there.
+NETWORK = "hyperkalaemia-risk-test_default"
 HEALTHY_TIMEOUT_S = 90  # the health check's start period is 60 s
 # The deployment's steps in the runbook's order; the journey below records the ones it takes.
-RUNBOOK_STEPS = ["podman build", "models verify", "users add", "podman run --detach",
+RUNBOOK_STEPS = ["podman build", "podman network create", "models verify", "users add", "podman run --detach",
                  "podman healthcheck run", "caddy run", "sign in", "podman exec",
                  "podman stop", "audit verify"]
 # Where the runbook has operators put secrets and local state, beside the files that are built.
@@ -101,7 +105,7 @@ def image(podman: Podman, tmp_path_factory) -> Iterator[Built]:
         (context / path).parent.mkdir(parents=True, exist_ok=True)
         (context / path).write_text(template.format(canaries[path]))
     tag = app_service(load({"SITE_ADDRESS": SITE, "APP_IMAGE_TAG": f"test-{os.getpid()}"}),
-                      project="unused").image
+                      project="unused", network="unused").image
     built_at = time.monotonic()
     image_id = build(podman, context, tag, work / "build.log")
     size = int(podman.inspect("image", image_id, "{{.Size}}"))
@@ -259,20 +263,23 @@ def _check_proxy(proxy, outside: OutsideHost, app_port: int) -> None:
 
 @NEEDS_CHROMIUM
 def test_deploy_on_a_vm_as_the_runbook_says(podman: Podman, image: Built, tmp_path: Path):
-    project = f"hkrtest{os.getpid()}"
+    project, stack = f"hkrtest{os.getpid()}", ExitStack()
     key_file = tmp_path / "app_patient_key"  # as the runbook's Secrets step makes it
     key_file.write_text(secrets.token_urlsafe(48))
     os.chown(key_file, APP_UID, APP_UID)
     key_file.chmod(0o400)
     https_port, http_port, app_port = _free_port(), _free_port(), _free_port()
-    app = app_service(load({"SITE_ADDRESS": f"{SITE}:{https_port}", "APP_PATIENT_KEY_SECRET": str(key_file),
-                            "APP_IMAGE_TAG": image.tag.split(":", 1)[1]}), project=project)
+    compose = load({"SITE_ADDRESS": f"{SITE}:{https_port}", "APP_PATIENT_KEY_SECRET": str(key_file),
+                    "APP_IMAGE_TAG": image.tag.split(":", 1)[1]})
+    app = app_service(compose, project=project, network=NETWORK)
     assert app.image == image.tag and app.exposed == ["8501"]
     deployment = Deployment(podman=podman, image=image, name=f"{project}_app", args=app.run_args,
                             steps=["podman build"])
     password = secrets.token_urlsafe(18)
     outside = None
     try:
+        stack.enter_context(network(podman, NETWORK, app.subnets))
+        deployment.steps.append("podman network create")
         assert "v1: OK" in deployment.one_off("python", "-m", "core", "models", "verify")
         deployment.steps.append("models verify")
         added = deployment.one_off("python", "-m", "core", "users", "add", "clara", "--role", "clinician",
@@ -325,10 +332,16 @@ def test_deploy_on_a_vm_as_the_runbook_says(podman: Podman, image: Built, tmp_pa
         assert store.stat().st_uid == APP_UID
         with duckdb.connect(str(store), read_only=True) as db:
             stored = {row[0] for row in db.execute("SELECT prediction_id FROM predictions").fetchall()}
+            # The proxy's address is trusted (compose.yaml's network), so the lockout counts the
+            # browser's own address, as the proxy saw it.
+            sources = {row[0] for row in db.execute(
+                "SELECT source FROM access_events WHERE user_name = 'clara' AND action = 'sign_in'").fetchall()}
         assert stored == set(recorded) and len(stored) == len(recorded)
+        assert sources == {outside.ip}
         assert deployment.steps == RUNBOOK_STEPS
     finally:
         if outside is not None:
             outside.close()
         podman("rm", "--force", "--time", "5", deployment.name, check=False)
         podman("volume", "rm", "--force", f"{project}_data", f"{project}_backups", check=False)
+        stack.close()
