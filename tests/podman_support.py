@@ -129,14 +129,19 @@ def _make_stand_in(podman: Podman, name: str, workdir: Path) -> None:
 
 def copy_working_tree(target: Path) -> None:
     """The files a commit of the working tree would hold (tracked and new, not ignored), as they
-    are on disk now: the build context the image tests build from."""
+    are on disk now: the build context the image tests build from. Modes are git's (0644, or
+    0755 for executables), whatever the checkout's umask: they are part of each layer, so the
+    build cache holds across checkouts."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             cwd=REPO, check=True, capture_output=True).stdout.decode()
     for name in filter(None, listed.split("\0")):
         source = REPO / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+            shutil.copyfile(source, target / name)
+            (target / name).chmod(0o755 if source.stat().st_mode & 0o100 else 0o644)
+    for folder in [target, *(p for p in target.rglob("*") if p.is_dir())]:
+        folder.chmod(0o755)
 
 
 def build(podman: Podman, context: Path, tag: str, log: Path) -> str:
