@@ -14,9 +14,10 @@ WORKDIR /app
 COPY requirements.txt constraints.txt ./
 RUN pip install --no-cache-dir -r requirements.txt -c constraints.txt
 
-# The app runs as an unprivileged user that owns only the data and backup folders (volumes).
+# The app runs as an unprivileged user that owns only the data and backup folders (volumes);
+# it has no home folder to write to.
 RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home \
+    && useradd --system --uid 10001 --gid app --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin app \
     && mkdir -p /data /backups \
     && chown app:app /data /backups \
@@ -26,6 +27,7 @@ RUN groupadd --system --gid 10001 app \
 COPY .streamlit/config.toml .streamlit/config.toml
 COPY app.py ./
 COPY core/ core/
+COPY ui/ ui/
 COPY views/ views/
 COPY specs/ specs/
 COPY deploy/ deploy/
