@@ -9,13 +9,13 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from core import auth, sso
+from core import auth, scoring, sso
 from core.config import get_settings
 from core.errors import CoreError
 from core.maintenance import record_configuration
 from core.store import open_store
 
-st.set_page_config(page_title="Hyperkalaemia risk", layout="wide")
+st.set_page_config(page_title=scoring.serving_title(), layout="wide")
 
 # role -> its pages as (page file, title, icon), in the order the sidebar shows them; a page
 # listed under several roles is offered once

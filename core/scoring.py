@@ -19,19 +19,16 @@ from pydantic import BaseModel, ConfigDict
 
 from core import artifacts, audit
 from core.config import Settings, get_settings
-from core.errors import ArtefactMismatch, InvalidInput, ScoringSuspended
+from core.errors import ArtefactMismatch, CoreError, InvalidInput, ScoringSuspended
 from core.features import model_frame
 from core.predict import Predictions
 from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, safe_repr, validate_payload
 from core.store import Event, Store, open_store
 
 UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
-CONFIDENCE_MEANING = (
-    "How sure the model is, given the statistical uncertainty of its own estimate, that the "
-    "patient's true risk lies on the safe side of the boundary for the class shown: at or above "
-    "the action threshold for 'high', below the safe-low bound for 'low'. Predictions below the "
-    "confidence level in the routing rule go to clinical review."
-)
+# A probability from a statistical model is never certainty: recorded confidences are capped
+# here (so no record, page or file says 1), and pages show anything above 99.9% as "> 99.9%".
+CONFIDENCE_CAP = 0.9999
 
 
 class Factor(BaseModel):
@@ -70,6 +67,17 @@ def pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
+def confidence_text(x: float) -> str:
+    """A confidence as every page shows it: never 100%, above 99.9% as '> 99.9%'."""
+    return "> 99.9%" if x > 0.999 else pct(x)
+
+
+def confidence_meaning(artefact: artifacts.Artefact) -> str:
+    """What a version's confidence means, in the clinician's paragraph from its manifest."""
+    return (artefact.manifest["confidence"]["description"] + " Predictions below the "
+            "confidence level in the routing rule go to clinical review.")
+
+
 def now_utc() -> datetime:
     """UTC now, naive (the store keeps TIMESTAMP in UTC; TIMESTAMPTZ would need pytz to read)."""
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -85,6 +93,18 @@ def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
     if activation and activation[1] != artefact.sha256:
         raise ArtefactMismatch(f"model {version} on disk differs from the one that was activated")
     return artefact
+
+
+def serving_title(default: str = "Clinical risk") -> str:
+    """The serving model's short title (its spec's `title`), for the app's heading and browser
+    tab; `default` when no model can be read (the pages then say why)."""
+    try:
+        settings = get_settings()
+        version = artifacts.serving_version(open_store(settings.db).active_activation(),
+                                            settings.models)
+        return artifacts.read_title(settings.models, version) if version else default
+    except CoreError:
+        return default
 
 
 def _context() -> tuple[Settings, Store, artifacts.Artefact]:
@@ -151,7 +171,8 @@ def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict
     """One prediction event per input (vectorised enough for batch: no per-row model objects)."""
     at = now_utc()
     risk, low, high = pred.risk.round(4).tolist(), pred.risk_low.round(4).tolist(), pred.risk_high.round(4).tolist()
-    conf, classes = pred.confidence.round(4).tolist(), pred.risk_class.tolist()
+    conf = np.minimum(pred.confidence.round(4), CONFIDENCE_CAP).tolist()
+    classes = pred.risk_class.tolist()
     routing = np.where(pred.review, "review", "auto_finalised").tolist()
     version, sha = artefact.version, artefact.sha256
     events = []

@@ -331,7 +331,10 @@ def test_stop_signal_ends_the_command_cleanly(fresh_store: Store, tmp_path: Path
         [sys.executable, "-m", "core", "score-batch", "--input", str(path), "--output", str(out),
          "--user", "batch.tester", "--quiet"], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    deadline = time.monotonic() + 60  # the hidden output file appears once the run is scoring
+    while not list(tmp_path.glob(".score-batch-*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr

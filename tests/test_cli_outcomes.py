@@ -34,7 +34,7 @@ def test_import_reports_rejected_rows_and_exits_1(fresh_store, valid_payload, tm
     assert lines[3].startswith("  row 4: no prediction for this patient")
     store = core_store.open_store(fresh_store.path)
     recorded = store.current_outcome(first.prediction_id)
-    assert (recorded["event"], recorded["max_potassium"], recorded["user_name"]) == (True, 6.1, "lab.import")
+    assert (recorded["event"], recorded["measured_value"], recorded["user_name"]) == (True, 6.1, "lab.import")
     assert str(recorded["event_date"]) == str(today)
     assert store.current_outcome(second.prediction_id) is None
 

@@ -1,5 +1,10 @@
 """The store's schema: numbered migrations (applied in order, each in a transaction and
-recorded in schema_migrations), the event tables' columns, and which tables are append-only."""
+recorded in schema_migrations), the event tables' columns, and which tables are append-only.
+
+A migration that has run is history: existing stores were made by it, so its text is never
+edited; a later migration changes what it made."""
+
+import re
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "m001_events", """
@@ -70,7 +75,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             user_name TEXT NOT NULL, signer_name TEXT NOT NULL, signer_role TEXT NOT NULL,
             signed_on DATE NOT NULL, scope TEXT NOT NULL, model_version TEXT NOT NULL);
     """),
+    # The measured value that defines an outcome is named by each model's spec, not the store.
+    (7, "m007_generic_outcome_value", """
+        ALTER TABLE outcomes RENAME COLUMN max_potassium TO measured_value;
+    """),
 ]
+# Columns a migration renamed, per table (old name -> new name): audit entries recorded before
+# the rename still name the old column, and verification reads the row under both names.
+
+
+def _renamed() -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for _, _, sql in MIGRATIONS:
+        for table, old, new in re.findall(r"ALTER TABLE (\w+) RENAME COLUMN (\w+) TO (\w+)", sql):
+            out.setdefault(table, {})[old] = new
+    return out
+
+
+RENAMED = _renamed()
 
 # Event tables and their columns, in insert order. Table names never come from input.
 TABLES = {
@@ -98,7 +120,7 @@ TABLES = {
     "signoffs": ["signoff_id", "audit_seq", "created_at", "user_name", "signer_name", "signer_role",
                  "signed_on", "scope", "model_version"],
     "outcomes": ["outcome_id", "audit_seq", "created_at", "user_name", "prediction_id", "event",
-                 "event_date", "max_potassium", "source", "supersedes"],
+                 "event_date", "measured_value", "source", "supersedes"],
 }
 PHI_COLUMNS = ["prediction_id", "created_at", "patient_ref", "input_json"]
 AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table", "content_json",
