@@ -86,7 +86,7 @@ def test_review_queue_shows_near_certain_confidence_as_above_99_9(demo_app):
 
 def test_an_existing_store_keeps_its_outcomes_through_the_generic_column(tmp_path, monkeypatch,
                                                                         valid_payload, fresh_store):
-    """A store made before migration 7 (the column was named for the demonstration's value) is
+    """A store made before migration 9 (the column was named for the demonstration's value) is
     migrated when opened: the values stay, and the audit chain still verifies."""
     core_store.close_all()
     old_db = tmp_path / "old.duckdb"

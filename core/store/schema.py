@@ -76,7 +76,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             signed_on DATE NOT NULL, scope TEXT NOT NULL, model_version TEXT NOT NULL);
     """),
     # The measured value that defines an outcome is named by each model's spec, not the store.
-    (7, "m007_generic_outcome_value", """
+    (9, "m009_generic_outcome_value", """
         ALTER TABLE outcomes RENAME COLUMN max_potassium TO measured_value;
     """),
 ]
