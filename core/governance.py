@@ -62,7 +62,8 @@ def _questions(artefact, c: dict, problems, head, settings) -> list[tuple[str, s
         ("When the model is wrong, what is the recovery path?",
          f"{m['routing']['description']} "
          + (f"**Routing warning:** {' '.join(warnings)} " if warnings else "")
-         + f"{m['confidence']['description']} So far: {c['predictions']} predictions, "
+         + f"{m['confidence']['description']} {m['explanation']['description']} So far: "
+         f"{c['predictions']} predictions, "
          f"{c['routed_to_review']} routed to review, {c['reviewed']} reviewed ({c['upgrades']} "
          f"upgraded, {c['downgrades']} downgraded), {c['pending']} pending. The stop switch "
          f"suspends scoring; rollback activates an earlier version with a recorded reason. "

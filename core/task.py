@@ -77,7 +77,7 @@ class IndexEvent(Strict):
     """The moment a prediction is made for: the horizon counts from it."""
 
     description: str = Field(min_length=1, description="the index event in a few words, as in "
-                             "'within 42 days of <description>'")
+                             "'within 30 days of <description>'")
     date_column: str | None = Field(default=None, pattern=NAME, description="optional: the "
                                     "extract's column with the index date (YYYY-MM-DD); "
                                     "reported as the training data's date range")

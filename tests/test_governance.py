@@ -31,6 +31,11 @@ def test_five_questions_answer_from_live_data(journeys):
     assert "1 inputs rejected" in answers[1] and "1 predictions flagged" in answers[1]
     assert "2 predictions, 1 routed to review, 1 reviewed" in answers[2]
     assert "Audit chain: intact, 4 entries" in answers[2]
+    # Routing, confidence and explanations, each in the clinician's paragraph from the manifest
+    m = snap["artefact"].manifest
+    for paragraph in (m["routing"]["description"], m["confidence"]["description"],
+                      m["explanation"]["description"]):
+        assert paragraph in answers[2]
     assert "180 days" in answers[3] and "Incompletely logged predictions: 0" in answers[3]
 
 
