@@ -55,6 +55,8 @@ def _demo_models() -> Path:
 
 
 MODELS = _demo_models()  # read-only: no test writes here
+# Whatever a test (or a command it runs) does not set itself serves the suite's own models.
+os.environ["APP_MODELS"] = str(MODELS)
 TEST_PATIENT_KEY = "test-only-patient-key-0123456789abcdefghij"  # 40 characters
 
 # A typical patient as core.score takes it, without patient_ref: complete and inside every
