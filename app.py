@@ -11,12 +11,13 @@ from pathlib import Path
 import streamlit as st
 
 from core import auth, preflight, sso
+from core.serving import serving_title
 from core.config import get_settings
 from core.errors import CoreError
 from core.text import md_text
 from ui import session
 
-st.set_page_config(page_title="Hyperkalaemia risk", layout="wide")
+st.set_page_config(page_title=serving_title(), layout="wide")
 
 # role -> its pages as (page file, title, icon), in the order the sidebar shows them; a page
 # listed under several roles is offered once

@@ -33,23 +33,31 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "sample_patients.csv"
 TARGET_SECONDS = 5.0
-JITTER = {"age": 2, "weight_kg": 3.0, "egfr": 4.0, "potassium": 0.2, "lvef": 2.0, "sbp": 6.0}
+JITTER_SHARE = 0.02  # of each numeric input's validated range
+
+
+def default_spec() -> dict:
+    models = Path(os.environ.get("APP_MODELS", REPO / "model_artifacts"))
+    version = (models / "DEFAULT_VERSION").read_text().strip()
+    return json.loads((models / version / "spec.json").read_text())
 
 
 def make_rows(n: int, seed: int = 20261126) -> pd.DataFrame:
     """n valid rows: sample patients repeated and jittered inside the hard limits."""
-    spec = json.loads((REPO / "model_artifacts" / "v1" / "spec.json").read_text())
-    limits = {f["name"]: (f.get("hard_min"), f.get("hard_max")) for f in spec["features"]}
+    spec = default_spec()
     samples = pd.read_csv(SAMPLES, dtype=str, keep_default_na=False)
     frame = samples.iloc[np.arange(n) % len(samples)].reset_index(drop=True)
     rng = np.random.default_rng(seed)
-    for name, spread in JITTER.items():
+    for f in spec["features"]:
+        if f["type"] not in ("number", "integer") or "validated_min" not in f:
+            continue
+        name = f["name"]
+        spread = JITTER_SHARE * (f["validated_max"] - f["validated_min"])
         blank = frame[name] == ""
         values = pd.to_numeric(frame[name].where(~blank, "nan"))
-        values = values + rng.uniform(-spread, spread, n)
-        lo, hi = limits[name]
-        values = values.clip(lo, hi)
-        text = values.round(0).astype("Int64").astype(str) if name == "age" else values.round(1).astype(str)
+        values = (values + rng.uniform(-spread, spread, n)).clip(f["hard_min"], f["hard_max"])
+        whole = f["type"] == "integer"
+        text = values.round(0).astype("Int64").astype(str) if whole else values.round(1).astype(str)
         frame[name] = text.where(~blank, "")
     frame["patient_ref"] = [f"BENCH-{i:06d}" for i in range(n)]
     return frame

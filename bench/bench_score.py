@@ -12,6 +12,7 @@ Uses a temporary store file; the shipped model artefacts are only read.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -21,12 +22,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 2.0
-PAYLOAD = {
-    "patient_ref": "BENCH-0001", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
-    "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei", "spironolactone_dose_mg": 25.0,
-    "nyha_class": "II", "lvef": 30.0, "sbp": 118.0, "loop_diuretic": True,
-    "potassium_supplement": False, "nsaid": False,
-}
+
+
+def typical_payload() -> dict:
+    """The default version's typical patient (its statistics' reference values): any model."""
+    models = Path(os.environ.get("APP_MODELS", REPO / "model_artifacts"))
+    version = (models / "DEFAULT_VERSION").read_text().strip()
+    reference = json.loads((models / version / "statistics.json").read_text())["reference"]
+    return {"patient_ref": "BENCH-0001", **reference}
+
+
+PAYLOAD = typical_payload()
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -1,9 +1,15 @@
 """Artefact registry on disk: list, verify and load model versions.
 
-A version folder holds model.joblib, spec.json, statistics.json, evaluation.json and
-manifest.json (which records the sha256 of every other file). joblib files are pickles and
-loading one runs code, so the hash is checked BEFORE unpickling, and a scikit-learn of another
-major.minor version than the training one is refused.
+A version folder holds its model file, spec.json, statistics.json, evaluation.json and
+manifest.json (which records the sha256 of every other file). Every file's hash is checked
+BEFORE anything is loaded, and a scikit-learn of another major.minor version than the one the
+model was made with is refused.
+
+Model files: a version trained here is `model.skops` (skops.io), which loads without running
+code: only the types in TRUSTED_TYPES, beyond skops's own defaults, are accepted, and a file
+that needs any other is refused. An imported version keeps the team's own file as they gave it
+(`model.pkl`, a pickle or joblib file); loading a pickle runs code, so the manifest records who
+imported it and vouches for it, and the hash must match first.
 """
 
 from __future__ import annotations
@@ -22,8 +28,17 @@ from core.predict import Predictor
 from core.routing import RoutingRule
 from core.spec import Spec, parse_spec
 
-ARTEFACT_FILES = ("model.joblib", "spec.json", "statistics.json", "evaluation.json")
+DATA_FILES = ("spec.json", "statistics.json", "evaluation.json")
 DEFAULT_FILE = "DEFAULT_VERSION"  # names the version that serves when none was activated
+ARTEFACT_FORMAT = 2
+# Types skops does not trust by default that the estimators `python -m core train` fits need.
+TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+]
 
 _cache: dict[tuple[str, str], Artefact] = {}
 _lock = threading.Lock()
@@ -42,7 +57,7 @@ class Artefact:
 
     @property
     def sha256(self) -> str:
-        return self.manifest["files"]["model.joblib"]
+        return self.manifest["files"][self.manifest["model_file"]]
 
 
 def sha256_file(path: Path) -> str:
@@ -82,6 +97,14 @@ def read_manifest(path: Path) -> dict:
         raise ArtefactMismatch(f"{path.name}: manifest.json is not valid JSON") from exc
 
 
+def read_title(models_dir: Path, version: str) -> str:
+    """A version's short title from its spec (no model is loaded)."""
+    try:
+        return json.loads((Path(models_dir) / version / "spec.json").read_text())["title"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtefactMismatch(f"{version}: spec.json has no readable title") from exc
+
+
 def verify(models_dir: Path, version: str) -> list[str]:
     """Every problem with a version's files (empty list: all files match their recorded hashes)."""
     path = Path(models_dir) / version
@@ -91,9 +114,12 @@ def verify(models_dir: Path, version: str) -> list[str]:
         manifest = read_manifest(path)
     except ArtefactMismatch as exc:
         return [str(exc)]
+    if manifest.get("artefact_format") != ARTEFACT_FORMAT:
+        return [f"{version}: made by an older release (artefact format "
+                f"{manifest.get('artefact_format', 1)}); train or import it again"]
     problems = []
     recorded = manifest.get("files", {})
-    for name in ARTEFACT_FILES:
+    for name in (manifest["model_file"], *DATA_FILES):
         if name not in recorded:
             problems.append(f"{version}/{name}: no hash recorded in the manifest")
         elif not (path / name).is_file():
@@ -105,6 +131,23 @@ def verify(models_dir: Path, version: str) -> list[str]:
         problems.append(f"{version}: trained with scikit-learn {trained}, this environment has "
                         f"{sklearn.__version__}; retrain or install the training version")
     return problems
+
+
+def load_model(path: Path, manifest: dict):
+    """The model object of a verified version (call verify first)."""
+    file = path / manifest["model_file"]
+    if manifest["model_format"] == "skops":
+        import skops.io  # here: importing it costs a second, and only loading needs it
+
+        untrusted = sorted(set(skops.io.get_untrusted_types(file=file)) - set(TRUSTED_TYPES))
+        if untrusted:
+            raise ArtefactMismatch(f"{path.name}: the model file needs types that are not "
+                                   f"trusted: {', '.join(untrusted)}")
+        return skops.io.load(file, trusted=TRUSTED_TYPES)
+    if not manifest.get("provenance", {}).get("vouched_for_by"):
+        raise ArtefactMismatch(f"{path.name}: a pickled model file that nobody vouched for at "
+                               "import; refusing to load it")
+    return joblib.load(file)
 
 
 def load(models_dir: Path, version: str) -> Artefact:
@@ -121,7 +164,7 @@ def load(models_dir: Path, version: str) -> Artefact:
         manifest = read_manifest(path)
         spec = parse_spec(json.loads((path / "spec.json").read_text()), source=f"{version}/spec.json")
         stats = json.loads((path / "statistics.json").read_text())
-        pipeline = joblib.load(path / "model.joblib")
+        pipeline = load_model(path, manifest)
         rule = RoutingRule(**{k: v for k, v in manifest["routing"].items()
                               if k in RoutingRule.model_fields})
         artefact = Artefact(version=version, path=path, manifest=manifest, spec=spec,

@@ -1,36 +1,33 @@
 """Cleaning and inclusion/exclusion: named steps applied to a raw extract before training.
 
 Each step is a small documented function. Transformations change values (units, codes);
-exclusions drop rows and are counted, so the manifest and model card can report the cohort flow.
-A spec names its recipe: `hfref_spironolactone_export` for the hospital export in data/, or
-`clean` for an extract whose columns already carry the spec's feature names.
+exclusions drop rows and are counted, so the manifest and model card can report the cohort flow
+(after the spec's own extraction-time exclusions). A spec names its recipe: `clean` for an
+extract in the documented generic format (one column per feature, RUNBOOK.md "Adopt your own
+model"), or a recipe module of its own, such as the demonstration's in core/cleaning_hfref.py.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from core.errors import TrainingDataError
-from core.spec import Spec
 
-LB_PER_KG = 2.2046226218
-HYPERKALAEMIA_MMOL_L = 5.5
+if TYPE_CHECKING:
+    from core.spec import Spec
+
+GENERIC = "clean"
+RECIPE_MODULES = ("core.cleaning_hfref",)  # each has NAME and recipe(spec) -> list[Step]
 FLAG = {"Y": True, "N": False}
-
-RAW_COLUMNS = {
-    "record_id": "text", "patient_id": "text", "site": "text", "index_date": "date",
-    "mra_drug": "text", "age_years": "number", "sex": "text", "weight_value": "number",
-    "weight_unit": "text", "egfr": "number", "potassium_baseline": "number",
-    "potassium_haemolysed": "flag", "diabetes": "flag", "raas_inhibitor": "text",
-    "spironolactone_dose_mg": "number", "nyha_class": "text", "lvef_value": "number",
-    "lvef_unit": "text", "sbp_mmhg": "number", "loop_diuretic": "flag",
-    "potassium_supplement": "flag", "nsaid_use": "flag", "followup_potassium_max": "number",
-}
+YES_NO = {"Y": True, "N": False, "YES": True, "NO": False, "1": True, "0": False, "TRUE": True,
+          "FALSE": False}
+ROW = "_row"  # the data row's number in the extract (1 = the first row after the header)
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,8 @@ def read_extract(path: Path | str) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError as exc:
         raise TrainingDataError(f"data file not found: {path}") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError,
+            OSError) as exc:
         raise TrainingDataError(f"data file {path} is not a readable CSV: {exc}") from exc
 
 
@@ -70,150 +68,109 @@ def to_number(df: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(float)
 
 
-def to_flag(df: pd.DataFrame, column: str) -> pd.Series:
+def to_flag(df: pd.DataFrame, column: str, words: dict[str, bool] = FLAG) -> pd.Series:
     text = df[column].astype(str).str.strip().str.upper()
-    bad = text[~text.isin(FLAG)]
+    bad = text[~text.isin(words)]
     if len(bad):
         examples = ", ".join(repr(v) for v in bad.unique()[:3])
-        raise TrainingDataError(f"column {column} must be Y or N; found {examples}")
-    return text.map(FLAG).astype(bool)
-
-
-# ---- hfref_spironolactone_export: transformations --------------------------------------
-
-
-def parse_types(df: pd.DataFrame) -> pd.DataFrame:
-    """Parse numbers, Y/N flags and dates; a value that does not parse stops training."""
-    check_columns(df, list(RAW_COLUMNS))
-    out = df.copy()
-    for column, kind in RAW_COLUMNS.items():
-        if kind == "number":
-            out[column] = to_number(df, column)
-        elif kind == "flag":
-            out[column] = to_flag(df, column)
-        elif kind == "date":
-            out[column] = pd.to_datetime(df[column], format="%Y-%m-%d", errors="coerce")
-            if out[column].isna().any():
-                raise TrainingDataError(f"column {column} has dates that are not YYYY-MM-DD")
-    return out
-
-
-def harmonise_units(df: pd.DataFrame) -> pd.DataFrame:
-    """Weight to kg (one site exports pounds); LVEF to percent (one site exports a fraction)."""
-    out = df.copy()
-    unknown_w = set(out["weight_unit"].dropna()) - {"kg", "lb", ""}
-    unknown_l = set(out["lvef_unit"].dropna()) - {"%", "fraction", ""}
-    if unknown_w or unknown_l:
-        raise TrainingDataError(f"unknown units: {sorted(unknown_w | unknown_l)}")
-    lb = out["weight_unit"] == "lb"
-    out["weight_kg"] = np.where(lb, out["weight_value"] / LB_PER_KG, out["weight_value"]).round(1)
-    fraction = out["lvef_unit"] == "fraction"
-    out["lvef"] = np.where(fraction, out["lvef_value"] * 100, out["lvef_value"]).round(0)
-    return out
-
-
-def normalise_codes(df: pd.DataFrame) -> pd.DataFrame:
-    """Map site-specific codes to the spec's categories (sex F/female, RAAS ACEi -> acei)."""
-    out = df.copy()
-    out["sex"] = out["sex"].str.strip().str.lower().map(
-        {"f": "female", "female": "female", "m": "male", "male": "male"}
-    )
-    out["raas_inhibitor"] = out["raas_inhibitor"].str.strip().str.lower()
-    out["nyha_class"] = out["nyha_class"].str.strip().str.upper()
-    return out.rename(
-        columns={"age_years": "age", "sbp_mmhg": "sbp", "nsaid_use": "nsaid"}
-    )
-
-
-def mask_haemolysed_potassium(df: pd.DataFrame) -> pd.DataFrame:
-    """A haemolysed sample reads falsely high: treat that baseline potassium as not measured."""
-    out = df.copy()
-    out["potassium"] = out["potassium_baseline"].where(~out["potassium_haemolysed"])
-    return out
-
-
-def derive_outcome(df: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    """Outcome = highest potassium within the horizon >= 5.5 mmol/L (missing when not measured)."""
-    out = df.copy()
-    k = out["followup_potassium_max"]
-    out[outcome] = (k >= HYPERKALAEMIA_MMOL_L).astype(float).where(k.notna())
-    return out
-
-
-# ---- exclusions (each one counted) ----------------------------------------------------
+        allowed = "Y or N" if words is FLAG else "Y or N (or yes/no, 1/0, true/false)"
+        raise TrainingDataError(f"column {column} must be {allowed}; found {examples}")
+    return text.map(words).astype(bool)
 
 
 def drop_exact_duplicates(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop_duplicates().reset_index(drop=True)
+    return df[~df.drop(columns=ROW, errors="ignore").duplicated()]
 
 
-def keep_first_record_per_patient(df: pd.DataFrame) -> pd.DataFrame:
-    ordered = df.sort_values(["patient_id", "index_date"], kind="mergesort")
-    return ordered.drop_duplicates("patient_id", keep="first").reset_index(drop=True)
-
-
-def _recipe_export(spec: Spec) -> list[Step]:
-    o = spec.outcome.name
-    return [
-        Step("parse_types", parse_types.__doc__, parse_types, False),
-        Step("drop_exact_duplicates", "Remove rows exported twice (identical in every column).",
-             drop_exact_duplicates, True),
-        Step("keep_first_record_per_patient", "Keep each patient's first spironolactone start.",
-             keep_first_record_per_patient, True),
-        Step("harmonise_units", harmonise_units.__doc__, harmonise_units, False),
-        Step("normalise_codes", normalise_codes.__doc__, normalise_codes, False),
-        Step("mask_haemolysed_potassium", mask_haemolysed_potassium.__doc__,
-             mask_haemolysed_potassium, False),
-        Step("derive_outcome", derive_outcome.__doc__, lambda d: derive_outcome(d, o), False),
-        Step("require_spironolactone", "Exclude patients started on another MRA (eplerenone).",
-             lambda d: d[d["mra_drug"].str.lower() == "spironolactone"], True),
-        Step("require_adult", "Exclude patients younger than 18 at the first dose.",
-             lambda d: d[d["age"] >= 18], True),
-        Step("require_hfref", "Exclude LVEF above 40% (not HFrEF); missing LVEF is kept.",
-             lambda d: d[d["lvef"].isna() | (d["lvef"] <= 40)], True),
-        Step("require_baseline_potassium",
-             "Exclude patients without a valid (non-haemolysed) baseline potassium.",
-             lambda d: d[d["potassium"].notna()], True),
-        Step("require_egfr", "Exclude patients without a baseline eGFR.",
-             lambda d: d[d["egfr"].notna()], True),
-        Step("require_followup_potassium",
-             "Exclude patients with no potassium measured within the horizon (outcome unknown).",
-             lambda d: d[d[o].notna()], True),
-    ]
+# ---- the generic recipe: an extract already in the spec's terms -------------------------
 
 
 def _recipe_clean(spec: Spec) -> list[Step]:
     o = spec.outcome.name
+    date_column = spec.index.date_column
 
     def parse(df: pd.DataFrame) -> pd.DataFrame:
-        check_columns(df, ["patient_id", *spec.names, o])
+        check_columns(df, [*spec.names, o, *([date_column] if date_column else [])])
         out = df.copy()
         for f in spec.features:
             if f.numeric:
                 out[f.name] = to_number(df, f.name)
             elif f.type == "boolean":
-                out[f.name] = to_flag(df, f.name)
-        out[o] = to_number(df, o)
-        if not out[o].dropna().isin([0, 1]).all():
-            raise TrainingDataError(f"outcome column {o} must be 0 or 1")
+                out[f.name] = to_flag(df, f.name, YES_NO)
+            else:
+                out[f.name] = df[f.name].astype(str).str.strip().replace("", None)
+        text = df[o].astype(str).str.strip().str.upper()
+        out[o] = text.map({**{k: float(v) for k, v in YES_NO.items()}, "": float("nan")})
+        bad = text[out[o].isna() & (text != "")]
+        if len(bad):
+            raise TrainingDataError(f"outcome column {o} must be 1 or 0 (or Y/N, yes/no, "
+                                    f"true/false; empty when unknown); found "
+                                    + ", ".join(repr(v) for v in bad.unique()[:3]))
+        if date_column:
+            out[date_column] = pd.to_datetime(df[date_column], format="%Y-%m-%d", errors="coerce")
+            if out[date_column].isna().any():
+                rows = _rows(df[out[date_column].isna()])
+                raise TrainingDataError(f"column {date_column} has dates that are not YYYY-MM-DD "
+                                        f"(rows {rows})")
         return out
 
     return [
         Step("parse_types", "Parse the spec's columns into numbers, yes/no flags and text.",
              parse, False),
-        Step("drop_exact_duplicates", "Remove rows exported twice.", drop_exact_duplicates, True),
-        Step("require_outcome", "Exclude rows whose outcome is unknown.",
+        Step("drop_exact_duplicates", "Remove rows exported twice (identical in every column).",
+             drop_exact_duplicates, True),
+        Step("require_outcome", "Exclude rows whose outcome is unknown (empty).",
              lambda d: d[d[o].notna()], True),
     ]
 
 
+def _rows(df: pd.DataFrame, limit: int = 10) -> str:
+    """The extract's row numbers of some rows, e.g. '3, 17 and 2 more'."""
+    numbers = [str(n) for n in df[ROW].head(limit)] if ROW in df else []
+    more = len(df) - len(numbers)
+    return ", ".join(numbers) + (f" and {more} more" if more > 0 else "")
+
+
+def recipe_names() -> list[str]:
+    """Every recipe a spec may name."""
+    return [GENERIC, *(importlib.import_module(m).NAME for m in RECIPE_MODULES)]
+
+
+def _steps(spec: Spec) -> list[Step]:
+    if spec.cleaning == GENERIC:
+        return _recipe_clean(spec)
+    module = next(importlib.import_module(m) for m in RECIPE_MODULES
+                  if importlib.import_module(m).NAME == spec.cleaning)
+    return module.recipe(spec)
+
+
+def transformations(spec: Spec) -> list[dict]:
+    """The steps of the spec's recipe that change values (every one is applied to every row)."""
+    return [{"step": s.name, "description": s.description} for s in _steps(spec) if not s.excludes]
+
+
 def clean(raw: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, list[dict]]:
-    """Apply the spec's recipe: the clean cohort, and the flow (rows after each step)."""
-    steps = _recipe_export(spec) if spec.cleaning == "hfref_spironolactone_export" else _recipe_clean(spec)
-    flow = [{"step": "raw_extract", "description": "Rows in the extract as received.",
-             "rows_after": len(raw), "excluded": 0}]
-    df = raw
-    for step in steps:
+    """Apply the spec's recipe: the clean cohort, and the flow (rows after each step).
+
+    The flow starts with the spec's extraction-time exclusions (made before the extract, counted
+    by the team), then the extract as received, then each exclusion of the recipe. The cohort
+    keeps each row's number in the extract in column `_row`, so problems can name rows."""
+    before_extract = len(raw) + sum(e.excluded for e in spec.extraction_exclusions)
+    flow = []
+    if spec.extraction_exclusions:
+        flow.append({"step": "source_population",
+                     "description": "Patients in the source population, before the exclusions "
+                                    "made at extraction.", "rows_after": before_extract,
+                     "excluded": 0})
+        remaining = before_extract
+        for e in spec.extraction_exclusions:
+            remaining -= e.excluded
+            flow.append({"step": e.name, "description": e.description + " (at extraction)",
+                         "rows_after": remaining, "excluded": e.excluded})
+    flow.append({"step": "raw_extract", "description": "Rows in the extract as received.",
+                 "rows_after": len(raw), "excluded": 0})
+    df = raw.assign(**{ROW: range(1, len(raw) + 1)})
+    for step in _steps(spec):
         before = len(df)
         df = step.apply(df)
         if step.excludes:
@@ -224,3 +181,26 @@ def clean(raw: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, list[dict]]:
     if missing:
         raise TrainingDataError(f"cleaning did not produce the spec's features: {', '.join(missing)}")
     return df, flow
+
+
+def out_of_limits(cohort: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> list[str]:
+    """Every value of the cleaned cohort that the spec's hard limits or categories refuse, naming
+    the extract's rows."""
+    problems = []
+    for f in spec.features:
+        col = frame[f.name]
+        if f.required and col.isna().any():
+            problems.append(f"{f.name}: {int(col.isna().sum())} missing values in a required "
+                            f"feature (rows {_rows(cohort[col.isna().to_numpy()])})")
+        if f.numeric:
+            outside = ((col < f.hard_min) | (col > f.hard_max)).to_numpy()
+            if outside.any():
+                problems.append(f"{f.name}: {int(outside.sum())} values outside the hard limits "
+                                f"{f.hard_min:g}-{f.hard_max:g} (rows {_rows(cohort[outside])})")
+        if f.type == "category":
+            unknown = col.notna() & ~col.isin(f.categories)
+            if unknown.any():
+                found = sorted(set(col[unknown]))[:5]
+                problems.append(f"{f.name}: categories not in the spec: {found} "
+                                f"(rows {_rows(cohort[unknown.to_numpy()])})")
+    return problems

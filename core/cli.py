@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from core import cli_ops
-from core.config import default_extract_path, default_spec_path, get_settings
+from core.config import get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
 
 
@@ -18,10 +18,22 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a new model version from an extract")
-    t.add_argument("--data", type=Path, default=default_extract_path())
-    t.add_argument("--spec", type=Path, default=default_spec_path())
+    t.add_argument("--data", type=Path, required=True, help="the extract (CSV)")
+    t.add_argument("--spec", type=Path, required=True, help="the spec (JSON)")
     t.add_argument("--version", required=True)
     t.add_argument("--by", default=getpass.getuser(), help="who trained it (recorded)")
+
+    i = sub.add_parser("import-model", help="import a team's fitted model (not retrained)")
+    i.add_argument("--pipeline", type=Path, required=True,
+                   help="the fitted model: a pickle or joblib file you vouch for")
+    i.add_argument("--data", type=Path, required=True,
+                   help="held-out data (never used to fit it), in the spec's extract format")
+    i.add_argument("--spec", type=Path, required=True, help="the spec (JSON)")
+    i.add_argument("--version", required=True)
+    i.add_argument("--recalibrate", action="store_true",
+                   help="recalibrate its risks on the calibration half of the data (recorded)")
+    i.add_argument("--by", default=getpass.getuser(),
+                   help="who imports it and vouches for the file (recorded)")
 
     m = sub.add_parser("models", help="list, verify or activate model versions")
     msub = m.add_subparsers(dest="action", required=True)
@@ -81,15 +93,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from core import artifacts  # loads scikit-learn: only where needed
-    from core.train import train
+    from core.train import train  # loads scikit-learn: only in the commands that need it
 
     path = train(data=args.data, spec_path=args.spec, version=args.version,
                  models_dir=get_settings().models, trained_by=args.by)
+    return _report(path)
+
+
+def _import_model(args) -> int:
+    from core.importer import import_model
+
+    path = import_model(pipeline=args.pipeline, data=args.data, spec_path=args.spec,
+                        version=args.version, models_dir=get_settings().models,
+                        imported_by=args.by, recalibrate=args.recalibrate)
+    return _report(path)
+
+
+def _report(path: Path) -> int:
+    """What a new version's maker needs before activating it: metrics, workload, warnings."""
+    from core import artifacts
+
     manifest = artifacts.read_manifest(path)
-    m = manifest["metrics"]
+    m, r = manifest["metrics"], manifest["routing"]
     print(f"wrote {path.name}: AUROC {m['auroc']} (95% CI {m['auroc_ci95'][0]}-{m['auroc_ci95'][1]}), "
-          f"Brier {m['brier']}, expected review share {manifest['routing']['expected_review_share']:.0%}")
+          f"Brier {m['brier']}, calibration slope {m['calibration_slope']}, "
+          f"calibration-in-the-large {m['calibration_in_the_large']}")
+    print(f"expected review share {r['expected_review_share']:.0%}: {r['workload']}")
+    for warning in r["warnings"]:
+        print(f"WARNING: {warning}", file=sys.stderr)
     print(f"not active yet: python -m core models activate {path.name} --by NAME --reason TEXT")
     return 0
 
@@ -115,12 +146,13 @@ def _models(args) -> int:
         print(f"active: {artefact.version} (sha256 {artefact.sha256[:12]}...)")
         return 0
     active = _active_version(settings)
-    print(f"{'version':<12} {'created (UTC)':<21} {'data sha256':<14} {'AUROC':<7} active")
+    print(f"{'version':<12} {'created (UTC)':<21} {'origin':<9} {'data sha256':<14} {'AUROC':<7} "
+          "active")
     for version in artifacts.list_versions(settings.models):
         mf = artifacts.read_manifest(settings.models / version)
         mark = "*" if version == active else ""
-        print(f"{version:<12} {mf['created_at']:<21} {mf['data']['sha256'][:12]:<14} "
-              f"{mf['metrics']['auroc']:<7} {mark}")
+        print(f"{version:<12} {mf['created_at']:<21} {mf.get('origin', '?'):<9} "
+              f"{mf['data']['sha256'][:12]:<14} {mf['metrics']['auroc']!s:<7} {mark}")
     return 0
 
 
@@ -187,4 +219,5 @@ def _users(args) -> int:
 
 # Commands that write the store record the effective configuration first, when it changed.
 WRITES_STORE = {"score-batch", "users", "outcomes", "retention", "backup"}
-COMMANDS = {"train": _train, "models": _models, "score-batch": _score_batch, "users": _users}
+COMMANDS = {"train": _train, "import-model": _import_model, "models": _models,
+            "score-batch": _score_batch, "users": _users}

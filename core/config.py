@@ -161,11 +161,3 @@ def _read_settings() -> Settings:
         problems = "; ".join((f"APP_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
                              + e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise ConfigError(f"settings are invalid: {problems}") from exc
-
-
-def default_spec_path() -> Path:
-    return PROJ_ROOT / "specs" / "hyperkalaemia.json"
-
-
-def default_extract_path() -> Path:
-    return PROJ_ROOT / "data" / "cohort_extract.csv.gz"

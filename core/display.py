@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-CONFIDENCE_MEANING = (
-    "How sure the model is, given the statistical uncertainty of its own estimate, that the "
-    "patient's true risk lies on the safe side of the boundary for the class shown: at or above "
-    "the action threshold for 'high', below the safe-low bound for 'low'. Predictions below the "
-    "confidence level in the routing rule go to clinical review."
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.artifacts import Artefact
 
 
 def pct(x: float) -> str:
     """A probability as the pages show it: a percentage with one decimal."""
     return f"{x * 100:.1f}%"
+
+
+def confidence_text(x: float) -> str:
+    """A confidence as every page shows it: never 100%, above 99.9% as '> 99.9%'."""
+    return "> 99.9%" if x > 0.999 else pct(x)
+
+
+def confidence_meaning(artefact: Artefact) -> str:
+    """What a version's confidence means, in the clinician's paragraph from its manifest."""
+    return (artefact.manifest["confidence"]["description"] + " Predictions below the "
+            "confidence level in the routing rule go to clinical review.")

@@ -94,3 +94,7 @@ class BatchStopped(CoreError):
         self.signum = signum
         super().__init__(f"stopped by {signal.Signals(signum).name}: the chunks committed before "
                          "it stay recorded (the audit trail shows them); no output was written")
+
+
+class ModelImportError(CoreError):
+    """A supplied model cannot be imported (not a classifier, wrong columns, bad probabilities)."""

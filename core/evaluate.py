@@ -9,9 +9,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
 from core.routing import logit, wilson_upper
+from core.spec import Feature, Spec
 
 Z95 = 1.959964
-AGE_BANDS = [(18, 65, "18-64"), (65, 75, "65-74"), (75, 85, "75-84"), (85, 200, "85+")]
 
 
 def auroc_ci(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
@@ -30,10 +30,27 @@ def auroc_ci(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
     return float(auc), float(max(0.0, auc - Z95 * se)), float(min(1.0, auc + Z95 * se))
 
 
-def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """Logistic recalibration of the outcome on logit(risk): slope 1, intercept 0 is perfect."""
+def calibration_slope(y: np.ndarray, p: np.ndarray) -> float:
+    """Logistic recalibration of the outcome on logit(risk): a slope of 1 is perfect, below 1 the
+    risks are too extreme, above 1 too modest."""
     fit = LogisticRegression(C=np.inf).fit(logit(p).reshape(-1, 1), y)
-    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    return float(fit.coef_[0, 0])
+
+
+def calibration_in_the_large(y: np.ndarray, p: np.ndarray) -> float:
+    """The calibration intercept as TRIPOD readers expect it: the intercept of a logistic model
+    of the outcome with logit(risk) as an offset (slope fixed at 1). 0 is perfect; above 0 the
+    model underestimates risk on average, below 0 it overestimates it. Newton's method on one
+    parameter: the log-likelihood is concave."""
+    y, offset = np.asarray(y, dtype=float), logit(p)
+    a = 0.0
+    for _ in range(100):
+        q = 1 / (1 + np.exp(-(a + offset)))
+        step = (y - q).sum() / max(float((q * (1 - q)).sum()), 1e-12)
+        a += step
+        if abs(step) < 1e-12:
+            break
+    return float(a)
 
 
 def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
@@ -59,10 +76,10 @@ def summarise(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
         out.update(threshold_metrics(y, p, threshold))
         return out
     auc, lo, hi = auroc_ci(y, p)
-    slope, intercept = calibration_slope_intercept(y, p)
     out.update({"auroc": round(auc, 4), "auroc_ci95": [round(lo, 4), round(hi, 4)],
                 "brier": round(float(brier_score_loss(y, p)), 4),
-                "calibration_slope": round(slope, 3), "calibration_intercept": round(intercept, 3)})
+                "calibration_slope": round(calibration_slope(y, p), 3),
+                "calibration_in_the_large": round(calibration_in_the_large(y, p), 3)})
     out.update(threshold_metrics(y, p, threshold))
     return out
 
@@ -92,15 +109,43 @@ def routing_outcomes(y: np.ndarray, risk_class: np.ndarray, review: np.ndarray) 
     }
 
 
-def subgroups(df: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
-    """The same metrics by sex and by age band."""
-    out: dict[str, dict] = {"sex": {}, "age_band": {}}
-    if "sex" in df:
-        for value in sorted(df["sex"].dropna().unique()):
-            m = (df["sex"] == value).to_numpy()
-            out["sex"][str(value)] = summarise(y[m], p[m], threshold)
-    if "age" in df:
-        for lo, hi, label in AGE_BANDS:
-            m = ((df["age"] >= lo) & (df["age"] < hi)).to_numpy()
-            out["age_band"][label] = summarise(y[m], p[m], threshold)
+def subgroups(df: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float,
+              spec: Spec) -> dict:
+    """The same metrics for each group of each subgroup feature the spec names: its values
+    (categories, yes/no) or its bands (numbers)."""
+    out: dict[str, dict] = {}
+    for group in spec.subgroups:
+        f = spec.feature(group.feature)
+        col = df[f.name]
+        out[f.name] = {label: summarise(y[m], p[m], threshold)
+                       for label, m in _groups(f, col, group.bands or [])}
+    return out
+
+
+def _groups(f: Feature, col: pd.Series, cuts: list[float]):
+    if f.type == "boolean":
+        for value, label in ((True, "yes"), (False, "no")):
+            yield label, (col == value).to_numpy()
+    elif f.type == "category":
+        for value in f.categories:
+            m = (col == value).to_numpy()
+            if m.any():
+                yield str(value), m
+    else:
+        for label, lo, hi in band_labels(f, cuts):
+            yield label, ((col >= lo) & (col < hi)).to_numpy()
+
+
+def band_labels(f: Feature, cuts: list[float]) -> list[tuple[str, float, float]]:
+    """(label, low, high) of each band: low <= value < high, e.g. '18-64' for whole numbers."""
+    edges = [f.hard_min, *cuts, np.inf]
+    out = []
+    for i, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False)):
+        if hi == np.inf:
+            label = f"{lo:g}+"
+        elif f.type == "integer":
+            label = f"{lo:g}-{hi - 1:g}"
+        else:
+            label = f"<{hi:g}" if i == 0 else f"{lo:g} to <{hi:g}"
+        out.append((label, lo, hi))
     return out

@@ -11,7 +11,7 @@ from core import artifacts
 from core.clock import now_utc
 from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import InvalidInput
-from core.model_card import is_current
+from core.model_card import is_current, render
 from core.serving import active_artefact
 from core.stop_switch import is_suspended
 from core.store import Event, Store, open_store
@@ -20,7 +20,8 @@ from core.text import clean_text, md_cell, md_text
 from core.verification import TrailStatus, trail_status
 
 SIGNER_ROLES = ("IRB", "Data protection officer", "Hospital IT")
-RUNBOOK_SECTIONS = ("Deploy from the repository on a fresh laptop", "Retrain on a new cohort")
+RUNBOOK_SECTIONS = ("Deploy from the repository on a fresh laptop", "Retrain on a new cohort",
+                    "Adopt your own model")
 
 
 @dataclass
@@ -57,10 +58,14 @@ def _questions(artefact, c: dict, trail: TrailStatus, settings) -> list[tuple[st
     m = artefact.manifest
     chain = trail_sentence(trail)
     oldest = c["oldest_raw_input"].strftime("%Y-%m-%d") if c["oldest_raw_input"] else "none kept"
+    made = ("imported" if m["origin"] == "imported" else "trained") + \
+        f" {m['created_at']} by {m['created_by']}"
+    data = "with held-out data" if m["origin"] == "imported" else "on"
+    warnings = m["routing"]["warnings"]
     return [
         ("What model is in production, and what version of the training data was it trained on?",
-         f"Version **{artefact.version}** (model sha256 `{artefact.sha256[:16]}...`), trained "
-         f"{m['created_at']} by {md_text(m['trained_by'])} on `{m['data']['file']}` (sha256 "
+         f"Version **{artefact.version}** of {md_text(artefact.spec.model_name)} (model sha256 "
+         f"`{artefact.sha256[:16]}...`), {md_text(made)} {data} `{m['data']['file']}` (sha256 "
          f"`{m['data']['sha256'][:16]}...`, {m['data']['patients_included']} patients). Every "
          "prediction records the version and model hash; activations are kept with who and why."),
         ("What does the model do when the input is malformed, missing, or outside the validated "
@@ -69,7 +74,10 @@ def _questions(artefact, c: dict, trail: TrailStatus, settings) -> list[tuple[st
          f"error (recorded, no prediction), {c['flagged_out_of_distribution']} predictions "
          "flagged out of distribution and sent to review."),
         ("When the model is wrong, what is the recovery path?",
-         f"{m['routing']['description']} So far: {c['predictions']} predictions, "
+         f"{m['routing']['description']} "
+         + (f"**Routing warning:** {' '.join(warnings)} " if warnings else "")
+         + f"{m['confidence']['description']} {m['explanation']['description']} So far: "
+         f"{c['predictions']} predictions, "
          f"{c['routed_to_review']} routed to review, {c['reviewed']} reviewed ({c['upgrades']} "
          f"upgraded, {c['downgrades']} downgraded), {c['pending']} pending. The stop switch "
          f"suspends scoring; rollback activates an earlier version with a recorded reason. "
@@ -82,30 +90,46 @@ def _questions(artefact, c: dict, trail: TrailStatus, settings) -> list[tuple[st
          f"decisions stay). Oldest raw input kept: {oldest}. Incompletely logged predictions: "
          f"{c['incompletely_logged']}."),
         ("What is the procedure for retraining the model when the training data changes?",
-         "RUNBOOK.md, section \"Retrain on a new cohort\": a person who did not write the model "
-         "writes or adapts the feature spec, trains a new version with one command, verifies it, "
-         "reads the generated model card and activates it with a reason. A test runs those "
-         "commands as written on every change."),
+         "RUNBOOK.md, sections \"Retrain on a new cohort\" and \"Adopt your own model\": a "
+         "person who did not write the model writes or adapts the spec, trains a new version "
+         "with one command (or imports the team's fitted pipeline), verifies it, reads the "
+         "generated model card and activates it with a reason. A test runs those commands as "
+         "written on every change."),
     ]
 
 
+def _card_check(artefact, settings) -> tuple[bool, str]:
+    """Whether the serving version's model card can be generated (the Model card page shows
+    it), and, when MODEL_CARD.md describes that very model file, whether it is current."""
+    try:
+        render(artefact)
+    except Exception as exc:  # any failure to describe the serving model fails the item
+        return False, f"the card of serving version {artefact.version} cannot be generated: {exc}"
+    steps = len(artefact.manifest["data"]["flow"]) - 1
+    evidence = (f"card of serving version {artefact.version} generated from its artefact "
+                f"({steps} cohort steps), shown on the Model card page")
+    card = PROJ_ROOT / "MODEL_CARD.md"
+    if not card.is_file() or f"`{artefact.sha256}`" not in card.read_text():
+        return True, evidence + "; MODEL_CARD.md describes another version (the shipped default)"
+    if is_current(card, artefact):
+        return True, evidence + "; MODEL_CARD.md current"
+    return False, evidence + "; MODEL_CARD.md STALE: regenerate with `python -m core model-card`"
+
+
 def _checklist(artefact, c: dict, signoffs, settings) -> list[Item]:
-    card_current = is_current(PROJ_ROOT / "MODEL_CARD.md", artifacts.load(
-        settings.models, artifacts.default_version(settings.models) or artefact.version))
+    card_current, card_evidence = _card_check(artefact, settings)
     runbook = (PROJ_ROOT / "RUNBOOK.md").read_text() if (PROJ_ROOT / "RUNBOOK.md").is_file() else ""
     signed = set(signoffs.loc[signoffs["model_version"] == artefact.version, "signer_role"]) \
         if not signoffs.empty else set()
     missing = [r for r in SIGNER_ROLES if r not in signed]
-    flow = artefact.manifest["data"]["flow"]
+    routing = artefact.manifest["routing"]
 
     def item(text, ok, evidence, manual=False):
         return Item(text, "manual" if manual else ("done" if ok else "not yet"), evidence)
 
     return [
         item("The model's training data is described in a model card, including the inclusion "
-             "and exclusion criteria for the training cohort.", card_current,
-             f"MODEL_CARD.md generated from the artefact ({len(flow) - 1} cohort steps); "
-             + ("current" if card_current else "STALE: regenerate with `python -m core model-card`")),
+             "and exclusion criteria for the training cohort.", card_current, card_evidence),
         item("The model file in production has a version identifier that is logged in every "
              "prediction.", c["incompletely_logged"] == 0,
              f"{c['predictions']} predictions, {c['incompletely_logged']} without version or hash"),
@@ -115,15 +139,17 @@ def _checklist(artefact, c: dict, signoffs, settings) -> list[Item]:
              f"{c['rejected_inputs']} rejections recorded with field and message"),
         item("There is a documented confidence threshold below which predictions are routed to "
              "human review.", bool(artefact.manifest.get("routing")),
-             f"confidence level {artefact.manifest['routing']['confidence_level']:.1%}, safe-low "
-             f"bound {artefact.manifest['routing']['safe_low_bound']:.1%} (manifest, model card)"),
+             ("ROUTING WARNING: " + " ".join(routing["warnings"]) + " " if routing["warnings"]
+              else "") + f"confidence level {routing['confidence_level']:.1%}, safe-low bound "
+             f"{routing['safe_low_bound']:.1%}, expected review share "
+             f"{routing['expected_review_share']:.0%} (manifest, model card)"),
         item("Every prediction is logged with input hash, output, confidence, model version, and "
              "timestamp.", c["incompletely_logged"] == 0,
              f"checked over all {c['predictions']} stored predictions"),
         item("There is a runbook describing how to redeploy the model from the source repository "
              "on a fresh laptop.", RUNBOOK_SECTIONS[0] in runbook, "RUNBOOK.md"),
         item("There is a documented retraining procedure that a human can execute without the "
-             "original model author.", RUNBOOK_SECTIONS[1] in runbook,
+             "original model author.", all(s in runbook for s in RUNBOOK_SECTIONS[1:]),
              "RUNBOOK.md; its commands are executed by the test suite"),
         item("The IRB / data-protection officer / hospital IT department has reviewed the "
              "deployment architecture and signed off.", not missing,

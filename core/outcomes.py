@@ -1,7 +1,10 @@
 """Outcomes at the horizon: what happened to each scored patient, entered by hand or imported.
 
-Append-only like every record: a correction is a new outcome that supersedes the one in force.
-An event can be recorded as soon as it happens; "no event" only once the horizon has passed.
+Each prediction's outcome follows the outcome definition of the model version that made it (its
+spec): the horizon, whether an event date is recorded, and the optional measured value with its
+limits and the threshold that defines the event. Append-only like every record: a correction is
+a new outcome that supersedes the one in force. An event can be recorded as soon as it happens;
+"no event" only once the horizon has passed.
 """
 
 from __future__ import annotations
@@ -12,20 +15,20 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import artifacts, audit
 from core.clock import now_utc
 from core.config import get_settings
-from core.errors import AlreadyRecorded, InvalidInput, NotFound
-from core.spec import WHOLE_ROW, problem
+from core.errors import AlreadyRecorded, InvalidInput, NotFound, SpecError
+from core.spec import WHOLE_ROW, Spec, load_spec
 from core.store import Event, Store, open_store
 from core.store.records import OutcomeRecord
+from core.task import Outcome
 from core.text import free_text
 
-HYPERKALAEMIA = 5.5  # mmol/L, the outcome's definition in the spec
-IMPORT_COLUMNS = ("prediction_id", "patient_ref", "sample_date", "event", "event_date",
-                  "max_potassium", "source")
+MEASURED = "measured_value"  # the page's and the store's name for the measured value
+IMPORT_COLUMNS = ("prediction_id", "patient_ref", "sample_date", "event", "event_date", "source")
 
 
 class OutcomeInput(BaseModel):
@@ -36,28 +39,37 @@ class OutcomeInput(BaseModel):
     prediction_id: str = Field(min_length=1, max_length=64)
     event: bool
     event_date: date | None = None
-    max_potassium: float | None = Field(default=None, ge=1.5, le=10.0, allow_inf_nan=False)
+    measured_value: float | None = Field(default=None, allow_inf_nan=False)
     source: free_text(200) = Field(min_length=1)
     supersedes: str | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> OutcomeInput:
-        if self.event and self.event_date is None:
-            raise ValueError("event_date is required when the event happened")
-        if self.max_potassium is not None and (self.max_potassium >= HYPERKALAEMIA) != self.event:
-            raise ValueError(f"highest potassium {self.max_potassium:g} mmol/L contradicts "
-                             f"event={'yes' if self.event else 'no'} (threshold {HYPERKALAEMIA})")
-        return self
+
+def outcome_of(version: str) -> Outcome:
+    """The outcome definition of a model version (from its spec; versions never change)."""
+    return _spec(str(get_settings().models), version).outcome
 
 
 def horizon_days(version: str) -> int:
-    """The outcome horizon of a model version (from its manifest; versions never change)."""
-    return _horizon(str(get_settings().models), version)
+    """The outcome horizon of a model version."""
+    return outcome_of(version).horizon_days
 
 
 @functools.lru_cache(maxsize=32)
-def _horizon(models: str, version: str) -> int:
-    return int(artifacts.read_manifest(Path(models) / version)["outcome"]["horizon_days"])
+def _spec(models: str, version: str) -> Spec:
+    return load_spec(Path(models) / version / "spec.json")
+
+
+def due(*, now: datetime, store: Store | None = None) -> pd.DataFrame:
+    """Predictions past the horizon of their own model version with no outcome, most overdue
+    first (a version whose spec cannot be read is left out: no outcome can be recorded for it)."""
+    store = store or open_store(get_settings().db)
+    horizons = {}
+    for version in store.prediction_versions():
+        try:
+            horizons[version] = horizon_days(version)
+        except SpecError:
+            continue
+    return store.due_outcomes(now=now, horizons=horizons)
 
 
 def record_outcome(payload: dict, *, user: str, store: Store | None = None,
@@ -72,10 +84,13 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
     prediction = store.prediction(o.prediction_id)
     if prediction is None:
         raise NotFound(f"prediction {o.prediction_id} does not exist")
-    _check_timing(o, prediction, horizon_days(prediction["model_version"]), now)
+    definition = outcome_of(prediction["model_version"])
+    _check_definition(o, definition)
+    _check_timing(o, prediction, definition.horizon_days, now)
     record = OutcomeRecord(outcome_id=str(uuid.uuid4()), created_at=now, user_name=user,
                            prediction_id=o.prediction_id, event=o.event, event_date=o.event_date,
-                           max_potassium=o.max_potassium, source=o.source, supersedes=o.supersedes)
+                           measured_value=o.measured_value, source=o.source,
+                           supersedes=o.supersedes)
 
     def one_in_force() -> None:
         current = store.current_outcome(o.prediction_id)
@@ -87,6 +102,30 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
 
     store.append([Event("outcome", user, now, o.prediction_id, record)], precondition=one_in_force)
     return record.row()
+
+
+def _check_definition(o: OutcomeInput, definition: Outcome) -> None:
+    """The event date and the measured value as this prediction's outcome definition has them."""
+    problems = []
+    if o.event and o.event_date is None and definition.event_date == "required":
+        problems.append({"field": "(form)", "value": "None",
+                         "message": "event_date is required when the event happened"})
+    if o.event_date is not None and definition.event_date == "none":
+        problems.append({"field": "event_date", "value": o.event_date.isoformat(),
+                         "message": "this model's outcome records no event date; leave it empty"})
+    m = definition.measurement
+    if o.measured_value is not None and m is None:
+        problems.append({"field": MEASURED, "value": f"{o.measured_value:g}",
+                         "message": "this model's outcome has no measured value; leave it empty"})
+    elif o.measured_value is not None and not m.min <= o.measured_value <= m.max:
+        problems.append({"field": MEASURED, "value": f"{o.measured_value:g}",
+                         "message": f"must be between {m.min:g} and {m.max:g} {m.unit}".rstrip()})
+    elif o.measured_value is not None and m.is_event(o.measured_value) != o.event:
+        problems.append({"field": "(form)", "value": f"{o.measured_value:g}", "message": (
+            f"{m.label} {o.measured_value:g} {m.unit} contradicts "
+            f"event={'yes' if o.event else 'no'} (the event is a value {m.describe_event()})")})
+    if problems:
+        raise InvalidInput(problems)
 
 
 def _check_timing(o: OutcomeInput, prediction: dict, horizon: int, now: datetime) -> None:
@@ -105,47 +144,82 @@ def _check_timing(o: OutcomeInput, prediction: dict, horizon: int, now: datetime
         raise InvalidInput(problems)
 
 
+def import_columns(models: Path) -> list[str]:
+    """The columns an outcome import may have: the fixed ones and the measured value of every
+    model version on disk, named as its spec names it."""
+    names = list(IMPORT_COLUMNS)
+    for version in artifacts.list_versions(models):
+        try:
+            m = _spec(str(models), version).outcome.measurement
+        except SpecError:
+            continue
+        if m and m.name not in names:
+            names.append(m.name)
+    return names
+
+
 def import_outcomes(csv_path: Path, *, user: str, now: datetime | None = None) -> dict:
     """Import a lab-system export; each row is recorded or rejected with its reasons.
 
-    Columns: prediction_id, or patient_ref plus sample_date (matched to that patient's
-    prediction whose horizon contains the date); event (yes/no) and/or max_potassium; source.
-    """
+    Columns (README, "Importing outcomes"): prediction_id, or patient_ref plus sample_date
+    (matched to that patient's prediction whose horizon contains the date); event (yes/no) and/or
+    the measured value named by the prediction's model spec; event_date; source. A column that is
+    none of these refuses the whole file (InvalidInput)."""
     settings = get_settings()
     store = open_store(settings.db)
-    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    unknown = [c for c in frame.columns if c not in IMPORT_COLUMNS]
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    allowed = import_columns(settings.models)
+    unknown = [c for c in table.columns if c not in allowed]
     if unknown:  # refused whole: an import records outcomes, it never corrects or supersedes one
-        raise InvalidInput([problem(str(c), "is not a column of an outcome import (a correction "
-                                    "is made on the Outcomes page)" if c == "supersedes" else
-                                    "is not a column of an outcome import; the columns are: "
-                                    + ", ".join(IMPORT_COLUMNS), "") for c in unknown])
-    rows = frame.to_dict("records")
-    report = {"rows": len(rows), "recorded": 0, "rejected": []}
-    for number, row in enumerate(rows, start=1):
+        raise InvalidInput([{"field": str(c)[:80], "value": "(column)", "message": (
+            "is not a column of the outcome import (a correction is made on the Outcomes page)"
+            if c == "supersedes" else "is not a column of the outcome import; the columns are "
+            + ", ".join(allowed))} for c in unknown])
+    report = {"rows": len(table), "recorded": 0, "rejected": []}
+    for number, row in enumerate(table.to_dict("records"), start=1):
         try:
-            record_outcome(_payload(row, store, settings), user=user, store=store, now=now)
+            payload, column = _payload(row, store, settings)
+            try:
+                record_outcome(payload, user=user, store=store, now=now)
+            except InvalidInput as exc:  # name the file's column, not the page's field
+                raise InvalidInput([{**e, "field": column if e["field"] == MEASURED else e["field"]}
+                                    for e in exc.errors]) from None
             report["recorded"] += 1
-        except (InvalidInput, NotFound, AlreadyRecorded) as exc:
+        except (InvalidInput, NotFound, AlreadyRecorded, SpecError) as exc:
             errors = getattr(exc, "errors", None) or [{"field": WHOLE_ROW, "message": str(exc)}]
             report["rejected"].append({"row": number, "errors": errors})
     return report
 
 
-def _payload(row: dict, store: Store, settings) -> dict:
+def _payload(row: dict, store: Store, settings) -> tuple[dict, str]:
+    """The outcome a row stands for, and the name of the measured-value column it used."""
     data = {k: (v if v != "" else None) for k, v in row.items()}
     sample_date = data.pop("sample_date", None)
     patient_ref = data.pop("patient_ref", None)
-    if data.get("max_potassium") is not None and data.get("event") is None:
-        try:
-            data["event"] = float(data["max_potassium"]) >= HYPERKALAEMIA
-        except ValueError:
-            pass  # validation reports the bad number
     if not data.get("prediction_id") and patient_ref:
         data["prediction_id"] = _match(patient_ref, sample_date, store, settings)
-    if data.get("event_date") is None and str(data.get("event")).lower() in ("true", "yes", "y", "1"):
+    prediction = store.prediction(data["prediction_id"]) if data.get("prediction_id") else None
+    definition = outcome_of(prediction["model_version"]) if prediction else None
+    m = definition.measurement if definition else None
+    column = m.name if m else MEASURED
+    given = {c: data.pop(c) for c in list(data) if c not in IMPORT_COLUMNS}
+    if m is not None:
+        data[MEASURED] = given.pop(m.name, None)
+    problems = [{"field": c, "value": str(v)[:80],
+                 "message": "is not the measured value of this prediction's model"
+                            + (f" (it records {m.name})" if m else "")}
+                for c, v in given.items() if v is not None]
+    if problems:
+        raise InvalidInput(problems)
+    if m is not None and data.get(MEASURED) is not None and data.get("event") is None:
+        try:
+            data["event"] = m.is_event(float(data[MEASURED]))
+        except ValueError:
+            pass  # validation reports the bad number
+    yes = str(data.get("event")).lower() in ("true", "yes", "y", "1")
+    if data.get("event_date") is None and yes and (definition is None or definition.event_date != "none"):
         data["event_date"] = sample_date
-    return data
+    return data, column
 
 
 def _match(patient_ref: str, sample_date: str | None, store: Store, settings) -> str:
@@ -160,6 +234,10 @@ def _match(patient_ref: str, sample_date: str | None, store: Store, settings) ->
     key = audit.patient_key(patient_ref, settings.patient_key_bytes())
     for p in store.predictions_for_patient(key).itertuples():
         start = p.created_at.date()
-        if start <= when <= start + timedelta(days=_horizon(str(settings.models), p.model_version)):
+        try:
+            horizon = _spec(str(settings.models), p.model_version).outcome.horizon_days
+        except SpecError:
+            continue
+        if start <= when <= start + timedelta(days=horizon):
             return p.prediction_id
     raise NotFound(f"no prediction for this patient whose horizon contains {sample_date}")

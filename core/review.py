@@ -19,6 +19,7 @@ from core import artifacts
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound
+from core.display import confidence_meaning
 from core.spec import Spec
 from core.store import Event, Store, open_store
 from core.store.records import ReviewDecisionRecord
@@ -135,13 +136,15 @@ def queue(reason: str | None = None, model_version: str | None = None, *, store:
     store = store or open_store(settings.db)
     now = now or now_utc()
     specs: dict[str, Spec | str] = {}
+    meanings: dict[str, str] = {}
     items = []
     for row in store.pending_reviews(reason=reason, model_version=model_version,
                                      limit=limit).to_dict("records"):
         version = row["model_version"]
         if version not in specs:
             try:
-                specs[version] = artifacts.load(settings.models, version).spec
+                artefact = artifacts.load(settings.models, version)
+                specs[version], meanings[version] = artefact.spec, confidence_meaning(artefact)
             except ArtefactMismatch as exc:
                 specs[version] = f"validated ranges unavailable: {exc}"
         age = now - row["created_at"].to_pydatetime()
@@ -152,7 +155,8 @@ def queue(reason: str | None = None, model_version: str | None = None, *, store:
             "age_hours": round(age / timedelta(hours=1), 1), "age_text": format_age(age),
             "patient_ref": row["patient_ref"], "risk": row["risk"], "risk_low": row["risk_low"],
             "risk_high": row["risk_high"], "risk_class": row["risk_class"],
-            "confidence": row["confidence"], "reasons": json.loads(row["reasons_json"]),
+            "confidence": row["confidence"], "confidence_meaning": meanings.get(version, ""),
+            "reasons": json.loads(row["reasons_json"]),
             "reason_codes": list(row["reason_codes"]), "model_version": version,
             "scored_by": row["user_name"],
             "inputs": None if values is None or isinstance(spec, str) else _inputs(spec, values),

@@ -6,15 +6,26 @@ side of the boundary for the class shown (below the safe-low bound for "low risk
 the action threshold for "high risk") and no input is out of distribution; everything else goes
 to review. The safe-low bound is fitted on the calibration split so that the upper 95% confidence
 bound of the event rate among auto-finalised low-risk predictions stays at or below the target.
+How sure the model is comes from core.uncertainty (delta method or held-out neighbours).
+
+The rule never fails silently: when the calibration split cannot support the target, or the
+held-out test split's upper bound misses it, training and import warn, record the warning, and
+fall back to the safe behaviour: a safe-low bound of 0, so no low-risk prediction is
+auto-finalised (every one goes to review).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy.special import ndtr
+
+FALLBACK = ("Fallback in force: no low-risk prediction is auto-finalised; every low-risk "
+            "result goes to clinical review (high-risk results are still auto-finalised when "
+            "the model is confident).")
 
 
 class RoutingRule(BaseModel):
@@ -23,6 +34,7 @@ class RoutingRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: str
+    uncertainty: Literal["delta_method", "held_out_neighbours"] = "delta_method"
     action_threshold: float
     safe_low_bound: float
     confidence_level: float
@@ -36,18 +48,17 @@ def logit(p: np.ndarray | float) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def confidence(eta: np.ndarray, se: np.ndarray, *, threshold: float, safe_low: float) -> np.ndarray:
-    """P(true risk on the safe side of the shown class's boundary), normal approximation on the logit.
+def confidence(dist, eta: np.ndarray, *, threshold: float, safe_low: float) -> np.ndarray:
+    """P(true risk on the safe side of the shown class's boundary), from an uncertainty
+    distribution (core.uncertainty.Normal or Beta).
 
     High class (risk >= threshold): P(true risk >= threshold).
     Low class: P(true risk < safe_low); 0 when no safe-low bound exists.
     """
     eta = np.asarray(eta, dtype=float)
-    se = np.maximum(np.asarray(se, dtype=float), 1e-9)
     high = eta >= logit(threshold)
-    conf_high = ndtr((eta - logit(threshold)) / se)
-    conf_low = ndtr((logit(safe_low) - eta) / se) if safe_low > 0 else np.zeros_like(eta)
-    return np.where(high, conf_high, conf_low)
+    conf_low = dist.p_below(safe_low) if safe_low > 0 else np.zeros_like(eta)
+    return np.where(high, dist.p_above(threshold), conf_low)
 
 
 def wilson_upper(events: int, n: int, z: float = 1.959964) -> float:
@@ -60,30 +71,51 @@ def wilson_upper(events: int, n: int, z: float = 1.959964) -> float:
     return (centre + margin) / (1 + z * z / n)
 
 
-def fit_safe_low_bound(
-    eta: np.ndarray, se: np.ndarray, y: np.ndarray, *, threshold: float, level: float, target: float
-) -> float:
-    """The largest bound whose auto-low group's event-rate upper 95% bound is <= target."""
+def smallest_supporting_group(target: float) -> int:
+    """Patients an auto-low group needs, even with no event at all, for the upper 95% bound of
+    its event rate to reach the target."""
+    n = 1
+    while wilson_upper(0, n) > target:
+        n += 1
+    return n
+
+
+def fit_safe_low_bound(p_below: Callable[[float], np.ndarray], low: np.ndarray, y: np.ndarray, *,
+                       threshold: float, level: float, target: float) -> float:
+    """The largest bound whose auto-low group's event-rate upper 95% bound is <= target
+    (0.0 when none: the fallback). `p_below(bound)`: each calibration patient's P(true risk <
+    bound); `low`: whether their predicted risk is below the action threshold."""
     best = 0.0
     for bound in np.round(np.arange(0.005, threshold + 1e-9, 0.0025), 4):
-        auto_low = confidence(eta, se, threshold=threshold, safe_low=bound) >= level
-        auto_low &= eta < logit(threshold)
+        auto_low = (p_below(float(bound)) >= level) & low
         n = int(auto_low.sum())
         if n and wilson_upper(int(y[auto_low].sum()), n) <= target:
             best = float(bound)
     return best
 
 
-def describe(rule: RoutingRule) -> str:
+def share(x: float) -> str:
+    """A target or threshold as a percentage without needless digits: 6%, 6.5%."""
+    return f"{round(x * 100, 2):g}%"
+
+
+def describe(rule: RoutingRule, event: str) -> str:
     """The rule in one paragraph, for the manifest, the model card and the app."""
     lvl = f"{rule.confidence_level:.1%}"
-    return (
+    text = (
         f"Risk class is 'high' at or above the action threshold ({rule.action_threshold:.0%}). "
         f"A prediction is auto-finalised only when the model is at least {lvl} sure the patient's "
-        f"true risk is on the safe side of its class boundary (below {rule.safe_low_bound:.1%} "
-        f"for low risk, at or above {rule.action_threshold:.0%} for high risk) and every input is "
-        "within the validated distribution; all other predictions go to clinical review. The "
-        f"safe-low bound was chosen on a calibration split of {rule.calibration_n} patients so that "
-        "the upper 95% bound of the hyperkalaemia rate among auto-finalised low-risk predictions "
-        f"is at most {rule.low_risk_event_rate_target:.0%}."
-    )
+        "true risk is on the safe side of its class boundary (")
+    if rule.safe_low_bound > 0:
+        text += f"below {rule.safe_low_bound:.1%} for low risk, "
+    text += (f"at or above {rule.action_threshold:.0%} for high risk) and every input is within "
+             "the validated distribution; all other predictions go to clinical review. ")
+    if rule.safe_low_bound > 0:
+        return text + (
+            f"The safe-low bound was chosen on a calibration split of {rule.calibration_n} "
+            f"patients so that the upper 95% bound of the {event} rate among auto-finalised "
+            f"low-risk predictions is at most {share(rule.low_risk_event_rate_target)}.")
+    return text + (
+        f"No safe-low bound could be shown to keep the upper 95% bound of the {event} rate among "
+        f"auto-finalised low-risk predictions at or below {share(rule.low_risk_event_rate_target)} "
+        f"(calibration split of {rule.calibration_n} patients). " + FALLBACK)

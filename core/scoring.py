@@ -31,6 +31,9 @@ from core.store.records import Prediction, RejectedInput
 from core.text import actor
 
 UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
+# A probability from a statistical model is never certainty: recorded confidences are capped
+# here (so no record, page or file says 1), and pages show anything above 99.9% as "> 99.9%".
+CONFIDENCE_CAP = 0.9999
 
 
 class Factor(BaseModel):
@@ -102,7 +105,8 @@ def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict
     """One prediction event per input (vectorised enough for batch: no per-row model objects)."""
     at = now_utc()
     risk, low, high = pred.risk.round(4).tolist(), pred.risk_low.round(4).tolist(), pred.risk_high.round(4).tolist()
-    conf, classes = pred.confidence.round(4).tolist(), pred.risk_class.tolist()
+    conf = np.minimum(pred.confidence.round(4), CONFIDENCE_CAP).tolist()
+    classes = pred.risk_class.tolist()
     routing = np.where(pred.review, "review", "auto_finalised").tolist()
     version, sha = artefact.version, artefact.sha256
     events = []

@@ -8,7 +8,7 @@ import uuid
 from core import artifacts
 from core.clock import now_utc
 from core.config import Settings, get_settings
-from core.errors import ArtefactMismatch
+from core.errors import ArtefactMismatch, CoreError
 from core.store import Event, Store, open_store
 from core.store.records import ModelActivation
 from core.text import actor, reason_text
@@ -24,6 +24,18 @@ def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
     if activation and activation[1] != artefact.sha256:
         raise ArtefactMismatch(f"model {version} on disk differs from the one that was activated")
     return artefact
+
+
+def serving_title(default: str = "Clinical risk") -> str:
+    """The serving model's short title (its spec's `title`), for the app's heading and browser
+    tab; `default` when no model can be read (the pages then say why)."""
+    try:
+        settings = get_settings()
+        version = artifacts.serving_version(open_store(settings.db).active_activation(),
+                                            settings.models)
+        return artifacts.read_title(settings.models, version) if version else default
+    except CoreError:
+        return default
 
 
 def activate(version: str, *, by: str, reason: str) -> artifacts.Artefact:

@@ -1,58 +1,78 @@
-"""The feature spec: data that defines every model input, and the input model built from it.
+"""The spec: data that defines the prediction task and every model input, and the input model
+built from it.
 
 The spec file (specs/*.json) is the single source of truth for the form, validation,
-out-of-distribution limits and the model card's tables. Training copies it into each artefact
-and adds the validated ranges that the training data really covered.
+out-of-distribution limits, the outcome definition, subgroups and the model card. Training (or
+import) copies it into each artefact and adds the validated ranges the data really covered.
+Every field is documented in RUNBOOK.md, "Spec reference" (a test checks it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
-    create_model,
+    field_validator,
     model_validator,
 )
 
-from core.errors import InvalidInput, SpecError
+from core.errors import SpecError
+from core.inputs import (  # noqa: F401 (validation lives in core.inputs; callers import it here)
+    MAX_ECHO,
+    PATIENT_REF,
+    WHOLE_PAYLOAD,
+    WHOLE_ROW,
+    _build_input_model,
+    problem,
+    safe_repr,
+    validate_many,
+    validate_payload,
+)
+from core.task import (
+    Estimator,
+    ExtractionExclusion,
+    IndexEvent,
+    Outcome,
+    Strict,
+    Subgroup,
+    Workload,
+)
 
-PATIENT_REF = "patient_ref"
-WHOLE_PAYLOAD = "(payload)"  # the field of a problem with the payload as a whole
-WHOLE_ROW = "(row)"  # ... with a row of a file as a whole (too many or too few values)
-MAX_ECHO = 80  # characters of a rejected value echoed back in an error
-CLEANING_RECIPES = ("hfref_spironolactone_export", "clean")
+SPEC_VERSION = 2
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Feature(_Strict):
+class Feature(Strict):
     """One model input: how to ask for it, what is physically possible, what was validated."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    label: str
-    unit: str = ""
-    type: Literal["number", "integer", "boolean", "category"]
-    required: bool
-    help: str = ""
-    hard_min: float | None = None
-    hard_max: float | None = None
-    categories: list[str] | None = None
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="lower case: the extract's "
+                      "column, the form's field and the input's key")
+    label: str = Field(description="what the clinician reads on the form")
+    unit: str = Field(default="", description="the unit, shown beside the label")
+    type: Literal["number", "integer", "boolean", "category"] = Field(
+        description="'number', 'integer', 'boolean' (yes/no) or 'category'")
+    required: bool = Field(description="whether a value must be given; booleans always are")
+    help: str = Field(default="", description="help text under the field")
+    hard_min: float | None = Field(default=None, description="numbers: the lowest physically "
+                                   "plausible value; lower is rejected")
+    hard_max: float | None = Field(default=None, description="numbers: the highest physically "
+                                   "plausible value; higher is rejected")
+    categories: list[str] | None = Field(default=None, description="categories: the allowed "
+                                         "values, in the order the form lists them")
     # Added by training to the artefact's copy:
-    validated_min: float | None = None
-    validated_max: float | None = None
-    validated_categories: list[str] | None = None
+    validated_min: float | None = Field(default=None, description="written by training: the "
+                                        "lower end of the validated range")
+    validated_max: float | None = Field(default=None, description="written by training: the "
+                                        "upper end of the validated range")
+    validated_categories: list[str] | None = Field(
+        default=None, description="written by training: categories seen often enough to be "
+        "validated")
 
     @model_validator(mode="after")
     def _limits_fit_type(self) -> Feature:
@@ -80,45 +100,74 @@ class Feature(_Strict):
         return ""
 
 
-class Outcome(_Strict):
-    name: str
-    label: str
-    definition: str
-    horizon_days: int = Field(gt=0)
+class PatientReference(Strict):
+    """How the form asks for the patient reference."""
+
+    label: str = Field(description="the field's label, e.g. 'Patient reference (study ID or MRN)'")
+    help: str = Field(default="", description="help text under it")
+    max_length: int = Field(default=64, ge=4, le=256, description="longest reference accepted")
 
 
-class PatientReference(_Strict):
-    label: str
-    help: str = ""
-    max_length: int = Field(default=64, ge=4, le=256)
+class RoutingPolicy(Strict):
+    """Targets the routing rule is fitted to at training (or import) time."""
+
+    low_risk_event_rate_target: float = Field(
+        gt=0, lt=1, description="the highest acceptable event rate among auto-finalised "
+        "low-risk predictions (upper 95% bound on the calibration split)")
+    confidence_level: float = Field(default=0.975, gt=0.5, lt=1, description="how sure the "
+                                    "model must be to auto-finalise a prediction")
+    novelty_quantile: float = Field(default=0.995, gt=0.5, lt=1, description="share of training "
+                                    "patients whose combination of values counts as usual")
+    validated_range_quantiles: tuple[float, float] = Field(
+        default=(0.005, 0.995), description="percentiles of the cohort that bound the validated "
+        "range of each numeric input")
+    workload: Workload | None = Field(default=None, description="optional: the setting and "
+                                      "patients a week, for the review workload sentence")
 
 
-class RoutingPolicy(_Strict):
-    """Targets the routing rule is fitted to at training time."""
+class Spec(Strict):
+    """A whole spec file: the prediction task and every model input."""
 
-    low_risk_event_rate_target: float = Field(gt=0, lt=1)
-    confidence_level: float = Field(default=0.975, gt=0.5, lt=1)
-    novelty_quantile: float = Field(default=0.995, gt=0.5, lt=1)
-    validated_range_quantiles: tuple[float, float] = (0.005, 0.995)
+    spec_version: Literal[2] = Field(description="the spec format; 2")
+    title: str = Field(min_length=1, max_length=60, description="a short name for the app's "
+                       "title and browser tab, e.g. 'One-year mortality risk'")
+    model_name: str = Field(description="the model's full name, heading the model card")
+    description: str = Field(description="what the model estimates, in one or two sentences")
+    synthetic: bool = Field(description="true only for a model trained on synthetic data")
+    intended_use: str = Field(description="who is scored, when, and for which decision")
+    intended_users: str = Field(description="who uses the results")
+    out_of_scope: list[str] = Field(min_length=1, description="patients and uses the model is "
+                                    "not for, one per item")
+    known_limitations: list[str] = Field(min_length=1, description="what users must know about "
+                                         "the model's limits, one per item (the model card adds "
+                                         "those of the estimator and routing)")
+    cleaning: str = Field(description="the cleaning recipe for the extract: 'clean' for the "
+                          "documented generic format")
+    index: IndexEvent = Field(description="the index event (description, date_column)")
+    outcome: Outcome = Field(description="what is predicted and how an outcome is recorded")
+    extraction_exclusions: list[ExtractionExclusion] = Field(
+        default=[], description="patients excluded when the extract was made (name, description, "
+        "excluded): rows of the cohort flow before the extract")
+    subgroups: list[Subgroup] = Field(default=[], description="features to report the held-out "
+                                      "metrics by (feature, and bands for a numeric one)")
+    estimator: Estimator = Field(default=Estimator(), description="what training fits (family, "
+                                 "calibration)")
+    patient_reference: PatientReference = Field(description="how the form asks for the patient "
+                                                "reference (label, help, max_length)")
+    action_threshold: float = Field(gt=0, lt=1, description="the calibrated risk at or above "
+                                    "which the clinician acts differently")
+    action: str = Field(description="what the clinician does above and below the threshold")
+    routing: RoutingPolicy = Field(description="targets of the routing rule")
+    features: list[Feature] = Field(min_length=1, description="the model's inputs, in form order")
 
+    @field_validator("cleaning")
+    @classmethod
+    def _known_recipe(cls, value: str) -> str:
+        from core.cleaning import recipe_names  # the recipes import this module
 
-class Spec(_Strict):
-    """A whole feature spec file."""
-
-    spec_version: int
-    model_name: str
-    description: str
-    synthetic: bool
-    intended_use: str
-    intended_users: str
-    out_of_scope: list[str] = Field(min_length=1)
-    cleaning: Literal[CLEANING_RECIPES]  # type: ignore[valid-type]
-    outcome: Outcome
-    patient_reference: PatientReference
-    action_threshold: float = Field(gt=0, lt=1)
-    action: str
-    routing: RoutingPolicy
-    features: list[Feature] = Field(min_length=1)
+        if value not in recipe_names():
+            raise ValueError("must be one of: " + ", ".join(recipe_names()))
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> Spec:
@@ -128,6 +177,10 @@ class Spec(_Strict):
             raise ValueError(f"duplicate feature names: {', '.join(dupes)}")
         if PATIENT_REF in names:
             raise ValueError(f"'{PATIENT_REF}' is reserved for the patient reference")
+        if self.outcome.name in names:
+            raise ValueError(f"outcome.name '{self.outcome.name}' is also a feature's name")
+        for i, group in enumerate(self.subgroups):
+            _check_subgroup(i, group, {f.name: f for f in self.features})
         return self
 
     @cached_property
@@ -144,6 +197,27 @@ class Spec(_Strict):
     @cached_property
     def list_adapter(self) -> TypeAdapter:
         return TypeAdapter(list[self.input_model])
+
+    def horizon_text(self) -> str:
+        """'within 30 days of <the index event>', with the spec's horizon."""
+        return f"within {self.outcome.horizon_days} days of {self.index.description}"
+
+
+def _check_subgroup(i: int, group: Subgroup, features: dict[str, Feature]) -> None:
+    f = features.get(group.feature)
+    where = f"subgroups.{i}"
+    if f is None:
+        raise ValueError(f"{where}: '{group.feature}' is not a feature")
+    if f.numeric:
+        cuts = group.bands or []
+        if not cuts:
+            raise ValueError(f"{where}: numeric feature '{f.name}' needs bands (cut points)")
+        if any(b >= a for a, b in zip(cuts[1:], cuts, strict=False)) or not (
+                f.hard_min < cuts[0] and cuts[-1] <= f.hard_max):
+            raise ValueError(f"{where}: bands must increase and lie inside the hard limits "
+                             f"{_fmt(f.hard_min)}-{_fmt(f.hard_max)}")
+    elif group.bands is not None:
+        raise ValueError(f"{where}: only numeric features have bands")
 
 
 def load_spec(path: Path | str) -> Spec:
@@ -171,162 +245,6 @@ def parse_spec(raw: Any, *, source: str = "spec") -> Spec:
 
 def dump_spec(spec: Spec) -> str:
     return json.dumps(spec.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
-
-
-# ---- the input model -------------------------------------------------------------------
-
-
-def _reject_bool(value: Any) -> Any:
-    # bool is an int subclass; a checkbox value in a number field is an entry error.
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not yes/no")
-    if isinstance(value, (bytes, bytearray)):
-        raise ValueError("must be a number")
-    if isinstance(value, str):
-        if value.strip() == "":
-            return None
-        if "_" in value:  # Python reads "5_8" as 58: in a lab value it is a typo
-            raise ValueError("must be a number")
-    return value
-
-
-def _reject_non_str(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError("must be one of the listed options (text)")
-    return value.strip() or None
-
-
-def _field_for(feature: Feature) -> tuple[Any, Any]:
-    if feature.numeric:
-        base = int if feature.type == "integer" else float
-        inner = Annotated[base, Field(ge=feature.hard_min, le=feature.hard_max, allow_inf_nan=False)]
-        kind = Annotated[inner if feature.required else inner | None, BeforeValidator(_reject_bool)]
-    elif feature.type == "boolean":
-        kind = bool
-    else:
-        inner = Literal[tuple(feature.categories)]
-        kind = Annotated[inner if feature.required else inner | None, BeforeValidator(_reject_non_str)]
-    return (kind, ... if feature.required else None)
-
-
-def _build_input_model(spec: Spec) -> type[BaseModel]:
-    ref = Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=spec.patient_reference.max_length,
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_/.\-]*$",
-        ),
-    ]
-    fields = {f.name: _field_for(f) for f in spec.features}
-    return create_model(
-        "PatientInput",
-        __config__=ConfigDict(extra="forbid", str_strip_whitespace=True),
-        patient_ref=(ref, ...),
-        **fields,
-    )
-
-
-def validate_payload(spec: Spec, payload: Any) -> tuple[str, dict[str, Any]]:
-    """Check one payload against the spec: (patient_ref, features) or InvalidInput listing all problems."""
-    if not isinstance(payload, Mapping):
-        raise InvalidInput([problem(WHOLE_PAYLOAD, "must be a mapping of field names to values", payload)])
-    problems = [problem(safe_repr(k), "field names must be text", k)
-                for k in payload if not isinstance(k, str)]
-    try:
-        model = spec.input_model.model_validate({k: v for k, v in payload.items() if isinstance(k, str)})
-    except ValidationError as exc:
-        problems += [_translate(spec, e) for e in exc.errors()]
-    if problems:
-        raise InvalidInput(problems)
-    values = model.model_dump()
-    return values.pop(PATIENT_REF), values
-
-
-def validate_many(spec: Spec, payloads: list[Any]
-                  ) -> tuple[list[tuple[int, str, dict]], list[tuple[int, list[dict]]]]:
-    """validate_payload for a batch: ([(index, patient_ref, features)], [(index, errors)]).
-
-    One pydantic call for the whole list (much cheaper per row); rows it rejects are validated
-    again one by one, so their errors are exactly those validate_payload gives."""
-    plain = [i for i, p in enumerate(payloads)
-             if type(p) is dict and all(type(k) is str for k in p)]
-    bad_rows = set(range(len(payloads))) - set(plain)
-    try:
-        models = dict(zip(plain, spec.list_adapter.validate_python([payloads[i] for i in plain]),
-                          strict=True))
-    except ValidationError as exc:
-        bad_rows |= {plain[e["loc"][0]] for e in exc.errors()}
-        ok = [i for i in plain if i not in bad_rows]
-        models = dict(zip(ok, spec.list_adapter.validate_python([payloads[i] for i in ok]),
-                          strict=True))
-    good = []
-    for i, model in models.items():
-        values = dict(model.__dict__)  # flat model of plain values: same as model_dump()
-        good.append((i, values.pop(PATIENT_REF), values))
-    errors = []
-    for i in sorted(bad_rows):
-        try:
-            validate_payload(spec, payloads[i])
-        except InvalidInput as exc:
-            errors.append((i, exc.errors))
-    return good, errors
-
-
-def safe_repr(value: Any) -> str:
-    """A short repr that never raises (huge integers, deep nesting, odd objects)."""
-    if isinstance(value, str):
-        value = value[:MAX_ECHO]  # repr of a huge string costs time and memory for nothing
-    try:
-        shown = repr(value)
-    except (ValueError, RecursionError, TypeError, AttributeError):
-        shown = f"<{type(value).__name__}>"
-    shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
-    return shown if len(shown) <= MAX_ECHO else shown[: MAX_ECHO - 3] + "..."
-
-
-def problem(field: str, message: str, value: Any) -> dict:
-    """One entry of InvalidInput.errors: the field, what is wrong, the value received (short)."""
-    field = field.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ECHO]
-    return {"field": field, "message": message, "value": safe_repr(value)}
-
-
-def _translate(spec: Spec, err: dict) -> dict:
-    field = str(err["loc"][0]) if err["loc"] else WHOLE_PAYLOAD
-    feature = next((f for f in spec.features if f.name == field), None)
-    kind = err["type"]
-    value = err.get("input")
-    unit = f" {feature.unit}" if feature and feature.unit else ""
-    if kind == "missing":
-        message = "is required"
-    elif kind == "extra_forbidden":
-        message = "is not an input of this model (unknown field)"
-    elif kind == "finite_number":
-        message = "must be a finite number (NaN and infinity are not accepted)"
-    elif kind in ("greater_than_equal", "less_than_equal") and feature:
-        message = (
-            f"must be between {_fmt(feature.hard_min)} and {_fmt(feature.hard_max)}{unit}; "
-            "values outside are not physiologically plausible"
-        )
-    elif kind in ("float_parsing", "float_type", "int_parsing", "int_type"):
-        message = "must be a number"
-    elif kind == "int_from_float":
-        message = "must be a whole number"
-    elif kind == "literal_error" and feature:
-        message = "must be one of: " + ", ".join(feature.categories or [])
-    elif kind in ("bool_parsing", "bool_type"):
-        message = "must be yes or no"
-    elif kind == "string_too_long":
-        message = f"must be at most {spec.patient_reference.max_length} characters"
-    elif kind == "string_pattern_mismatch":
-        message = "may contain only letters, digits and - _ / . (no spaces or control characters)"
-    elif kind == "string_too_short":
-        message = "is required"
-    elif kind == "string_type":
-        message = "must be text"
-    else:
-        message = err["msg"].removeprefix("Value error, ")
-    return problem(field, message, value)
 
 
 def _fmt(x: float | None) -> str:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -50,8 +51,7 @@ def streamlit_server(db: Path, **settings: str) -> Iterator[str]:
     """Start the app in demo mode on a free port; yield its URL; always terminate it.
     `settings`: more APP_ variables, e.g. APP_IDLE_TIMEOUT_MINUTES="0.1"."""
     port = free_port()
-    env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(REPO / "model_artifacts"),
-           **settings}
+    env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(MODELS), **settings}
     env.pop("APP_PATIENT_KEY", None)
     log = open(db.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(

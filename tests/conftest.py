@@ -1,5 +1,11 @@
-"""Shared fixtures: an isolated store, the app in demo mode, the shipped model and a payload that
-auto-finalises; and `run_core`, the `python -m core` command in a subprocess.
+"""Shared fixtures: an isolated store, the app in demo mode, the demonstration model and a
+payload that auto-finalises; and `run_core`, the `python -m core` command in a subprocess.
+
+The suite never serves the repository's model_artifacts/: whichever version DEFAULT_VERSION
+there names, MODELS is a folder of the suite's own, where the demonstration model v1 is trained
+from the shipped synthetic extract and spec once per run (a few seconds) and is the default.
+Tests about the shipped artefact itself (it verifies, retraining reproduces it, MODEL_CARD.md is
+current) read model_artifacts/ on purpose.
 
 Settings are read from the environment on every call, so each fixture that touches the store
 points the APP_ variables at a temporary file first.
@@ -7,9 +13,12 @@ points the APP_ variables at a temporary file first.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +33,30 @@ from core.config import get_settings
 pytest.register_assert_rewrite("browser_support")
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "model_artifacts"  # read-only: no test writes here
+DEMO_SPEC = REPO / "specs" / "hyperkalaemia.json"
+DEMO_EXTRACT = REPO / "data" / "cohort_extract.csv.gz"
+SHIPPED = REPO / "model_artifacts"  # the repository's versions: only tests about them read it
+
+
+def _demo_models() -> Path:
+    """A models folder of the suite's own: v1 trained on the demo cohort, and the default."""
+    from core.train import train
+
+    root = Path(tempfile.mkdtemp(prefix="suite-models-"))
+    atexit.register(shutil.rmtree, root, True)
+    models = root / "models"
+    train(data=DEMO_EXTRACT, spec_path=DEMO_SPEC, version="v1", models_dir=models,
+          trained_by="test suite")
+    (models / "DEFAULT_VERSION").write_text("v1\n")
+    for path in [models, *models.rglob("*")]:  # read-only, as in the container
+        path.chmod(path.stat().st_mode & ~0o222)
+    atexit.register(lambda: [p.chmod(p.stat().st_mode | 0o200) for p in [models, *models.rglob("*")]])
+    return models
+
+
+MODELS = _demo_models()  # read-only: no test writes here
+# Whatever a test (or a command it runs) does not set itself serves the suite's own models.
+os.environ["APP_MODELS"] = str(MODELS)
 TEST_PATIENT_KEY = "test-only-patient-key-0123456789abcdefghij"  # 40 characters
 
 # A typical patient as core.score takes it, without patient_ref: complete and inside every
@@ -83,7 +115,7 @@ def demo_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def v1() -> artifacts.Artefact:
-    """The shipped model v1, verified and loaded."""
+    """The demonstration model v1 (the suite's own copy), verified and loaded."""
     return artifacts.load(MODELS, "v1")
 
 

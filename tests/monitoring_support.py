@@ -20,7 +20,7 @@ from core.store import Store, open_store
 WEEKS = 10
 
 
-def seed_activity(tmp_path: Path, *, patients: int = 300, seed: int = 11) -> Store:
+def seed_activity(tmp_path: Path, *, patients: int = 420, seed: int = 11) -> Store:
     """Fill the store the settings point at (APP_DB); returns it, still open."""
     store = open_store(get_settings().db)
     now = scoring.now_utc()

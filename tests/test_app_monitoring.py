@@ -8,14 +8,17 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from app_support import REPO, TIMEOUT, store
+from conftest import MODELS
 from monitoring_support import seed_activity
 from streamlit.testing.v1 import AppTest
 
 from core import auth
 from core import store as core_store
+from core.artifacts import read_manifest
 from core.clock import now_utc
 
 PAGE = str(REPO / "views" / "monitoring.py")
+EXPECTED_SHARE = read_manifest(MODELS / "v1")["routing"]["expected_review_share"]
 CHARTS = {"override_rate", "reviewed", "reasons", "daily", "review_share", "review_reasons",
           "time_to_decision", "workload", "calibration"}
 
@@ -26,7 +29,7 @@ def busy(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("monitoring")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("APP_DB", str(tmp_path / "app.duckdb"))
-        mp.setenv("APP_MODELS", str(REPO / "model_artifacts"))
+        mp.setenv("APP_MODELS", str(MODELS))
         mp.setenv("APP_DEMO", "1")
         mp.delenv("APP_PATIENT_KEY", raising=False)
         for name in ("SHARE", "MIN_REVIEWED", "WINDOW_DAYS"):
@@ -115,7 +118,7 @@ def test_monitoring_charts_equal_independent_counts():
         "SELECT count(*) FROM decided WHERE supersedes IS NULL")
 
     share = at.dataframe[0].value.iloc[0]
-    assert share["model_version"] == "v1" and share["expected_review_share"] == pytest.approx(0.3221)
+    assert share["model_version"] == "v1" and share["expected_review_share"] == pytest.approx(EXPECTED_SHARE)
     assert share["routed_to_review"] == review
 
     outcomes = count("SELECT count(*) FROM outcomes")

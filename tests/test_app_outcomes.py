@@ -58,12 +58,12 @@ def test_outcomes_lists_due_predictions_most_overdue_first(scored):
 def test_outcomes_records_no_event_and_leaves_the_due_list(scored):
     first = scored["due"][0]
     at = fill(outcomes_page(), prediction=first.prediction_id).run()
-    at = fill(at, event="no", max_potassium=4.9, source="lab system")
+    at = fill(at, event="no", measured_value=4.9, source="lab system")
     at = at.button(key=SUBMIT).click().run()
     assert not at.exception and not at.error
     assert [s.value for s in at.success] == ["Outcome recorded for OLD-1: event no."]
     row = store().current_outcome(first.prediction_id)
-    assert (row["event"], row["max_potassium"], row["source"], row["user_name"]) == (
+    assert (row["event"], row["measured_value"], row["source"], row["user_name"]) == (
         False, 4.9, "lab system", "demo-clinician")
     assert at.dataframe[0].value["patient_ref"].tolist() == ["OLD-2"]
     assert at.selectbox(key="outcomes_prediction").value is None  # the form starts again
@@ -71,10 +71,10 @@ def test_outcomes_records_no_event_and_leaves_the_due_list(scored):
 
 @pytest.mark.parametrize("values,field,message", [
     ({"event": "yes", "source": "lab"}, None, "event_date is required when the event happened"),
-    ({"event": "no", "max_potassium": 6.1, "source": "lab"}, None, "contradicts event=no"),
+    ({"event": "no", "measured_value": 6.1, "source": "lab"}, None, "contradicts event=no"),
     ({"event": "no"}, "source", "at least 1 character"),
     ({"source": "lab"}, "event", "valid boolean"),
-    ({"event": "no", "max_potassium": 12.0, "source": "lab"}, "max_potassium", "less than or equal to 10"),
+    ({"event": "no", "measured_value": 12.0, "source": "lab"}, "measured_value", "must be between 1.5 and 10 mmol/L"),
 ])
 def test_outcomes_validation_error_is_shown_and_nothing_recorded(scored, values, field, message):
     pid = scored["due"][0].prediction_id
@@ -100,11 +100,11 @@ def test_outcomes_correction_supersedes_and_shows_history(scored):
 
     at = fill(at, prediction_id=recent.prediction_id).run()
     assert any("Submitting records a correction" in i.value for i in at.info)
-    at = fill(at, event="yes", event_date=today, max_potassium=6.2, source="lab recheck")
+    at = fill(at, event="yes", event_date=today, measured_value=6.2, source="lab recheck")
     at = at.button(key=CORRECT).click().run()
     assert [s.value for s in at.success] == ["Correction recorded for NEW-1: event yes."]
     history = store().outcome_history(recent.prediction_id)
-    assert history["max_potassium"].tolist()[1] == 6.2 and history["user_name"].nunique() == 1
+    assert history["measured_value"].tolist()[1] == 6.2 and history["user_name"].nunique() == 1
     assert history["supersedes"].tolist()[1] == first["outcome_id"]
 
     at = fill(at, prediction_id=recent.prediction_id).run()

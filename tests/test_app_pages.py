@@ -3,9 +3,11 @@
 import app_support
 import pytest
 from app_support import REPO, signed_in, store, texts
+from conftest import MODELS
 
 import core
 from core import auth
+from core.artifacts import read_manifest
 
 pytestmark = pytest.mark.usefixtures("demo_app")
 
@@ -46,7 +48,7 @@ def test_monitoring_counts_against_expected_share():
     assert metrics["Predictions"] == "3" and metrics["Rejected inputs"] == "1"
     assert metrics["Routed to review"].startswith(f"{n_review} (")
     row = at.dataframe[0].value.iloc[0]
-    assert row["model_version"] == "v1" and row["expected_review_share"] == 0.3221
+    assert row["model_version"] == "v1" and row["expected_review_share"] == read_manifest(MODELS / "v1")["routing"]["expected_review_share"]
     (fields,) = [d.value for d in at.dataframe if "field" in d.value.columns]
     assert fields[["field", "rejections"]].values.tolist() == [["potassium", 1]]
 

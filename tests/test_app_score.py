@@ -4,7 +4,7 @@ import pytest
 from app_support import fill_form, signed_in, store, submit_score, texts
 
 import core.scoring
-from core.display import CONFIDENCE_MEANING
+from core.display import confidence_meaning
 from core.errors import StoreUnavailable
 
 pytestmark = pytest.mark.usefixtures("demo_app")
@@ -20,7 +20,7 @@ def test_form_is_built_from_the_spec():
     assert at.text_input(key="score_patient_ref").label.startswith("Patient reference")
 
 
-def test_score_shows_the_recorded_result():
+def test_score_shows_the_recorded_result(v1):
     at = submit_score(fill_form(signed_in("clinician")))
     assert not at.exception and not at.error
     row = store().recent_predictions(user="demo-clinician").iloc[0]
@@ -29,7 +29,7 @@ def test_score_shows_the_recorded_result():
     assert ("High risk" if row["risk_class"] == "high" else "Low risk") in shown
     confidence = next(m for m in at.metric if m.label == "Confidence")
     expected = "> 99.9%" if row["confidence"] > 0.999 else f"{row['confidence'] * 100:.1f}%"
-    assert confidence.value == expected and confidence.help == CONFIDENCE_MEANING
+    assert confidence.value == expected and confidence.help == confidence_meaning(v1)
     assert any(m.label == "95% interval" for m in at.metric)
     routing = "Auto-finalised" if row["routing"] == "auto_finalised" else "Sent to clinical review"
     assert routing in shown

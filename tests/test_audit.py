@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import MODELS
 
 import core
 from core import store as store_mod
@@ -27,7 +28,7 @@ PATIENT = {"age": 70, "sex": "female", "weight_kg": 80, "egfr": 55, "potassium":
 def db(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "audit.duckdb"
     monkeypatch.setenv("APP_DB", str(path))
-    monkeypatch.setenv("APP_MODELS", str(PROJ_ROOT / "model_artifacts"))
+    monkeypatch.setenv("APP_MODELS", str(MODELS))
     monkeypatch.setenv("APP_PATIENT_KEY", "k" * 40)
     monkeypatch.delenv("APP_DEMO", raising=False)
     yield path
@@ -45,7 +46,7 @@ def filled(db) -> Store:
 
 def cli(*args, db: Path):
     env = {**os.environ, "APP_DB": str(db), "APP_PATIENT_KEY": "k" * 40,
-           "APP_MODELS": str(PROJ_ROOT / "model_artifacts")}
+           "APP_MODELS": str(MODELS)}
     return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True,
                           env=env, cwd=PROJ_ROOT, timeout=120)
 

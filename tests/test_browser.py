@@ -48,7 +48,7 @@ def test_browser_clinician_scores_a_patient(server, page):
     wait_idle(page)
     text = card.inner_text()
     assert "Result for BROWSER-1" in text
-    assert "Risk of hyperkalaemia within 42 days" in text and "%" in text
+    assert "Risk: Hyperkalaemia within 42 days" in text and "%" in text
     assert "Confidence" in text and "95% interval" in text
     assert "Auto-finalised" in text or "Sent to clinical review" in text
     if SCREENSHOT:

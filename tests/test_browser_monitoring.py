@@ -5,6 +5,7 @@ import os
 
 import pytest
 from browser_support import BROWSER_MARKS, launch, sign_in, streamlit_server, wait_idle
+from conftest import MODELS
 from monitoring_support import seed_activity
 
 from core import store as core_store
@@ -20,6 +21,7 @@ def server(tmp_path_factory):
     db = tmp_path / "app.duckdb"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("APP_DB", str(db))
+        mp.setenv("APP_MODELS", str(MODELS))
         mp.setenv("APP_DEMO", "1")
         mp.delenv("APP_PATIENT_KEY", raising=False)
         seed_activity(tmp_path)

@@ -1,12 +1,15 @@
 """Cleaning steps and inclusion/exclusion on small hand-made extracts."""
 
+import json
+
 import pandas as pd
 import pytest
+from conftest import DEMO_SPEC
 
-from core import cleaning
-from core.config import default_spec_path
-from core.errors import TrainingDataError
-from core.spec import load_spec
+from core import build, cleaning
+from core.errors import SpecError, TrainingDataError
+from core.features import model_frame
+from core.spec import load_spec, parse_spec
 
 
 def raw_row(**overrides) -> dict:
@@ -25,7 +28,7 @@ def raw_row(**overrides) -> dict:
 
 @pytest.fixture
 def spec():
-    return load_spec(default_spec_path())
+    return load_spec(DEMO_SPEC)
 
 
 def run(rows, spec):
@@ -105,3 +108,74 @@ def test_parse_rejects_missing_columns(spec):
 def test_parse_rejects_bad_flag(spec):
     with pytest.raises(TrainingDataError, match="diabetes must be Y or N"):
         run([raw_row(diabetes="maybe")], spec)
+
+
+# ---- the generic format (`clean`) and the spec's extraction-time exclusions -------------------
+
+
+def generic_spec(**changes):
+    raw = json.loads(DEMO_SPEC.read_text())
+    raw.update(cleaning="clean", index={"description": "the first dose", "date_column": None},
+               features=[f for f in raw["features"] if f["name"] in ("age", "sex", "diabetes")],
+               subgroups=[{"feature": "sex"}], **changes)
+    return parse_spec(raw)
+
+
+def generic_rows(n=4, **overrides):
+    rows = [{"patient_id": f"P{i}", "age": str(60 + i), "sex": "female", "diabetes": "yes",
+             "hyperkalaemia_42d": "1" if i % 2 else "0"} for i in range(n)]
+    for i, changes in overrides.items():
+        rows[int(i)].update(changes)
+    return pd.DataFrame(rows, dtype=str)
+
+
+def test_generic_recipe_reads_yes_no_words_and_drops_unknown_outcomes():
+    df, flow = cleaning.clean(generic_rows(3, **{"1": {"diabetes": "N"}, "2": {"hyperkalaemia_42d": ""}}),
+                              generic_spec())
+    assert list(df["diabetes"]) == [True, False] and list(df["hyperkalaemia_42d"]) == [0.0, 1.0]
+    assert [s["step"] for s in flow] == ["raw_extract", "drop_exact_duplicates", "require_outcome"]
+    assert flow[-1]["excluded"] == 1 and list(df[cleaning.ROW]) == [1, 2]
+
+
+def test_extraction_exclusions_are_the_first_rows_of_the_cohort_flow():
+    spec = generic_spec(extraction_exclusions=[
+        {"name": "no_consent", "description": "Declined the use of their records", "excluded": 7},
+        {"name": "transferred", "description": "Transferred in from another hospital", "excluded": 3}])
+    _, flow = cleaning.clean(generic_rows(4), spec)
+    assert [(s["step"], s["excluded"], s["rows_after"]) for s in flow[:4]] == [
+        ("source_population", 0, 14), ("no_consent", 7, 7), ("transferred", 3, 4),
+        ("raw_extract", 0, 4)]
+    assert flow[1]["description"] == "Declined the use of their records (at extraction)"
+
+
+def test_values_outside_the_hard_limits_name_the_rows_and_how_to_exclude_them():
+    spec = generic_spec()
+    cohort, _ = cleaning.clean(generic_rows(5, **{"1": {"age": "130"}, "3": {"age": "12"}}), spec)
+    with pytest.raises(TrainingDataError) as exc:
+        build.checked_frame(cohort, spec, min_rows=1, min_events=1, what="cohort")
+    message = str(exc.value)
+    assert "age: 2 values outside the hard limits 18-120 (rows 2, 4)" in message
+    assert "extraction_exclusions" in message
+
+
+@pytest.mark.parametrize("outcome,problem", [
+    ({"label": "x", "event": "x", "definition": "x", "horizon_days": 30}, "outcome.name: Field required"),
+    ({"name": "died", "label": "x", "event": "x", "definition": "x"}, "outcome.horizon_days: Field required"),
+    ({"name": "died", "label": "x", "event": "x", "definition": "x", "horizon_days": 30,
+      "measurement": {"name": "v", "label": "v", "min": 0, "max": 10}},
+     "outcome.measurement.event_threshold: Field required"),
+    ({"name": "died", "label": "x", "event": "x", "definition": "x", "horizon_days": 30,
+      "measurement": {"name": "v", "label": "v", "min": 0, "max": 10, "event_threshold": 11}},
+     "event_threshold must lie between min and max"),
+])
+def test_an_incomplete_outcome_definition_is_refused_naming_the_field(outcome, problem):
+    raw = json.loads(DEMO_SPEC.read_text())
+    raw["outcome"] = outcome
+    with pytest.raises(SpecError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        parse_spec(raw)
+
+
+def test_model_frame_keeps_the_rows_of_a_generic_extract():
+    spec = generic_spec()
+    cohort, _ = cleaning.clean(generic_rows(2), spec)
+    assert list(model_frame(cohort, spec).columns) == ["age", "sex", "diabetes"]

@@ -34,7 +34,7 @@ def test_import_reports_rejected_rows_and_exits_1(fresh_store, valid_payload, tm
     assert lines[3].startswith("  row 4: no prediction for this patient")
     store = core_store.open_store(fresh_store.path)
     recorded = store.current_outcome(first.prediction_id)
-    assert (recorded["event"], recorded["max_potassium"], recorded["user_name"]) == (True, 6.1, "lab.import")
+    assert (recorded["event"], recorded["measured_value"], recorded["user_name"]) == (True, 6.1, "lab.import")
     assert str(recorded["event_date"]) == str(today)
     assert store.current_outcome(second.prediction_id) is None
 
@@ -58,6 +58,6 @@ def test_import_refuses_a_supersedes_or_unknown_column_and_records_nothing(fresh
                    f"{now_utc().date()},ward lab,some-outcome-id,x\n")
     run = run_import(csv)
     assert run.returncode == 2
-    assert "supersedes: is not a column of an outcome import (a correction is made" in run.stderr
-    assert "note: is not a column of an outcome import" in run.stderr
+    assert "supersedes: is not a column of the outcome import (a correction is made" in run.stderr
+    assert "note: is not a column of the outcome import" in run.stderr
     assert core_store.open_store(fresh_store.path).count("outcomes") == 0

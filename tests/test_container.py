@@ -260,7 +260,8 @@ def test_start_serves_app_as_unprivileged_user_with_read_only_models(image: Imag
         assert store.is_file() and store.stat().st_uid == image.uid
         assert _tree(image.models) == models_before
         text = log.read_text()
-        assert "checks passed: production mode" in text and "serving model v1" in text
+        default = (image.models / "DEFAULT_VERSION").read_text().strip()  # whichever the repo names
+        assert "checks passed: production mode" in text and f"serving model {default}" in text
         assert TEST_PATIENT_KEY not in text
         assert proc.poll() is None, text
     finally:

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from conftest import MODELS
 
 from core.config import PROJ_ROOT
 from core.store import Store
@@ -33,7 +34,7 @@ while True:
 def test_sigkill_at_random_points_loses_no_returned_prediction(tmp_path):
     db = tmp_path / "crash.duckdb"
     env = {**os.environ, "APP_DB": str(db), "APP_PATIENT_KEY": "k" * 40,
-           "APP_MODELS": str(PROJ_ROOT / "model_artifacts")}
+           "APP_MODELS": str(MODELS)}
     rng = random.Random(20261126)
     returned: list[str] = []
     for run in range(KILLS):

@@ -35,6 +35,11 @@ def test_five_questions_answer_from_live_data(journeys):
     assert "2 predictions, 1 routed to review, 1 reviewed" in answers[2]
     # the first view verifies the whole chain (4 entries) and records it (entry 5)
     assert "Audit chain: intact, 5 entries: the whole chain was verified through entry 4" in answers[2]
+    # Routing, confidence and explanations, each in the clinician's paragraph from the manifest
+    m = snap["artefact"].manifest
+    for paragraph in (m["routing"]["description"], m["confidence"]["description"],
+                      m["explanation"]["description"]):
+        assert paragraph in answers[2]
     assert "180 days" in answers[3] and "Incompletely logged predictions: 0" in answers[3]
 
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import MODELS, TEST_PATIENT_KEY
 
 from core import synthetic
+from core.artifacts import read_manifest
 from core.batch import score_batch
 from core.clock import now_utc
 from core.monitoring import dashboard
@@ -86,7 +87,7 @@ def test_every_aggregate_equals_an_independent_count(busy_store):
     codes = sql(busy_store, "SELECT count(*) FROM (SELECT unnest(reason_codes) FROM predictions)")[0]
     assert f["review_reasons"]["predictions"].sum() == codes
     assert f["time_to_decision"]["decided"].sum() == decided
-    assert d.expected_review_share == {"v1": pytest.approx(0.3221)}
+    assert d.expected_review_share == {"v1": read_manifest(MODELS / "v1")["routing"]["expected_review_share"]}
 
 
 def test_filters_narrow_every_aggregate(busy_store):

@@ -22,9 +22,9 @@ def later(days: int):
 def test_event_recorded_before_horizon(fresh_store, scored):
     today = now_utc().date()
     record_outcome({"prediction_id": scored.prediction_id, "event": True, "event_date": str(today),
-                    "max_potassium": 5.9, "source": "ward lab"}, user="dr.clin")
+                    "measured_value": 5.9, "source": "ward lab"}, user="dr.clin")
     row = fresh_store.current_outcome(scored.prediction_id)
-    assert row["event"] is True and row["max_potassium"] == 5.9 and row["user_name"] == "dr.clin"
+    assert row["event"] is True and row["measured_value"] == 5.9 and row["user_name"] == "dr.clin"
 
 
 def test_no_event_needs_the_horizon_to_pass(fresh_store, scored):
@@ -32,17 +32,17 @@ def test_no_event_needs_the_horizon_to_pass(fresh_store, scored):
         record_outcome({"prediction_id": scored.prediction_id, "event": False,
                         "source": "chart"}, user="dr.clin")
     assert exc.value.errors[0]["field"] == "event" and "42-day" in exc.value.errors[0]["message"]
-    record_outcome({"prediction_id": scored.prediction_id, "event": False, "max_potassium": 4.9,
+    record_outcome({"prediction_id": scored.prediction_id, "event": False, "measured_value": 4.9,
                     "source": "chart"}, user="dr.clin", now=later(43))
     assert fresh_store.current_outcome(scored.prediction_id)["event"] is False
 
 
 @pytest.mark.parametrize("payload,field", [
     ({"event": True, "source": "lab"}, "(form)"),  # no date
-    ({"event": False, "max_potassium": 6.1, "source": "lab"}, "(form)"),  # contradiction
+    ({"event": False, "measured_value": 6.1, "source": "lab"}, "(form)"),  # contradiction
     ({"event": True, "event_date": "2001-01-01", "source": "lab"}, "event_date"),
     ({"event": "perhaps", "source": "lab"}, "event"),
-    ({"event": False, "max_potassium": 40, "source": "lab"}, "max_potassium"),
+    ({"event": False, "measured_value": 40, "source": "lab"}, "measured_value"),
     ({"event": False}, "source"),
 ])
 def test_outcome_validation_names_the_field(fresh_store, scored, payload, field):
@@ -69,13 +69,13 @@ def test_correction_is_a_new_record(fresh_store, scored):
 
 def test_due_list_shows_only_past_horizon_without_outcome(fresh_store, scored, valid_payload):
     other = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin")
-    assert fresh_store.due_outcomes(now=later(10), horizon_days=42).empty
-    due = fresh_store.due_outcomes(now=later(45), horizon_days=42)
+    assert fresh_store.due_outcomes(now=later(10), horizons={"v1": 42}).empty
+    due = fresh_store.due_outcomes(now=later(45), horizons={"v1": 42})
     assert set(due["prediction_id"]) == {scored.prediction_id, other.prediction_id}
     assert due["days_overdue"].min() >= 2
     record_outcome({"prediction_id": scored.prediction_id, "event": False, "source": "chart"},
                    user="a", now=later(45))
-    assert list(fresh_store.due_outcomes(now=later(45), horizon_days=42)["prediction_id"]) == [other.prediction_id]
+    assert list(fresh_store.due_outcomes(now=later(45), horizons={"v1": 42})["prediction_id"]) == [other.prediction_id]
 
 
 def test_import_matches_by_id_or_patient_and_reports_rejects(fresh_store, scored, valid_payload, tmp_path):

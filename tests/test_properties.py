@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ from core.scoring import ScoreResult
 from core.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC = json.loads((REPO / "model_artifacts" / "v1" / "spec.json").read_text())
+SPEC = json.loads((MODELS / "v1" / "spec.json").read_text())
 FEATURES = {f["name"]: f for f in SPEC["features"]}
 REF_MAX = SPEC["patient_reference"]["max_length"]
 REF_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_/.\-]*", re.ASCII)

@@ -3,16 +3,17 @@ each side of the review band routes, and the directions the model's inputs move 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import MODELS
 
 import core
 from core.features import model_frame
@@ -21,9 +22,9 @@ from core.spec import validate_payload
 from core.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC = json.loads((REPO / "model_artifacts" / "v1" / "spec.json").read_text())
+SPEC = json.loads((MODELS / "v1" / "spec.json").read_text())
 FEATURES = {f["name"]: f for f in SPEC["features"]}
-MANIFEST = json.loads((REPO / "model_artifacts" / "v1" / "manifest.json").read_text())
+MANIFEST = json.loads((MODELS / "v1" / "manifest.json").read_text())
 THRESHOLD = MANIFEST["routing"]["action_threshold"]
 SAFE_LOW = MANIFEST["routing"]["safe_low_bound"]
 LEVEL = MANIFEST["routing"]["confidence_level"]
@@ -55,7 +56,7 @@ def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, v
     assert isinstance(result, ScoreResult)
     assert result.patient_ref == "TEST-0001"
     assert result.model_version == "v1"
-    assert result.model_sha256 == MANIFEST["files"]["model.joblib"] == v1.sha256
+    assert result.model_sha256 == MANIFEST["files"]["model.skops"] == v1.sha256
     assert result.created_at.utcoffset() == timedelta(0)
     assert result.action_threshold == THRESHOLD
 
@@ -66,7 +67,7 @@ def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, v
     assert row["source"] == "form"
     assert row["patient_ref"] == "TEST-0001"
     assert row["model_version"] == "v1"
-    assert row["model_sha256"] == MANIFEST["files"]["model.joblib"]
+    assert row["model_sha256"] == MANIFEST["files"]["model.skops"]
     assert (row["risk"], row["risk_class"], row["routing"]) == (
         result.risk, result.risk_class, result.routing)
     assert before <= row["created_at"] <= after  # stored as UTC
@@ -94,7 +95,7 @@ def test_typical_complete_payload_is_auto_finalised(fresh_store: Store, valid_pa
 
 
 def test_risk_equals_the_pipelines_predict_proba(fresh_store: Store, v1, valid_payload):
-    pipeline = joblib.load(v1.path / "model.joblib")  # v1 was hash-checked when it was loaded
+    pipeline = v1.predictor.model  # the pipeline as loaded from its hash-checked file
     result = core.score(valid_payload, user="dr.test")
     values = {k: v for k, v in valid_payload.items() if k != "patient_ref"}
     expected = pipeline.predict_proba(model_frame([values], v1.spec))[0, 1]
@@ -198,13 +199,14 @@ def test_unusual_combination_routes_to_review(fresh_store: Store, v1, valid_payl
 # ---- routing on both sides of the review band ---------------------------------------------------
 
 
-def _landing(v1, profile: dict) -> pd.DataFrame:
+def _landing(predictor, profile: dict) -> pd.DataFrame:
     """Risk, confidence and reasons for the profile over the potassium grid (nothing recorded)."""
     rows = [{**{k: v for k, v in profile.items() if k != "patient_ref"}, "potassium": float(k)}
             for k in K_GRID]
-    pred = v1.predictor.predict(model_frame(rows, v1.spec))
+    pred = predictor.predict(model_frame(rows, predictor.spec))
     return pd.DataFrame({"potassium": K_GRID, "risk": pred.risk, "confidence": pred.confidence,
-                         "reasons": pred.reasons})
+                         "reasons": pred.reasons, "routing": np.where(pred.review, "review",
+                                                                      "auto_finalised")})
 
 
 def _only_uncertainty(reasons: list[str]) -> bool:
@@ -219,9 +221,9 @@ def _pick(grid: pd.DataFrame, mask: pd.Series, payload: dict) -> dict:
 
 @pytest.fixture
 def regions(v1, valid_payload) -> dict[str, dict]:
-    """One payload per routing region, found by varying baseline potassium."""
-    typical = _landing(v1, valid_payload)
-    high = _landing(v1, _high_risk_profile(valid_payload))
+    """One payload per routing region of the served model, found by varying baseline potassium."""
+    typical = _landing(v1.predictor, valid_payload)
+    high = _landing(v1.predictor, _high_risk_profile(valid_payload))
     no_reason = typical["reasons"].map(len) == 0
     return {
         "uncertain_high": _pick(typical, (typical["risk"] >= THRESHOLD)
@@ -230,11 +232,6 @@ def regions(v1, valid_payload) -> dict[str, dict]:
         "clear_high": _pick(high, (high["risk"] >= THRESHOLD) & (high["confidence"] >= LEVEL)
                             & (high["reasons"].map(len) == 0), _high_risk_profile(valid_payload)),
         "clear_low": _pick(typical, (typical["risk"] < SAFE_LOW) & no_reason, valid_payload),
-        "grey_low": _pick(typical, (typical["risk"] >= SAFE_LOW) & (typical["risk"] < THRESHOLD)
-                          & typical["reasons"].map(_only_uncertainty), valid_payload),
-        "uncertain_low": _pick(typical, (typical["risk"] < SAFE_LOW)
-                               & (typical["confidence"] < LEVEL)
-                               & typical["reasons"].map(_only_uncertainty), valid_payload),
     }
 
 
@@ -258,18 +255,37 @@ def test_clearly_low_is_auto_finalised_low(fresh_store: Store, regions):
     assert result.risk < SAFE_LOW and result.confidence >= LEVEL
 
 
-def test_low_risk_above_the_safe_low_bound_goes_to_review(fresh_store: Store, regions):
-    result = core.score(regions["grey_low"], user="dr.test")
-    assert result.risk_class == "low"
-    assert SAFE_LOW <= result.risk < THRESHOLD
-    assert result.routing == "review"
-    assert "not clearly below the safe-low bound" in result.reasons[0]
+@pytest.fixture
+def banded(v1):
+    """The served model with a safe-low bound well below the threshold (the demonstration's own
+    bound may equal it), so that the band between them exists."""
+    predictor = copy.copy(v1.predictor)
+    predictor.rule = v1.predictor.rule.model_copy(update={"safe_low_bound": 0.12})
+    return predictor
 
 
-def test_low_risk_below_the_bound_but_uncertain_goes_to_review(fresh_store: Store, regions):
-    result = core.score(regions["uncertain_low"], user="dr.test")
-    assert result.risk_class == "low" and result.risk < SAFE_LOW
-    assert result.routing == "review"
+def test_low_risk_above_the_safe_low_bound_goes_to_review(banded, valid_payload):
+    grid = _landing(banded, valid_payload)
+    band = grid[(grid["risk"] >= 0.12) & (grid["risk"] < THRESHOLD)]
+    assert len(band) and (band["routing"] == "review").all()
+    assert band["reasons"].map(lambda r: "not clearly below the safe-low bound (12.0%)" in r[0]).all()
+
+
+def test_low_risk_below_the_bound_but_uncertain_goes_to_review(banded, valid_payload):
+    grid = _landing(banded, valid_payload)
+    unsure = grid[(grid["risk"] < 0.12) & (grid["confidence"] < LEVEL)]
+    assert len(unsure) and (unsure["routing"] == "review").all()
+    sure = grid[(grid["risk"] < 0.12) & (grid["confidence"] >= LEVEL) & (grid["reasons"].map(len) == 0)]
+    assert len(sure) and (sure["routing"] == "auto_finalised").all()
+
+
+def test_the_routing_fallback_auto_finalises_no_low_risk_result(v1, valid_payload):
+    predictor = copy.copy(v1.predictor)
+    predictor.rule = v1.predictor.rule.model_copy(update={"safe_low_bound": 0.0})
+    grid = _landing(predictor, valid_payload)
+    low = grid[grid["risk"] < THRESHOLD]
+    assert len(low) and (low["routing"] == "review").all() and (low["confidence"] == 0).all()
+    assert low["reasons"].map(lambda r: "auto-finalises no low-risk result" in r[0]).all()
 
 
 # ---- directions the model must respect ----------------------------------------------------
@@ -312,11 +328,15 @@ def test_loop_diuretic_lowers_risk(v1, profiles):
         assert with_loop < without, p
 
 
-def test_loop_diuretic_lowers_the_scored_risk(fresh_store: Store, valid_payload):
+def test_loop_diuretic_lowers_the_scored_risk(fresh_store: Store, v1, valid_payload):
+    """Most training patients take a loop diuretic (the typical answer is yes), so being off one
+    raises this patient's risk compared with the typical value, and being on one changes nothing."""
     on = core.score({**valid_payload, "loop_diuretic": True}, user="dr.test")
     off = core.score({**valid_payload, "loop_diuretic": False}, user="dr.test")
     assert on.risk < off.risk
-    assert any(f.feature == "loop_diuretic" and f.direction == "lowers risk" for f in on.top_factors)
+    assert v1.predictor.reference["loop_diuretic"] is True
+    assert any(f.feature == "loop_diuretic" and f.direction == "raises risk" for f in off.top_factors)
+    assert all(f.feature != "loop_diuretic" for f in on.top_factors)
 
 
 def test_new_ids_are_distinct_version_4_uuids():

@@ -1,5 +1,6 @@
 """Model card of a model version (every signed-in role): generated from its artefact, the same
-text as MODEL_CARD.md for the shipped version. Opened from each result with ?version=..."""
+text as MODEL_CARD.md for the shipped version. Opens on the serving version; each result links
+to the card of its own version with ?version=..."""
 
 import re
 
@@ -7,8 +8,9 @@ import streamlit as st
 
 from core import artifacts, auth
 from core.config import get_settings
-from core.errors import ArtefactMismatch
+from core.errors import ArtefactMismatch, StoreUnavailable
 from core.model_card import render
+from core.store import open_store
 
 user = st.session_state.get("user")
 if not auth.authorise(user, auth.ROLES, page="model_card"):
@@ -19,7 +21,11 @@ st.title("Model card")
 settings = get_settings()
 versions = artifacts.list_versions(settings.models)
 asked = st.query_params.get("version")
-default = asked if asked in versions else artifacts.default_version(settings.models)
+try:  # the page opens on the version that serves now (a result's link names its own)
+    serving = artifacts.serving_version(open_store(settings.db).active_activation(), settings.models)
+except StoreUnavailable:
+    serving = artifacts.default_version(settings.models)
+default = asked if asked in versions else serving
 version = st.selectbox("Model version", versions,
                        index=versions.index(default) if default in versions else 0,
                        key="card_version")

@@ -6,15 +6,23 @@ and the history of a prediction shows both.
 
 import streamlit as st
 
-from core import artifacts, auth
+from core import auth
 from core.clock import now_utc
 from core.config import get_settings
-from core.errors import AlreadyRecorded, ArtefactMismatch, InvalidInput, NotFound, StoreUnavailable
-from core.outcomes import HYPERKALAEMIA, horizon_days, record_outcome
+from core.errors import (
+    AlreadyRecorded,
+    ArtefactMismatch,
+    InvalidInput,
+    NotFound,
+    SpecError,
+    StoreUnavailable,
+)
+from core.outcomes import MEASURED, outcome_of, record_outcome
+from core.outcomes import due as due_outcomes
 from core.store import open_store
 from core.text import md_text
 
-FIELDS = ("event", "event_date", "max_potassium", "source")
+FIELDS = ("event", "event_date", MEASURED, "source")
 
 user = st.session_state.get("user")
 if not auth.authorise(user, "clinician", page="outcomes"):
@@ -31,17 +39,16 @@ settings = get_settings()
 now = now_utc()
 try:
     store = open_store(settings.db)
-    horizon = horizon_days(artifacts.serving_version(store.active_activation(), settings.models))
-    due = store.due_outcomes(now=now, horizon_days=horizon)
+    due = due_outcomes(now=now, store=store)
 except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Outcomes are unavailable: {exc}")
     st.stop()
 
 st.title("Outcomes")
-st.caption(f"Hyperkalaemia (serum potassium >= {HYPERKALAEMIA} mmol/L) within {horizon} days of the "
-           f"prediction. Predictions whose {horizon}-day horizon has passed with no outcome recorded "
-           "are listed here, most overdue first. An event can be recorded as soon as it happens; "
-           "'no event' only once the horizon has passed.")
+st.caption("What happened to each scored patient, as the model version that scored them defines "
+           "its outcome. Predictions whose horizon has passed with no outcome recorded are listed "
+           "here, most overdue first. An event can be recorded as soon as it happens; 'no event' "
+           "only once the horizon has passed.")
 notice = st.session_state.pop("outcomes_notice", None)
 if notice:
     st.success(notice)
@@ -53,10 +60,11 @@ if due.empty:
     st.info("No outcomes are due.")
 else:
     st.dataframe(
-        due[["patient_ref", "created_at", "days_overdue", "risk", "risk_class", "routing",
-             "model_version", "user_name", "prediction_id"]],
+        due[["patient_ref", "created_at", "horizon_days", "days_overdue", "risk", "risk_class",
+             "routing", "model_version", "user_name", "prediction_id"]],
         hide_index=True, key="outcomes_due", column_config={
             "patient_ref": "Patient", "created_at": st.column_config.DatetimeColumn("Scored (UTC)"),
+            "horizon_days": st.column_config.NumberColumn("Horizon (days)"),
             "days_overdue": st.column_config.NumberColumn("Days overdue"),
             "risk": st.column_config.NumberColumn("Risk", format="percent"), "risk_class": "Class",
             "routing": "Routing", "model_version": "Model", "user_name": "Scored by",
@@ -78,6 +86,12 @@ prediction = store.prediction(prediction_id)
 if prediction is None:
     st.error(f"There is no prediction with ID {prediction_id}.")
     st.stop()
+try:
+    outcome = outcome_of(prediction["model_version"])
+except SpecError as exc:
+    st.error(f"The outcome of model {prediction['model_version']} cannot be read: {exc}")
+    st.stop()
+measurement = outcome.measurement
 
 st.markdown(f"**{md_text(prediction['patient_ref'] or '(patient reference purged)')}**: scored "
             f"{prediction['created_at']:%Y-%m-%d %H:%M} UTC by {md_text(prediction['user_name'])}, risk "
@@ -89,11 +103,13 @@ current = store.current_outcome(prediction_id)
 if not history.empty:
     in_force = current["outcome_id"] if current else None
     st.markdown("**Outcome history** (oldest first; nothing is ever changed or deleted)")
+    value_label = (f"{measurement.label} ({measurement.unit})".replace(" ()", "")
+                   if measurement else "Measured value")
     st.dataframe(history.assign(in_force=history["outcome_id"] == in_force)[
-        ["created_at", "user_name", "event", "event_date", "max_potassium", "source", "in_force",
+        ["created_at", "user_name", "event", "event_date", MEASURED, "source", "in_force",
          "supersedes", "outcome_id"]], hide_index=True, key="outcomes_history", column_config={
         "created_at": st.column_config.DatetimeColumn("Recorded (UTC)"), "user_name": "By",
-        "event": "Event", "event_date": "Event date", "max_potassium": "Highest K+ (mmol/L)",
+        "event": "Event", "event_date": "Event date", MEASURED: value_label,
         "source": "Source", "in_force": "In force", "supersedes": "Corrects", "outcome_id": "Outcome ID"})
 if current:
     st.info(f"An outcome is recorded (event: {'yes' if current['event'] else 'no'}, by "
@@ -102,17 +118,26 @@ if current:
 
 with st.form("outcomes_form"):
     slots = {}
-    event = st.radio(f"Hyperkalaemia within {horizon} days (potassium >= {HYPERKALAEMIA} mmol/L)",
-                     ["yes", "no"], index=None, horizontal=True, key="outcomes_event")
+    event = st.radio(f"{outcome.label} (within the {outcome.horizon_days}-day horizon)?",
+                     ["yes", "no"], index=None, horizontal=True, key="outcomes_event",
+                     help=outcome.definition)
     slots["event"] = st.empty()
-    event_date = st.date_input("Date of the event", value=None, max_value=now.date(),
-                               key="outcomes_event_date", help="The first potassium at or above "
-                               f"{HYPERKALAEMIA} mmol/L; required when the event happened")
+    event_date = None
+    if outcome.event_date != "none":
+        event_date = st.date_input(
+            "Date of the event", value=None, max_value=now.date(), key="outcomes_event_date",
+            help="Required when the event happened" if outcome.event_date == "required"
+            else "Optional: the date of the event, when known")
     slots["event_date"] = st.empty()
-    max_k = st.number_input("Highest potassium within the horizon (mmol/L), if known", value=None,
-                            min_value=0.0, max_value=20.0, step=0.1, format="%.1f",
-                            key="outcomes_max_potassium")
-    slots["max_potassium"] = st.empty()
+    measured = None
+    if measurement:
+        unit = f" ({measurement.unit})" if measurement.unit else ""
+        measured = st.number_input(
+            f"{measurement.label}{unit}, if known", value=None, step=0.1, format="%.2f",
+            key=f"outcomes_{MEASURED}",
+            help=f"Between {measurement.min:g} and {measurement.max:g}; a value "
+                 f"{measurement.describe_event()} is the event.")
+    slots[MEASURED] = st.empty()
     source = st.text_input("Source", key="outcomes_source", max_chars=200,
                            placeholder="e.g. lab system, clinic letter, telephone follow-up")
     slots["source"] = st.empty()
@@ -121,7 +146,7 @@ with st.form("outcomes_form"):
 
 if submitted:
     payload = {"prediction_id": prediction_id, "event": None if event is None else event == "yes",
-               "event_date": event_date, "max_potassium": max_k, "source": source,
+               "event_date": event_date, MEASURED: measured, "source": source,
                "supersedes": current["outcome_id"] if current else None}
     try:
         record_outcome(payload, user=user.username)

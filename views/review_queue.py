@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import artifacts, auth, review
 from core.config import get_settings
-from core.display import CONFIDENCE_MEANING, pct
+from core.display import confidence_text, pct
 from core.errors import AlreadyDecided, InvalidInput, NotFound, StoreUnavailable
 from core.predict import REASON_CODES
 from core.text import md_text
@@ -138,6 +138,7 @@ else:
     table["interval"] = [f"{pct(lo)} - {pct(hi)}" for lo, hi in zip(table["risk_low"], table["risk_high"],
                                                                         strict=True)]
     table["reasons"] = table["reasons"].map(" ".join)
+    table["confidence"] = table["confidence"].map(confidence_text)
     st.dataframe(
         table[["created_at", "age_hours", "patient_ref", "risk", "interval", "risk_class", "confidence",
                "reasons", "model_version", "scored_by"]],
@@ -148,7 +149,7 @@ else:
             "patient_ref": "Patient", "risk_class": "Class", "model_version": "Model",
             "scored_by": "Scored by", "interval": "95% interval",
             "risk": st.column_config.NumberColumn("Risk", format="percent"),
-            "confidence": st.column_config.NumberColumn("Confidence", format="percent"),
+            "confidence": "Confidence",
             "reasons": st.column_config.TextColumn("Why review", width="large"),
         })
 
@@ -168,7 +169,8 @@ else:
         cols[0].metric("Risk", pct(item["risk"]))
         cols[0].markdown(f"**{item['risk_class'].capitalize()} risk** by the model")
         cols[1].metric("95% interval", f"{pct(item['risk_low'])} - {pct(item['risk_high'])}")
-        cols[2].metric("Confidence", pct(item["confidence"]), help=CONFIDENCE_MEANING)
+        cols[2].metric("Confidence", confidence_text(item["confidence"]),
+                       help=item["confidence_meaning"])
         cols[3].metric("Waiting", item["age_text"])
         st.markdown("**Why review:**\n" + "\n".join(f"- {r}" for r in item["reasons"]))
         st.caption(f"Scored by {item['scored_by']} at {_when(item['created_at'])}.")

@@ -5,7 +5,7 @@ import streamlit as st
 import core
 from core import artifacts, auth, review
 from core.config import get_settings
-from core.display import CONFIDENCE_MEANING, pct
+from core.display import confidence_meaning, confidence_text, pct
 from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
 from core.scoring import ScoreResult
 from core.serving import active_artefact
@@ -111,14 +111,13 @@ def _render(result: ScoreResult) -> None:
         st.subheader(f"Result for {result.patient_ref}")
         cols = st.columns(3)
         cls = "High risk" if result.risk_class == "high" else "Low risk"
-        cols[0].metric(f"Risk of hyperkalaemia within {spec.outcome.horizon_days} days",
-                       pct(result.risk), help=spec.outcome.definition)
+        cols[0].metric(f"Risk: {spec.outcome.label}", pct(result.risk),
+                       help=f"{spec.outcome.definition} Horizon: {spec.horizon_text()}.")
         cols[0].markdown(f"**{cls}** (action threshold {pct(result.action_threshold)})")
         cols[1].metric("95% interval", f"{pct(result.risk_interval_95[0])} - "
                                         f"{pct(result.risk_interval_95[1])}")
-        # A probability from a statistical model is never certainty: cap what is shown.
-        shown = "> 99.9%" if result.confidence > 0.999 else pct(result.confidence)
-        cols[2].metric("Confidence", shown, help=CONFIDENCE_MEANING)
+        cols[2].metric("Confidence", confidence_text(result.confidence),
+                       help=confidence_meaning(artefact))
         if result.routing == "auto_finalised":
             st.success("Auto-finalised: the model is confident and every input is within the "
                        "range it was validated on.")
@@ -128,16 +127,19 @@ def _render(result: ScoreResult) -> None:
         st.markdown(f"**What the threshold means:** {spec.action}")
         if result.top_factors:
             st.markdown("**Top contributing factors**\n" + "\n".join(
-                f"- {f.label}: {f.direction}" for f in result.top_factors))
+                f"- {f.label}: {f.direction}" for f in result.top_factors),
+                help=artefact.manifest["explanation"]["description"])
         st.caption(f"Model {result.model_version} (sha256 {result.model_sha256[:12]}...), "
                    f"prediction {result.prediction_id}, recorded {result.created_at:%Y-%m-%d %H:%M} UTC")
         with st.expander(f"Model facts for version {result.model_version}"):
             manifest = artifacts.read_manifest(settings.models / result.model_version)
             m, data = manifest["metrics"], manifest["data"]
+            dates = data.get("index_date_range")
+            made = "Trained on" if manifest["origin"] == "trained" else "Imported; evaluated on"
             st.markdown(
-                f"- Trained on **{'SYNTHETIC ' if manifest.get('synthetic_data') else ''}data**: "
-                f"{data['patients_included']} patients, {data['events']} events, index dates "
-                f"{data['index_date_range'][0]} to {data['index_date_range'][1]}\n"
+                f"- {made} **{'SYNTHETIC ' if manifest.get('synthetic_data') else ''}data**: "
+                f"{data['patients_included']} patients, {data['events']} events"
+                + (f", index dates {dates[0]} to {dates[1]}" if dates else "") + "\n"
                 f"- AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci95'][0]:.3f}-{m['auroc_ci95'][1]:.3f}), "
                 f"Brier {m['brier']:.3f}, calibration slope {m['calibration_slope']:.2f}\n"
                 f"- Expected share sent to review: {manifest['routing']['expected_review_share']:.0%}")
@@ -156,12 +158,12 @@ if recent.empty:
 else:
     recent["status"] = recent["routing"].map(STATUS).where(recent["decision"].isna(), "clinically reviewed")
     recent["review"] = review.labels(recent)
+    recent["confidence"] = recent["confidence"].map(confidence_text)
     st.dataframe(recent[["created_at", "patient_ref", "risk", "risk_class", "confidence", "status",
                          "review", "reviewer_name", "decided_at", "model_version"]],
                  hide_index=True, key="score_recent",
                  column_config={"created_at": st.column_config.DatetimeColumn("Recorded (UTC)"),
                                 "risk": st.column_config.NumberColumn("Risk", format="percent"),
-                                "confidence": st.column_config.NumberColumn("Confidence",
-                                                                            format="percent"),
+                                "confidence": "Confidence",
                                 "review": "Review", "reviewer_name": "Reviewed by",
                                 "decided_at": st.column_config.DatetimeColumn("Reviewed (UTC)")})

@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 
 from core.audit import GENESIS
-from core.store.schema import TABLES
+from core.store.schema import RENAMED, TABLES
 
 # The decision (outcome) in force: the one no later record supersedes.
 CURRENT_DECISIONS = (
@@ -123,8 +123,12 @@ class RecordReads:
         so bounding both sides by one head reads a consistent picture while others write."""
         if table not in TABLES:
             raise ValueError(f"unknown event table {table}")
-        yield from self._windows(f"SELECT * FROM {table} WHERE audit_seq > ? AND audit_seq <= ? "
-                                 "ORDER BY audit_seq", after, upto)
+        renamed = RENAMED.get(table, {})
+        for row in self._windows(f"SELECT * FROM {table} WHERE audit_seq > ? AND audit_seq <= ? "
+                                 "ORDER BY audit_seq", after, upto):
+            for old, new in renamed.items():  # also as entries made before a rename name it
+                row[old] = row[new]
+            yield row
 
     def _windows(self, sql: str, after: int, upto: int | None):
         """A query over (after, upto] run window by window of WINDOW seqs, so that memory holds
@@ -221,16 +225,27 @@ class OutcomeReads:
         return self._frame("SELECT * FROM outcomes WHERE prediction_id = ? ORDER BY audit_seq",
                            [prediction_id])
 
-    def due_outcomes(self, *, now: datetime, horizon_days: int, limit: int = 500) -> pd.DataFrame:
-        """Predictions past their horizon with no outcome recorded, most overdue first."""
+    def due_outcomes(self, *, now: datetime, horizons: dict[str, int], limit: int = 500
+                     ) -> pd.DataFrame:
+        """Predictions past their own version's horizon (`horizons`: version -> days) with no
+        outcome recorded, most overdue first."""
         return self._frame(
+            "WITH h AS (SELECT unnest(CAST(? AS VARCHAR[])) AS model_version, "
+            "unnest(CAST(? AS INTEGER[])) AS horizon_days) "
             "SELECT p.prediction_id, p.created_at, phi.patient_ref, p.risk, p.risk_class, "
-            "p.routing, p.model_version, p.user_name, "
-            "date_diff('day', p.created_at + to_days(CAST(? AS INTEGER)), CAST(? AS TIMESTAMP)) "
-            "AS days_overdue FROM predictions p LEFT JOIN phi_inputs phi USING (prediction_id) "
-            "WHERE p.created_at + to_days(CAST(? AS INTEGER)) <= CAST(? AS TIMESTAMP) "
+            "p.routing, p.model_version, p.user_name, h.horizon_days, "
+            "date_diff('day', p.created_at + to_days(h.horizon_days), CAST(? AS TIMESTAMP)) "
+            "AS days_overdue FROM predictions p JOIN h USING (model_version) "
+            "LEFT JOIN phi_inputs phi USING (prediction_id) "
+            "WHERE p.created_at + to_days(h.horizon_days) <= CAST(? AS TIMESTAMP) "
             "AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.prediction_id = p.prediction_id) "
-            "ORDER BY p.audit_seq LIMIT ?", [horizon_days, now, horizon_days, now, limit])
+            "ORDER BY days_overdue DESC, p.audit_seq LIMIT ?",
+            [list(horizons), list(horizons.values()), now, now, limit])
+
+    def prediction_versions(self) -> list[str]:
+        """Every model version that has made a recorded prediction."""
+        return [r[0] for r in self._all("SELECT DISTINCT model_version FROM predictions "
+                                        "ORDER BY model_version")]
 
     def predictions_for_patient(self, patient_key: str) -> pd.DataFrame:
         return self._frame("SELECT prediction_id, created_at, model_version FROM predictions "

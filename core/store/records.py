@@ -41,8 +41,9 @@ class Record:
 
 
 def chain_content(record: type[Record], row: dict[str, Any]) -> dict[str, Any]:
-    """The content of a row of `record`'s table (audit_seq left out), as the chain records it."""
-    out = {k: v for k, v in row.items() if k != "audit_seq"}
+    """The content of a row of `record`'s table, as the chain records it: the record's columns
+    (the audit seq, and any other key of `row`, left out)."""
+    out = {name: row[name] for name in record.__slots__}
     for name in record.secret:
         if out.get(name) is not None:
             out[name] = SECRET_PREFIX + hashlib.sha256(str(out[name]).encode()).hexdigest()
@@ -195,7 +196,7 @@ class OutcomeRecord(Record):
     prediction_id: str
     event: bool
     event_date: date | None
-    max_potassium: float | None
+    measured_value: float | None  # the spec's measurement that defines the event, if it has one
     source: str
     supersedes: str | None
 

@@ -1,5 +1,10 @@
 """The store's schema: numbered migrations (applied in order, each in a transaction and
-recorded in schema_migrations), the event tables' columns, and which tables are append-only."""
+recorded in schema_migrations), the event tables' columns, and which tables are append-only.
+
+A migration that has run is history: existing stores were made by it, so its text is never
+edited; a later migration changes what it made."""
+
+import re
 
 from core.store.records import RECORDS
 
@@ -91,7 +96,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             through_hash TEXT NOT NULL, intact BOOLEAN NOT NULL, problems INTEGER NOT NULL,
             first_problem TEXT NOT NULL);
     """),
+    # The measured value that defines an outcome is named by each model's spec, not the store.
+    (9, "m009_generic_outcome_value", """
+        ALTER TABLE outcomes RENAME COLUMN max_potassium TO measured_value;
+    """),
 ]
+# Columns a migration renamed, per table (old name -> new name): audit entries recorded before
+# the rename still name the old column, and verification reads the row under both names.
+
+
+def _renamed() -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for _, _, sql in MIGRATIONS:
+        for table, old, new in re.findall(r"ALTER TABLE (\w+) RENAME COLUMN (\w+) TO (\w+)", sql):
+            out.setdefault(table, {})[old] = new
+    return out
+
+
+RENAMED = _renamed()
 
 # Event tables and their columns, in insert order, from their records (core/store/records.py).
 # Table names never come from input.
