@@ -11,9 +11,9 @@ from pathlib import Path
 import streamlit as st
 
 from core import auth, preflight, sso
-from core.serving import serving_title
 from core.config import get_settings
 from core.errors import CoreError
+from core.serving import serving_title
 from core.text import md_text
 from ui import session
 

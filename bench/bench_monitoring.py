@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from core import monitoring
         from core import store as core_store
-        from core.scoring import now_utc
+        from core.clock import now_utc
 
         store = core_store.open_store(tmp / "bench.duckdb")
         now = now_utc()

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from core import artifacts, evaluate
+from core.clock import now_utc
 from core.config import get_settings
 from core.errors import SpecError
-from core.scoring import UNKNOWN_FIELD, known_fields, now_utc
+from core.scoring import UNKNOWN_FIELD, known_fields
 from core.spec import load_spec
 from core.store import Store, open_store
 

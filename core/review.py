@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from core import artifacts
 from core.clock import now_utc
 from core.config import get_settings
-from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound
 from core.display import confidence_meaning
+from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound
 from core.spec import Spec
 from core.store import Event, Store, open_store
 from core.store.records import ReviewDecisionRecord

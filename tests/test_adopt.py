@@ -17,9 +17,9 @@ from import_support import DEMO_WORDS, DIABETES_SPEC, diabetes_files
 
 import core
 from core import artifacts, clock, scoring
-from core.serving import activate, serving_title
 from core.errors import InvalidInput
 from core.outcomes import import_outcomes, record_outcome
+from core.serving import activate, serving_title
 from core.train import train
 
 VERSION = "progression-rf-1"
@@ -108,7 +108,7 @@ def scored(serving, monkeypatch):
 
 
 def test_outcome_entry_follows_the_adopted_outcome(scored):
-    at = page("clinician", "pages/outcomes.py")
+    at = page("clinician", "views/outcomes.py")
     due = at.dataframe[0].value
     assert set(due["prediction_id"]) == {p.prediction_id for p in scored}
     assert set(due["horizon_days"]) == {365}
@@ -152,13 +152,13 @@ def test_outcome_import_follows_the_adopted_outcome(scored, tmp_path):
 
 
 def test_card_governance_and_every_page_describe_the_adopted_model(serving):
-    at = page("admin", "pages/model_card.py")
+    at = page("admin", "views/model_card.py")
     assert at.selectbox(key="card_version").value == VERSION  # opens on the serving version
     card = "\n".join(m.value for m in at.markdown)
     assert "Marked progression at one year" in card and "365 days from the baseline visit" in card
     assert "| under_20 |" in card and "random forest" in card and not DEMO_WORDS.search(card)
 
-    at = page("admin", "pages/governance.py")
+    at = page("admin", "views/governance.py")
     assert f"Scoring is active. Serving model {VERSION}." in [s.value for s in at.success]
     shown = texts(at)
     assert "Marked disease progression one year after baseline" in shown
@@ -167,8 +167,8 @@ def test_card_governance_and_every_page_describe_the_adopted_model(serving):
     assert f"card of serving version {VERSION} generated" in checklist.iloc[0]["Evidence"]
     assert not DEMO_WORDS.search(shown + " ".join(checklist["Evidence"]))
 
-    for role, path in (("reviewer", "pages/review_queue.py"), ("pi", "pages/monitoring.py"),
-                       ("admin", "pages/admin.py"), ("clinician", "pages/outcomes.py")):
+    for role, path in (("reviewer", "views/review_queue.py"), ("pi", "views/monitoring.py"),
+                       ("admin", "views/admin.py"), ("clinician", "views/outcomes.py")):
         at = page(role, path)
         assert not at.exception, path
         assert not DEMO_WORDS.search(texts(at)), path

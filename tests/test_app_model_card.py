@@ -9,7 +9,7 @@ from conftest import MODELS
 
 from core.artifacts import sha256_file
 from core.governance import snapshot
-from core.scoring import activate
+from core.serving import activate
 
 pytestmark = pytest.mark.usefixtures("demo_app")
 
@@ -57,10 +57,10 @@ def break_card(models):
 
 
 def test_model_card_page_opens_on_the_serving_version(second_version):
-    assert signed_in("pi").switch_page("pages/model_card.py").run().selectbox(
+    assert signed_in("pi").switch_page("views/model_card.py").run().selectbox(
         key="card_version").value == "v1"
     activate("v2", by="demo-admin", reason="trial")
-    at = signed_in("pi").switch_page("pages/model_card.py").run()
+    at = signed_in("pi").switch_page("views/model_card.py").run()
     assert at.selectbox(key="card_version").value == "v2"
     assert "| Version | v2, trained" in "\n".join(m.value for m in at.markdown)
 

@@ -47,7 +47,7 @@ def every_table(tmp_path_factory, request):
         decide({"prediction_id": queued.prediction_id, "decision": "agree", "reason_code": "other",
                 "comment": "checked"}, user="rev", display_name="Dr Rev")
         record_outcome({"prediction_id": queued.prediction_id, "event": True,
-                        "event_date": date.today(), "max_potassium": 6.0, "source": "lab"},
+                        "event_date": date.today(), "measured_value": 6.0, "source": "lab"},
                        user="dr")
         record_signoff(signer_name="Dr IRB", signer_role="IRB", signed_on="2026-11-01",
                        scope="architecture", model_version="v1", by="alice")
@@ -139,10 +139,15 @@ def test_a_store_of_the_release_before_keeps_verifying_and_grows(legacy_store):
 
     assert verify_audit(legacy_store) == ([], legacy_store.head())
     assert legacy_store.head()[0] == 13
+    # the outcome's value, recorded before the column had its generic name, is still there
+    outcome = sql(legacy_store, "SELECT prediction_id FROM outcomes")[0][0]
+    assert legacy_store.current_outcome(outcome)["measured_value"] == 6.0
+    # v1 comes in a new file format (its hash changed), so it is activated again, as documented
+    activate("v1", by="ops", reason="v1 in the new artefact format")
     core.score({**TYPICAL_PATIENT, "patient_ref": "NEW-1"}, user="dr")
     auth.record_access("alice", "sign_out")
     problems, head = verify_audit(legacy_store)
-    assert problems == [] and head[0] == 15
+    assert problems == [] and head[0] == 16
 
 
 def test_an_old_entry_is_checked_by_the_rules_it_was_written_with(legacy_store):

@@ -26,7 +26,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LinearRegression
 
 import core
-from core import artifacts, cli, scoring
+from core import artifacts, cli, serving
 from core.artifacts import sha256_file
 from core.features import model_frame
 from core.importer import import_model
@@ -82,7 +82,7 @@ def test_import_evaluates_on_the_held_out_half(imported):
 
 def test_imported_pipeline_is_served_with_its_own_probabilities(imported, files, tmp_path, monkeypatch):
     serve_from(imported.parent, tmp_path / "s.duckdb", monkeypatch)
-    scoring.activate("hgb-1", by="admin", reason="the team's validated model")
+    serving.activate("hgb-1", by="admin", reason="the team's validated model")
     rows = pd.read_csv(files["heldout"], dtype=str, keep_default_na=False).head(5)
     pipeline = joblib.load(files["pipeline"])
     spec = load_spec(imported / "spec.json")

@@ -8,21 +8,17 @@ import csv
 import shutil
 from datetime import timedelta
 
-import duckdb
 import pytest
 from app_support import PATIENT, signed_in
 from conftest import MODELS
 from import_support import diabetes_files, spec_with
 
 import core
-from core import scoring
-from core import store as core_store
+from core import scoring, serving
 from core.batch import score_batch
-from core.maintenance import verify_audit
-from core.outcomes import due
 from core.display import confidence_text
+from core.outcomes import due
 from core.scoring import CONFIDENCE_CAP
-from core.store import Event, base, schema
 from core.train import train
 
 CONFIDENT_BUT_ODD = {**PATIENT, "age": 110, "egfr": 12.0, "potassium": 5.8, "diabetes": True,
@@ -49,7 +45,7 @@ def test_due_list_uses_each_predictions_own_horizon(two_models, fresh_store, mon
     with monkeypatch.context() as mp:
         mp.setattr(scoring, "now_utc", lambda: past)
         demo = core.score({**PATIENT, "patient_ref": "D-1"}, user="u")  # v1: 42 days
-        scoring.activate("yearly", by="admin", reason="switch")
+        serving.activate("yearly", by="admin", reason="switch")
         yearly = core.score({"patient_ref": "Y-1", "age": 50, "sex": "1", "bmi": 27.0, "bp": 90.0,
                              "tc": 190.0, "ldl": 115.0, "hdl": 50.0, "tch": 4.0, "ltg": 4.6,
                              "glu": 90.0}, user="u")
@@ -78,7 +74,7 @@ def test_no_output_claims_a_confidence_of_one(fresh_store, tmp_path):
 
 def test_review_queue_shows_near_certain_confidence_as_above_99_9(demo_app):
     result = core.score(CONFIDENT_BUT_ODD, user="demo-clinician")
-    at = signed_in("reviewer").switch_page("pages/review_queue.py").run()
+    at = signed_in("reviewer").switch_page("views/review_queue.py").run()
     shown = next(m for m in at.metric if m.label == "Confidence")
     assert shown.value == "> 99.9%" and "delta method" in shown.help
     queue = next(d.value for d in at.dataframe if "confidence" in d.value.columns)
@@ -86,28 +82,3 @@ def test_review_queue_shows_near_certain_confidence_as_above_99_9(demo_app):
     assert result.confidence == CONFIDENCE_CAP
 
 
-def test_an_existing_store_keeps_its_outcomes_through_the_generic_column(tmp_path, monkeypatch,
-                                                                        valid_payload, fresh_store):
-    """A store made before migration 9 (the column was named for the demonstration's value) is
-    migrated when opened: the values stay, and the audit chain still verifies."""
-    core_store.close_all()
-    old_db = tmp_path / "old.duckdb"
-    old_name = next(iter(schema.RENAMED["outcomes"]))
-    with monkeypatch.context() as mp:
-        mp.setattr(base, "MIGRATIONS", schema.MIGRATIONS[:6])
-        mp.setitem(schema.TABLES, "outcomes", [old_name if c == "measured_value" else c
-                                               for c in schema.TABLES["outcomes"]])
-        old = core_store.Store(old_db)
-        content = {"outcome_id": "o-1", "created_at": scoring.now_utc(), "user_name": "u",
-                   "prediction_id": "p-1", "event": True, "event_date": "2026-01-02",
-                   old_name: 6.1, "source": "lab", "supersedes": None}
-        old.append("outcomes", [Event("outcome", "u", content["created_at"], "p-1", content, content)])
-        old.close()
-    store = core_store.Store(old_db)
-    try:
-        assert store.current_outcome("p-1")["measured_value"] == 6.1
-        assert verify_audit(store)[0] == []
-        with pytest.raises(duckdb.Error):
-            store._cursor().execute("UPDATE outcomes SET measured_value = 1")
-    finally:
-        store.close()

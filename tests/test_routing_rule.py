@@ -96,7 +96,7 @@ def test_a_held_out_upper_bound_above_the_target_warns_and_falls_back(missed, fr
     assert r["safe_low_bound"] == 0 and r["achieved_on_test"]["share_auto_low"] == 0
     assert r["expected_review_share"] == r["achieved_on_test"]["share_review"] > 0.5
     monkeypatch.setenv("APP_MODELS", str(missed))
-    from core.scoring import activate
+    from core.serving import activate
 
     activate("strict", by="admin", reason="trial")
     snap = snapshot()
