@@ -30,7 +30,7 @@ lint: dev
 	$(PY) -m core model-card --check
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -123,3 +123,11 @@ def v1() -> artifacts.Artefact:
 def valid_payload() -> dict:
     """A typical patient, complete and inside every validated range: scores auto-finalised."""
     return {**TYPICAL_PATIENT, "patient_ref": "TEST-0001"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `-n 2` (make test), every test that starts a browser or a container runs in one
+    worker, one after another: two at once on two cores would starve both servers."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("container"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
