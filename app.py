@@ -1,6 +1,7 @@
-"""Entry point and router: sign in first, then only the pages of the signed-in user's roles.
+"""Entry point and router: sign in first, then only the pages of the actions the signed-in
+user's roles hold (core.access, the one table of who may do what).
 
-Pages not handed to st.navigation cannot be opened by URL, and every page re-checks the role
+Pages not handed to st.navigation cannot be opened by URL, and every page guards its action
 itself as well, so a deep link to another role's page shows nothing of it.
 """
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import auth, preflight, sso
+from core import access, auth, preflight, sso
 from core.config import get_settings
 from core.errors import CoreError
 from core.serving import serving_title
@@ -19,17 +20,6 @@ from ui import session
 
 st.set_page_config(page_title=serving_title(), layout="wide")
 
-# role -> its pages as (page file, title, icon), in the order the sidebar shows them; a page
-# listed under several roles is offered once
-PAGES = {
-    "clinician": [("views/score.py", "Score a patient", ":material/calculate:"),
-                  ("views/outcomes.py", "Outcomes", ":material/event_available:")],
-    "reviewer": [("views/review_queue.py", "Review queue", ":material/fact_check:")],
-    "pi": [("views/monitoring.py", "Monitoring", ":material/monitoring:"),
-           ("views/governance.py", "Governance", ":material/gavel:")],
-    "admin": [("views/admin.py", "Admin", ":material/admin_panel_settings:"),
-              ("views/governance.py", "Governance", ":material/gavel:")],
-}
 DEMO_BANNER = "DEMO - synthetic model, not for clinical use"
 
 
@@ -120,19 +110,17 @@ def _idle_watch(limit_s: float) -> None:
     watch()
 
 
-def _page_by_url(offered: dict[str, tuple[str, str]], user: auth.User | None) -> None:
-    """Record a page asked for by URL that this user's roles do not offer (once per session;
+def _page_by_url(user: auth.User | None) -> None:
+    """Record a page asked for by URL whose action this user does not hold (once per session;
     `user` None: not signed in). st.navigation never runs such a page; without this the attempt
     would leave no trace."""
-    url = st.context.url or ""
-    asked = url.rstrip("/").rsplit("/", 1)[-1]
-    known = {Path(path).stem: path for pages in PAGES.values() for path, _, _ in pages}
+    asked = (st.context.url or "").rstrip("/").rsplit("/", 1)[-1]
+    page = next((p for p in access.PAGES if Path(p.path).stem == asked), None)
     tried = st.session_state.setdefault("app_denied_urls", set())
-    if asked in known and known[asked] not in offered and asked not in tried:
-        tried.add(asked)
-        auth.record_access(user.username if user else "(anonymous)", "access_denied",
-                           f"page {asked} by URL", source=session.source())
-
+    if page is None or asked in tried or (user is not None and access.may(user.roles, page.action)):
+        return
+    tried.add(asked)
+    access.authorise(user, page.action, how=f"page {asked} by URL", source=session.source())
 
 try:
     settings = get_settings()
@@ -148,7 +136,7 @@ except CoreError as exc:
     st.stop()
 
 if user is None:
-    _page_by_url({}, None)
+    _page_by_url(None)
     st.navigation([st.Page(_sign_in_page, title="Sign in", icon=":material/login:")]).run()
     st.stop()
 
@@ -161,8 +149,5 @@ with st.sidebar:
         st.rerun()
     _idle_watch(settings.idle_timeout_minutes * 60)
 
-offered = {path: (title, icon) for role, role_pages in PAGES.items() if user.has(role)
-           for path, title, icon in role_pages}
-offered["views/model_card.py"] = ("Model card", ":material/description:")  # every role
-_page_by_url(offered, user)
-st.navigation([st.Page(path, title=title, icon=icon) for path, (title, icon) in offered.items()]).run()
+_page_by_url(user)
+st.navigation([st.Page(p.path, title=p.title, icon=p.icon) for p in access.pages_for(user.roles)]).run()

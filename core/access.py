@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core import auth
 from core.config import ROLES
 
 # action -> roles that hold it
@@ -39,8 +40,8 @@ PAGES = (
     Page("views/outcomes.py", "Outcomes", ":material/event_available:", "record_outcome"),
     Page("views/review_queue.py", "Review queue", ":material/fact_check:", "review"),
     Page("views/monitoring.py", "Monitoring", ":material/monitoring:", "monitor"),
-    Page("views/governance.py", "Governance", ":material/gavel:", "govern"),
     Page("views/admin.py", "Admin", ":material/admin_panel_settings:", "administer"),
+    Page("views/governance.py", "Governance", ":material/gavel:", "govern"),
     Page("views/model_card.py", "Model card", ":material/description:", "read_model_card"),
 )
 
@@ -48,6 +49,17 @@ PAGES = (
 def may(roles: tuple[str, ...], action: str) -> bool:
     """Whether any of these roles holds the action (KeyError for an action not in the table)."""
     return any(role in CAPABILITIES[action] for role in roles)
+
+
+def authorise(user: auth.User | None, action: str, *, how: str = "", source: str = "") -> bool:
+    """True if the signed-in user holds the action; otherwise the refusal is recorded as an access
+    denial naming the action (and `how` it was asked for, e.g. "by URL"); `user` None: nobody is
+    signed in."""
+    if user is not None and may(user.roles, action):
+        return True
+    detail = f"action {action}" + (f", {how}" if how else "")
+    auth.record_access(user.username if user else auth.ANONYMOUS, "access_denied", detail, source=source)
+    return False
 
 
 def pages_for(roles: tuple[str, ...]) -> list[Page]:

@@ -18,10 +18,8 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
-
-import joblib
-import sklearn
 
 from core.errors import ArtefactMismatch
 from core.predict import Predictor
@@ -127,9 +125,10 @@ def verify(models_dir: Path, version: str) -> list[str]:
         elif sha256_file(path / name) != recorded[name]:
             problems.append(f"{version}/{name}: sha256 does not match the manifest (file altered)")
     trained = manifest.get("libraries", {}).get("scikit-learn", "")
-    if _major_minor(trained) != _major_minor(sklearn.__version__):
+    here = installed_version("scikit-learn")  # not importing it: checking costs nothing
+    if _major_minor(trained) != _major_minor(here):
         problems.append(f"{version}: trained with scikit-learn {trained}, this environment has "
-                        f"{sklearn.__version__}; retrain or install the training version")
+                        f"{here}; retrain or install the training version")
     return problems
 
 
@@ -147,6 +146,8 @@ def load_model(path: Path, manifest: dict):
     if not manifest.get("provenance", {}).get("vouched_for_by"):
         raise ArtefactMismatch(f"{path.name}: a pickled model file that nobody vouched for at "
                                "import; refusing to load it")
+    import joblib  # here: only loading a model needs scikit-learn and joblib
+
     return joblib.load(file)
 
 

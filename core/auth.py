@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from core import audit, lockout
 from core.config import ROLES, get_settings
-from core.errors import CoreError
+from core.errors import AccountLocked, SignInFailed, UserError
 from core.store import Event, Store, open_store
 from core.store.records import AccessEvent, UserEvent
 from core.text import clean_text
@@ -28,27 +28,18 @@ from core.text import clean_text
 ROLE_LABELS = {"clinician": "Clinician", "reviewer": "Reviewer", "pi": "Principal investigator",
                "admin": "Administrator"}
 MIN_PASSWORD_LENGTH = 12
-USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
+# No "@" (a single sign-on user is known by their email) and no ":" (nor by "sso:" and a subject):
+# a local account can never share an identity, and so a history, with a single sign-on one.
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 # Demo mode only: one account per role, passwords documented in the README as demo-only.
 DEMO_PREFIX = "demo-"  # demo account names; outside demo mode no account may take one
 DEMO_ACCOUNTS = {f"{DEMO_PREFIX}{role}": (role, f"Demo {ROLE_LABELS[role].lower()}", f"demo-{role}-password")
                  for role in ROLES}
+ANONYMOUS = "(anonymous)"  # who a refusal names when nobody is signed in
 ACCESS_ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused_locked", "locked", "unlocked",
                   "sign_out", "idle_sign_out", "session_ended", "access_denied")
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-
-
-class SignInFailed(CoreError):
-    """Wrong username or password, or the account is disabled (deliberately not told apart)."""
-
-
-class AccountLocked(SignInFailed):
-    """Too many failed sign-ins: the account is locked for a while."""
-
-
-class UserError(CoreError):
-    """An account change was refused (unknown role, weak password, existing or unknown user)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +77,8 @@ def add_user(username: str, *, roles: list[str], password: str, display_name: st
     """Create an account (refused if the name exists, a role is unknown or the password is weak)."""
     username = (username or "").strip().lower()
     if not USERNAME_PATTERN.match(username):
-        raise UserError("a username is 2-64 characters: lower-case letters, digits and . _ @ -")
+        raise UserError("a username is 2-64 characters: lower-case letters, digits and . _ - "
+                        "(no @: an email is a single sign-on identity)")
     if username.startswith(DEMO_PREFIX) and not get_settings().demo:
         raise UserError(f"names starting with '{DEMO_PREFIX}' are reserved for demo accounts")
     roles = sorted(set(roles or []))
@@ -215,11 +207,3 @@ def record_access(username: str, action: str, detail: str = "", *, source: str =
                          action=action, detail=detail, source=source)
     _store().append([Event(f"access_{action}", username, at, username, record)])
 
-
-def authorise(user: User | None, role: str | tuple[str, ...], *, page: str) -> bool:
-    """True if the user holds the role (or one of the roles); otherwise record an access denial."""
-    roles = (role,) if isinstance(role, str) else role
-    if user is not None and any(user.has(r) for r in roles):
-        return True
-    record_access(user.username if user else "(anonymous)", "access_denied", f"page {page}")
-    return False

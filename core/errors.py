@@ -1,4 +1,5 @@
-"""Exceptions that core raises to its callers (pages, CLI, tests)."""
+"""Every exception that core raises to its callers (pages, CLI, tests, the API): one module, so a
+caller can see all it may have to handle."""
 
 from __future__ import annotations
 
@@ -98,3 +99,27 @@ class BatchStopped(CoreError):
 
 class ModelImportError(CoreError):
     """A supplied model cannot be imported (not a classifier, wrong columns, bad probabilities)."""
+
+
+class SignInFailed(CoreError):
+    """Wrong username or password, or the account is disabled (deliberately not told apart)."""
+
+
+class AccountLocked(SignInFailed):
+    """Too many failed sign-ins: the account is locked for a while."""
+
+
+class UserError(CoreError):
+    """An account change was refused (unknown role, weak password, existing or unknown user)."""
+
+
+class NoRole(SignInFailed):
+    """The identity provider knows the person, but no role is mapped to them here."""
+
+    def __init__(self, reason: str, who: str = "") -> None:
+        super().__init__(f"{reason} ({who})" if who else reason)
+        self.reason = reason
+
+
+class SignInExpired(SignInFailed):
+    """The identity token behind this sign-in has expired: sign in with the provider again."""

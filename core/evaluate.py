@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss
 
 from core.routing import logit, wilson_upper
 from core.spec import Feature, Spec
@@ -33,6 +31,8 @@ def auroc_ci(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
 def calibration_slope(y: np.ndarray, p: np.ndarray) -> float:
     """Logistic recalibration of the outcome on logit(risk): a slope of 1 is perfect, below 1 the
     risks are too extreme, above 1 too modest."""
+    from sklearn.linear_model import LogisticRegression  # here: only a metric's computation needs it
+
     fit = LogisticRegression(C=np.inf).fit(logit(p).reshape(-1, 1), y)
     return float(fit.coef_[0, 0])
 
@@ -75,6 +75,8 @@ def summarise(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
         out["note"] = "too few patients or events for stable estimates"
         out.update(threshold_metrics(y, p, threshold))
         return out
+    from sklearn.metrics import brier_score_loss  # here: only computing it needs scikit-learn
+
     auc, lo, hi = auroc_ci(y, p)
     out.update({"auroc": round(auc, 4), "auroc_ci95": [round(lo, 4), round(hi, 4)],
                 "brier": round(float(brier_score_loss(y, p)), 4),

@@ -4,15 +4,15 @@ used by training and scoring alike, and the preprocessing that lives inside the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from core.spec import Spec
+
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
 
 
 def model_frame(rows: pd.DataFrame | Iterable[Mapping], spec: Spec) -> pd.DataFrame:
@@ -40,6 +40,12 @@ def _missing(value) -> bool:
 
 def build_preprocessor(spec: Spec) -> ColumnTransformer:
     """Few transformers (one per kind of feature), so one-row transforms stay fast."""
+    # imported here: scoring and the modules that do not fit anything never load them
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     kinds = {
         "required": [f.name for f in spec.features if f.numeric and f.required],
         "optional": [f.name for f in spec.features if f.numeric and not f.required],

@@ -18,21 +18,10 @@ from typing import Any
 from core import auth
 from core.auth import User
 from core.config import Settings, get_settings
+from core.errors import NoRole, SignInExpired
 
 SSO_DETAIL = "single sign-on"
 NO_ROLE = "no role for this account"
-
-
-class NoRole(auth.SignInFailed):
-    """The identity provider knows the person, but no role is mapped to them here."""
-
-    def __init__(self, reason: str, who: str = "") -> None:
-        super().__init__(f"{reason} ({who})" if who else reason)
-        self.reason = reason
-
-
-class SignInExpired(auth.SignInFailed):
-    """The identity token behind this sign-in has expired: sign in with the provider again."""
 
 
 def _claim(claims: Mapping[str, Any], name: str) -> Any:

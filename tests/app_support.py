@@ -8,22 +8,19 @@ from pathlib import Path
 from conftest import TYPICAL_PATIENT
 from streamlit.testing.v1 import AppTest
 
-from core import auth
+from core import access, auth
 from core import store as core_store
 from core.config import get_settings
+from ui import session as ui_session
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
-# Every page of the app and the roles it belongs to, in sidebar order; a role lands on its first.
-PAGE_OWNERS = {"views/score.py": ("clinician",), "views/outcomes.py": ("clinician",),
-               "views/review_queue.py": ("reviewer",), "views/monitoring.py": ("pi",),
-               "views/admin.py": ("admin",), "views/governance.py": ("pi", "admin"),
-               "views/model_card.py": ("clinician", "reviewer", "pi", "admin")}
-PAGE_TITLE = {"views/score.py": "Score a patient", "views/outcomes.py": "Outcomes",
-              "views/review_queue.py": "Review queue", "views/monitoring.py": "Monitoring",
-              "views/admin.py": "Admin", "views/governance.py": "Governance",
-              "views/model_card.py": "Model card"}
-DENIED = "You do not have access to this page."
+# Every page of the app and the roles that hold its action, in sidebar order (core.access, the
+# one table; a role lands on its first page).
+PAGE_OWNERS = {page.path: access.CAPABILITIES[page.action] for page in access.PAGES}
+PAGE_TITLE = {page.path: page.title for page in access.PAGES}
+PAGE_ACTION = {page.path: page.action for page in access.PAGES}
+DENIED = ui_session.DENIED
 TIMEOUT = 30
 
 # A typical patient as core.score takes it (tests change patient_ref and single values)

@@ -1,8 +1,10 @@
-"""Role x page matrix: each role is offered exactly its pages and sees nothing of the others."""
+"""Role x page matrix: each role is offered exactly the pages of its actions (core.access) and
+sees nothing of the others."""
 
 import pytest
 from app_support import (
     DENIED,
+    PAGE_ACTION,
     PAGE_OWNERS,
     PAGE_TITLE,
     REPO,
@@ -56,7 +58,7 @@ def test_page_opened_directly_shows_only_to_its_role(role, page):
     recorded = "(anonymous)" if role == "anonymous" else username
     events = store().access_events()
     denial = events[(events["user_name"] == recorded) & (events["action"] == "access_denied")]
-    assert denial["detail"].tolist() == [f"page {page.removeprefix('views/').removesuffix('.py')}"]
+    assert denial["detail"].tolist() == [f"action {PAGE_ACTION[page]}"]
 
 
 def test_user_with_two_roles_gets_both_pages():

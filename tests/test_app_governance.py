@@ -74,6 +74,27 @@ def test_admin_backup_while_running(tmp_path, monkeypatch):
     assert any("Audit chain intact" in s.value for s in at.success)
 
 
+def test_admin_backup_and_verify_failures_are_told_not_thrown(tmp_path, monkeypatch):
+    """A backup folder that cannot be made, and a chain that was tampered with: the page says what
+    went wrong in a sentence (no traceback) and nothing recorded changes."""
+    from store_oracle import drop_guards, sql
+
+    (tmp_path / "not-a-folder").write_text("a file where the backup folder should be")
+    monkeypatch.setenv("APP_BACKUP_DIR", str(tmp_path / "not-a-folder"))
+    scored = core.score(PATIENT, user="demo-clinician")
+    at = signed_in("admin")
+    at.button(key="admin_backup").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error if e.value.startswith("No backup was written: ")]
+    drop_guards(store())
+    sql(store(), "UPDATE predictions SET risk = risk / 2 WHERE prediction_id = ?", [scored.prediction_id])
+    at.button(key="admin_verify").click().run()
+    assert not at.exception
+    failed = [e.value for e in at.error if e.value.startswith("Audit chain FAILED")]
+    assert failed and "risk" in failed[0]
+    assert not [s.value for s in at.success if "intact" in s.value]
+
+
 def test_clinician_sees_model_suspended_and_no_form():
     from core.stop_switch import set_suspended
 

@@ -45,7 +45,7 @@ def test_a_review_submitted_after_the_idle_timeout_is_not_recorded(monkeypatch):
     assert [t.value for t in at.title] == ["Sign in"]
     actions = access_actions("demo-reviewer", detail=True)
     assert ("idle_sign_out", "") in actions
-    assert actions[-1] == ("access_denied", "action review decision: not done, the session had ended")
+    assert actions[-1] == ("access_denied", "action review: not done, the session had ended")
 
 
 def test_an_active_session_still_records_its_review():

@@ -32,6 +32,9 @@ def test_add_user_stores_argon2id_hash_only(accounts, monkeypatch):
     ({"password": "short"}, "at least 12"),
     ({"username": "bad name"}, "a username is"),
     ({"username": "demo-admin"}, "reserved for demo accounts"),
+    # an email is how single sign-on names a person: a local account must never share it
+    ({"username": "ann@hospital.org"}, "no @: an email is a single sign-on identity"),
+    ({"username": "sso:12345"}, "a username is"),
 ])
 def test_add_user_rejects_bad_input(accounts, kwargs, message):
     args = {"username": "bob", "roles": ["pi"], "password": "long-enough-pass", **kwargs}
@@ -137,15 +140,6 @@ def test_access_events_enter_the_audit_chain(accounts):
     auth.record_access("bob", "access_denied", "page admin")
     last = store().audit_entries().iloc[-1]
     assert (last["kind"], last["actor"]) == ("access_access_denied", "bob")
-
-
-def test_authorise_records_denial_only(accounts):
-    user = auth.User("carol", "Carol", ("clinician",))
-    assert auth.authorise(user, "clinician", page="score")
-    assert not auth.authorise(user, "admin", page="admin")
-    assert not auth.authorise(None, "admin", page="admin")
-    assert access_actions("carol") == ["access_denied"]
-    assert access_actions("(anonymous)") == ["access_denied"]
 
 
 def test_demo_accounts_only_in_demo_mode(accounts, monkeypatch):

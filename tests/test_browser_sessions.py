@@ -53,7 +53,7 @@ def test_idle_screen_is_cleared_without_a_click_and_urls_are_refused(tmp_path):
             browser.close()
     events = access(db)
     assert ("demo-clinician", "idle_sign_out", "") in events
-    assert ("(anonymous)", "access_denied", "page admin by URL") in events
+    assert ("(anonymous)", "access_denied", "action administer, page admin by URL") in events
 
 
 def test_a_download_address_expires_with_the_next_run(tmp_path):

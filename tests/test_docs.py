@@ -1,8 +1,9 @@
-"""The README documents every command and every setting."""
+"""The README documents every command, every setting and the layers of core as they are."""
 
 import os
 import re
 import subprocess
+import tomllib
 
 from conftest import run_core
 
@@ -31,6 +32,18 @@ def test_readme_lists_every_setting():
     missing = [f"APP_{name.upper()}" for name in Settings.model_fields
                if not re.search(rf"`APP_{name.upper()}`", README)]
     assert missing == []
+
+
+def test_readme_layers_are_the_enforced_layers():
+    """The Layout table's rows under `core/`, in order, name exactly the modules of each layer of
+    the import-linter contract that lint-imports enforces."""
+    contracts = tomllib.loads((PROJ_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in contracts["contracts"] if c["type"] == "layers")["layers"]
+    enforced = [sorted(m.strip() for m in layer.split(":")) for layer in layers]
+    table = README.split("| `core/` |", 1)[1].split("| `core/store/` |", 1)[0].splitlines()[1:]
+    documented = [sorted(m.rstrip("/") for m in re.findall(r"`([a-z_]+/?)`", row.split("|")[2]))
+                  for row in table if row.startswith("|")]
+    assert documented == enforced
 
 
 def test_readme_shows_the_two_commands():

@@ -11,7 +11,9 @@ import time
 
 import streamlit as st
 
-from core import auth, session, sso
+from core import access, auth, session, sso
+
+DENIED = "You do not have access to this page."
 
 
 def via_sso() -> bool:
@@ -51,12 +53,25 @@ def live_user() -> auth.User | None:
     return user
 
 
+def guard(action: str) -> auth.User:
+    """A page's one-line guard: the signed-in user if they hold `action` (core.access); otherwise
+    the refusal is recorded (naming the action), the page shows only that it is refused, and stops."""
+    user = st.session_state.get("user")
+    if not access.authorise(user, action, source=source()):
+        st.error(DENIED)
+        st.stop()
+    return user
+
+
 def acting_user(action: str) -> auth.User | None:
-    """live_user() for a callback that is about to record `action`; a refusal is recorded."""
+    """live_user() for a callback that is about to do `action` (core.access): None, recorded, if
+    the session has ended or the user does not hold the action."""
     user = st.session_state.get("user")
     live = live_user()
+    if live is not None and not access.authorise(live, action, how="in a form", source=source()):
+        return None
     if live is None:
-        auth.record_access(user.username if user else "(anonymous)", "access_denied",
+        auth.record_access(user.username if user else auth.ANONYMOUS, "access_denied",
                            f"action {action}: not done, the session had ended", source=source())
     return live
 

@@ -13,11 +13,9 @@ from core.serving import activate
 from core.store import open_store
 from core.text import md_text
 from core.verification import verify_whole
+from ui import session
 
-user = st.session_state.get("user")
-if not auth.authorise(user, "admin", page="admin"):
-    st.error("You do not have access to this page.")
-    st.stop()
+user = session.guard("administer")
 
 settings = get_settings()
 st.title("Admin")

@@ -3,7 +3,7 @@ checklist, sign-offs, the stop switch, and the report export."""
 
 import streamlit as st
 
-from core import artifacts, auth
+from core import artifacts
 from core.config import get_settings
 from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
@@ -11,11 +11,9 @@ from core.stop_switch import is_suspended, set_suspended
 from core.store import open_store
 from core.text import md_text
 from core.verification import verify_whole
+from ui import session
 
-user = st.session_state.get("user")
-if not auth.authorise(user, ("admin", "pi"), page="governance"):
-    st.error("You do not have access to this page.")
-    st.stop()
+user = session.guard("govern")
 
 
 

@@ -6,16 +6,14 @@ import re
 
 import streamlit as st
 
-from core import artifacts, auth
+from core import artifacts
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.model_card import render
 from core.store import open_store
+from ui import session
 
-user = st.session_state.get("user")
-if not auth.authorise(user, auth.ROLES, page="model_card"):
-    st.error("You do not have access to this page.")
-    st.stop()
+user = session.guard("read_model_card")
 
 st.title("Model card")
 settings = get_settings()

@@ -10,13 +10,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import artifacts, auth
+from core import artifacts
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.exports import frame_csv
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
+from ui import session
 
 DEFAULT_WEEKS = 12
 ALL_VERSIONS = "All versions"
@@ -27,10 +28,7 @@ ROUTING_LABELS = {"auto_finalised": "auto-finalised", "review": "routed to revie
 GROUP_LABELS = {"all": "All predictions", "auto_finalised": "Auto-finalised",
                 "reviewed": "Routed to review"}
 
-user = st.session_state.get("user")
-if not auth.authorise(user, "pi", page="monitoring"):
-    st.error("You do not have access to this page.")
-    st.stop()
+user = session.guard("monitor")
 
 
 @st.cache_data(ttl=60, show_spinner="Aggregating the records...")

@@ -6,7 +6,6 @@ and the history of a prediction shows both.
 
 import streamlit as st
 
-from core import auth
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import (
@@ -21,13 +20,11 @@ from core.outcomes import MEASURED, outcome_of, record_outcome
 from core.outcomes import due as due_outcomes
 from core.store import open_store
 from core.text import md_text
+from ui import session
 
 FIELDS = ("event", "event_date", MEASURED, "source")
 
-user = st.session_state.get("user")
-if not auth.authorise(user, "clinician", page="outcomes"):
-    st.error("You do not have access to this page.")
-    st.stop()
+user = session.guard("record_outcome")
 
 # After a recorded outcome the choice of prediction and the form start empty again (widget
 # values can only be reset before the widgets are drawn).

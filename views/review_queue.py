@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core import artifacts, auth, review
+from core import artifacts, review
 from core.config import get_settings
 from core.display import confidence_text, pct
 from core.errors import AlreadyDecided, InvalidInput, NotFound, StoreUnavailable
@@ -11,10 +11,7 @@ from core.predict import REASON_CODES
 from core.text import md_text
 from ui import session
 
-user = st.session_state.get("user")
-if not auth.authorise(user, "reviewer", page="review_queue"):
-    st.error("You do not have access to this page.")
-    st.stop()
+user = session.guard("review")
 
 QUEUE_LIMIT = 500
 FLAGGED = "background-color: rgba(255, 189, 69, 0.3)"  # an input missing or outside its range
@@ -42,8 +39,8 @@ def _submit(form: str, prediction_id: str, patient: str, supersedes: str | None)
     """Record the decision before the page reruns, so a submit counts even if the item has just
     left the queue (another reviewer was first: they are named). A callback runs before the
     app's checks: the session is checked here first, and an ended one records nothing."""
-    user = session.acting_user("review decision")
-    if user is None or not auth.authorise(user, "reviewer", page="review_queue"):
+    user = session.acting_user("review")
+    if user is None:
         return
     state = st.session_state
     payload = {"prediction_id": prediction_id, "decision": state.get(f"{form}_decision"),

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import core
-from core import artifacts, auth, review
+from core import artifacts, review
 from core.config import get_settings
 from core.display import confidence_meaning, confidence_text, pct
 from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
@@ -13,13 +13,11 @@ from core.spec import PATIENT_REF, Feature
 from core.stop_switch import check_not_suspended
 from core.store import open_store
 from core.text import md_text
+from ui import session
 
 STATUS = {"auto_finalised": "auto-finalised", "review": "awaiting clinical review"}
 
-user = st.session_state.get("user")
-if not auth.authorise(user, "clinician", page="score"):
-    st.error("You do not have access to this page.")
-    st.stop()
+user = session.guard("score")
 
 settings = get_settings()
 try:

@@ -285,5 +285,5 @@ class AccessReads:
         return row[0] if row else None
 
     def access_events(self, *, limit: int = 200) -> pd.DataFrame:
-        return self._frame("SELECT created_at, user_name, action, detail FROM access_events "
+        return self._frame("SELECT created_at, user_name, action, detail, source FROM access_events "
                            "ORDER BY audit_seq DESC LIMIT ?", [limit])
