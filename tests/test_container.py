@@ -13,7 +13,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proxy_support import stop_group
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -215,16 +215,6 @@ def _wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"no healthy answer within {START_TIMEOUT_S} s:\n{log.read_text()}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 def _uid_of(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE).group(1))
@@ -265,7 +255,7 @@ def test_start_serves_app_as_unprivileged_user_with_read_only_models(image: Imag
         assert TEST_PATIENT_KEY not in text
         assert proc.poll() is None, text
     finally:
-        _stop(proc)
+        stop_group(proc)
     assert _tree(image.models) == models_before
 
 
