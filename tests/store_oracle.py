@@ -1,10 +1,13 @@
 """Tests' own view of a store's database, below the product's interface: raw SQL on the Store's
 connection (so the same DuckDB instance), for setting up a state the product never makes
-(tampering, old rows) and for asserting on it. Only tests use this."""
+(tampering, old rows, a refusing disk) and for asserting on what was stored. Only tests use this;
+the product reads through the store's declared interface (core/store/interface.py)."""
 
 from __future__ import annotations
 
-from core.store import Store
+import pandas as pd
+
+from core.store import Store, duckdb_dialect
 
 
 def sql(store: Store, query: str, params: list | None = None) -> list[tuple]:
@@ -15,6 +18,20 @@ def sql(store: Store, query: str, params: list | None = None) -> list[tuple]:
         return cur.fetchall()
     except Exception:  # noqa: BLE001 - a statement without a result set
         return []
+
+
+def frame(store: Store, query: str, params: list | None = None) -> pd.DataFrame:
+    """A query's rows as a DataFrame."""
+    return duckdb_dialect.frame(store._con.cursor(), query, params or [])
+
+
+def rows(store: Store, table: str, **equal) -> pd.DataFrame:
+    """A table's rows in the order they were written (the audit log by seq, an event table by its
+    rows' audit seq); `equal`: only rows with these column values."""
+    where = " AND ".join(f"{column} = ?" for column in equal) or "true"
+    order = "seq" if table == "audit_log" else "audit_seq"
+    return frame(store, f"SELECT * FROM {table} WHERE {where} ORDER BY {order}",  # noqa: S608
+                 list(equal.values()))  # names from the tests, values bound
 
 
 def drop_guards(store: Store) -> None:

@@ -1,6 +1,7 @@
 """Role x page matrix: each role is offered exactly its pages and sees nothing of the others."""
 
 import pytest
+import store_oracle as oracle
 from app_support import (
     DENIED,
     PAGE_OWNERS,
@@ -54,7 +55,7 @@ def test_page_opened_directly_shows_only_to_its_role(role, page):
              + list(at.number_input) + list(at.tabs) + list(at.markdown) + list(at.caption))
     assert shown == []
     recorded = "(anonymous)" if role == "anonymous" else username
-    events = store().access_events()
+    events = oracle.rows(store(), "access_events")
     denial = events[(events["user_name"] == recorded) & (events["action"] == "access_denied")]
     assert denial["detail"].tolist() == [f"page {page.removeprefix('views/').removesuffix('.py')}"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +98,6 @@ class StoreBase:
 
     def close(self) -> None:
         self._con.close()
-
-    def oldest_phi(self) -> datetime | None:
-        return self._one("SELECT min(created_at) FROM phi_inputs")[0]
-
-    def identity(self) -> str:
-        """The deployment this store belongs to (written once, when it was created)."""
-        return self._one("SELECT deployment_id FROM store_identity LIMIT 1")[0]
 
     def checkpoint(self) -> None:
         """Write the WAL into the file, so the file alone is the whole store."""
