@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.store import Store, duckdb_dialect
+from core.store import DuckDBStore, duckdb_dialect
 
 
-def sql(store: Store, query: str, params: list | None = None) -> list[tuple]:
+def sql(store: DuckDBStore, query: str, params: list | None = None) -> list[tuple]:
     """Run one statement on the store's database; its rows (empty for a statement without)."""
     cur = store._con.cursor()
     cur.execute(query, params or [])
@@ -20,12 +20,12 @@ def sql(store: Store, query: str, params: list | None = None) -> list[tuple]:
         return []
 
 
-def frame(store: Store, query: str, params: list | None = None) -> pd.DataFrame:
+def frame(store: DuckDBStore, query: str, params: list | None = None) -> pd.DataFrame:
     """A query's rows as a DataFrame."""
     return duckdb_dialect.frame(store._con.cursor(), query, params or [])
 
 
-def rows(store: Store, table: str, **equal) -> pd.DataFrame:
+def rows(store: DuckDBStore, table: str, **equal) -> pd.DataFrame:
     """A table's rows in the order they were written (the audit log by seq, an event table by its
     rows' audit seq); `equal`: only rows with these column values."""
     where = " AND ".join(f"{column} = ?" for column in equal) or "true"
@@ -34,7 +34,7 @@ def rows(store: Store, table: str, **equal) -> pd.DataFrame:
                  list(equal.values()))  # names from the tests, values bound
 
 
-def drop_guards(store: Store) -> None:
+def drop_guards(store: DuckDBStore) -> None:
     """What someone holding the file could do first: drop the append-only triggers."""
     for name, table in sql(store, "SELECT trigger_name, table_name FROM duckdb_triggers()"):
         sql(store, f"DROP TRIGGER {name} ON {table}")

@@ -16,7 +16,7 @@ from core import store as store_mod
 from core.config import PROJ_ROOT
 from core.maintenance import backup, purge_expired
 from core.restore import restore
-from core.store import Store, open_store
+from core.store import Store, open_file, open_store
 from core.verification import verify_audit
 
 PATIENT = {"age": 70, "sex": "female", "weight_kg": 80, "egfr": 55, "potassium": 4.5,
@@ -150,7 +150,7 @@ def test_backup_while_scoring_restores_to_a_verified_store(db, tmp_path):
     store_mod.close_all()
     restored = tmp_path / "restored.duckdb"
     restore(copy, restored)
-    store = Store(restored)
+    store = open_file(restored)
     try:
         problems, (seq, _) = verify_audit(store)
         assert problems == [] and 1 <= seq <= 31

@@ -117,7 +117,7 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
         finally:
             browser.close()
 
-    store = core_store.Store(db)  # the server has stopped: the file is free
+    store = core_store.open_file(db)  # the server has stopped: the file is free
     try:
         signoffs = store.signoff_records()
         service = oracle.rows(store, "service_events")

@@ -1,4 +1,4 @@
-"""The store's reads, grouped by journey; mixed into Store (core/store/__init__.py)."""
+"""The store's reads, grouped by journey; mixed into DuckDBStore (core/store/__init__.py)."""
 
 from __future__ import annotations
 

@@ -13,35 +13,19 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from core import audit
 from core.errors import StoreUnavailable
 from core.store import duckdb_dialect as dialect
-from core.store.records import Record
+from core.store.records import Event
 from core.store.schema import AUDIT_COLUMNS, PHI_COLUMNS, TABLES
 
 ATTEMPTS = 20  # appends racing on one head: each retry has lost to a write that committed
 
 
-@dataclass(slots=True)
-class Event:
-    """One record for an event table, with the envelope of its audit entry (no raw PHI).
-
-    `phi` (optional) is a row for phi_inputs: kept only for the retention period, outside the
-    chain, so purging it leaves every hash intact."""
-
-    kind: str
-    actor: str
-    at: datetime
-    subject: str
-    record: Record
-    phi: dict | None = None
-
-
 class ChainWrites:
-    """The append path; mixed into Store."""
+    """The append path; mixed into DuckDBStore."""
 
     def append(self, events: list[Event], *, also: tuple[tuple[str, list], ...] = (),
                precondition: Callable[[], None] | None = None) -> list[int]:
