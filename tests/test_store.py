@@ -1,9 +1,10 @@
 """The store: fail closed when it cannot be written, one transaction per event (no audit entry
-without its prediction), migrations applied once, and a contiguous audit chain under 40
-concurrent scoring threads."""
+without its prediction), an append leaves the caller's events as they were, migrations applied
+once, and a contiguous audit chain under 40 concurrent scoring threads."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import threading
@@ -14,7 +15,9 @@ import store_oracle as oracle
 
 import core
 from core import store as core_store
-from core.store import Store
+from core.clock import now_utc
+from core.store import Event, Store
+from core.store.records import Prediction
 
 GENESIS = "0" * 64
 HOLD_FILE = """
@@ -130,6 +133,33 @@ def test_refused_rejection_insert_fails_closed(fresh_store: Store, refusal, vali
         core.score({**valid_payload, "egfr": "bad"}, user="dr.test")
     assert _counts(fresh_store) == (2, 1, 1)
     assert_chain_contiguous(fresh_store, 2)
+
+
+# ---- the append path --------------------------------------------------------------------------
+
+
+def prediction_event(i: int) -> Event:
+    at = now_utc()
+    record = Prediction(
+        prediction_id=f"pred-{i}", created_at=at, user_name="dr.test", source="form",
+        patient_key=f"key-{i}", input_sha256="0" * 64, risk=0.1, risk_low=0.05, risk_high=0.2,
+        risk_class="low", confidence=0.9, routing="auto_finalised", reasons_json="[]",
+        reason_codes=[], factors_json="[]", model_version="v1", model_sha256="1" * 64)
+    return Event("prediction", "dr.test", at, record.prediction_id, record,
+                 phi={"prediction_id": record.prediction_id, "created_at": at,
+                      "patient_ref": f"P-{i}", "input_json": "{}"})
+
+
+@pytest.mark.parametrize("n", [1, 5, 30])  # one insert, executemany, one Arrow insert
+def test_append_leaves_the_callers_events_unchanged(fresh_store: Store, n: int):
+    events = [prediction_event(i) for i in range(n)]
+    before = copy.deepcopy(events)
+    seqs = fresh_store.append(events)
+    assert events == before  # no audit seq (or anything else) written into the caller's objects
+    assert all("audit_seq" not in ev.phi and "audit_seq" not in ev.record.row() for ev in events)
+    stored = oracle.rows(fresh_store, "predictions")
+    assert stored["audit_seq"].tolist() == seqs == list(range(1, n + 1))  # the rows carry them
+    assert stored["prediction_id"].tolist() == [ev.record.prediction_id for ev in events]
 
 
 # ---- migrations -------------------------------------------------------------------------------
