@@ -96,22 +96,29 @@ FROM (SELECT *, (hash(audit_seq, 9) % 1000000) / 1e6 < risk AS event FROM predic
 """
 
 
-def fill(store, *, predictions: int, decisions: int, outcomes: int, now) -> dict[str, float]:
-    """Bulk rows into the real tables; returns seconds per table."""
+def fill(db: Path, *, predictions: int, decisions: int, outcomes: int, now) -> dict[str, float]:
+    """Bulk rows into the real tables of the store file `db` (migrated, and held by no Store):
+    on a connection of this benchmark's own, as the product never writes rows this way.
+    Returns seconds per table."""
+    import duckdb
+
     start = now - timedelta(days=DAYS)
     step_us = DAYS * 86_400e6 / predictions
     corrections = decisions // 100
-    cur = store._cursor()
+    con = duckdb.connect(str(db))
     took = {}
-    for name, sql, params in (
-            ("predictions", FILL_PREDICTIONS, [start, step_us, int(predictions * V2_FROM), predictions]),
-            ("review_decisions", FILL_DECISIONS, [predictions, now, REASONS, decisions - corrections]),
-            ("corrections", FILL_CORRECTIONS, [predictions + decisions, corrections]),
-            ("outcomes", FILL_OUTCOMES, [predictions + 2 * decisions, now, outcomes])):
-        t = time.perf_counter()
-        cur.execute(sql, params)
-        took[name] = time.perf_counter() - t
-    cur.execute("CHECKPOINT")
+    try:
+        for name, sql, params in (
+                ("predictions", FILL_PREDICTIONS, [start, step_us, int(predictions * V2_FROM), predictions]),
+                ("review_decisions", FILL_DECISIONS, [predictions, now, REASONS, decisions - corrections]),
+                ("corrections", FILL_CORRECTIONS, [predictions + decisions, corrections]),
+                ("outcomes", FILL_OUTCOMES, [predictions + 2 * decisions, now, outcomes])):
+            t = time.perf_counter()
+            con.execute(sql, params)
+            took[name] = time.perf_counter() - t
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
     return took
 
 
@@ -183,7 +190,7 @@ def page_payload(first_day=None) -> dict:
 
     from core import auth
 
-    at = AppTest.from_file(str(REPO / "pages" / "monitoring.py"), default_timeout=300)
+    at = AppTest.from_file(str(REPO / "views" / "monitoring.py"), default_timeout=300)
     at.session_state["user"] = auth.User("bench-pi", "Bench PI", ("pi",))
     t = time.perf_counter()
     at.run()
@@ -233,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         from core import store as core_store
         from core.clock import now_utc
 
-        store = core_store.open_store(tmp / "bench.duckdb")
+        core_store.open_store(tmp / "bench.duckdb")  # created and migrated, then let go to fill
+        core_store.close_all()
         now = now_utc()
-        took = fill(store, predictions=args.predictions, decisions=args.decisions,
+        took = fill(tmp / "bench.duckdb", predictions=args.predictions, decisions=args.decisions,
                     outcomes=args.outcomes, now=now)
+        store = core_store.open_store(tmp / "bench.duckdb")
         counts = {t: store.count(t) for t in ("predictions", "review_decisions", "outcomes")}
         size_mb = (tmp / "bench.duckdb").stat().st_size / 1e6
         start, end = now - timedelta(days=DAYS + 1), now + timedelta(days=1)

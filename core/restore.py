@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core.clock import now_utc
 from core.errors import RestoreRefused, StoreLocked, StoreUnavailable
-from core.store import Store
+from core.store import Store, open_file
 from core.store.files import SCHEMA_VERSION, StoreFile, copy_file, inspect, is_duckdb_file
 from core.verification import verify_audit
 
@@ -53,7 +53,7 @@ def restore(backup_file: Path, db: Path) -> Restored:
                 live.close()
     finally:
         tmp.unlink(missing_ok=True)
-    store = Store(db)
+    store = open_file(db)
     try:
         problems, head = verify_audit(store)
     finally:
@@ -121,7 +121,7 @@ def _verified_copy(backup_file: Path, db: Path, deployment_id: str | None) -> Pa
     tmp.unlink()  # DuckDB creates the file itself (an empty file is not a database)
     try:
         copy_file(backup_file, tmp, deployment_id=deployment_id)
-        store = Store(tmp)  # applies this version's migrations and guards, as a start would
+        store = open_file(tmp)  # applies this version's migrations and guards, as a start would
         try:
             problems, _ = verify_audit(store)
             store.checkpoint()
@@ -142,7 +142,7 @@ def _verified_copy(backup_file: Path, db: Path, deployment_id: str | None) -> Pa
 def _hold(db: Path) -> Store:
     """The live store, open (and so locked against a service starting) until the swap is done."""
     try:
-        live = Store(db)
+        live = open_file(db)
     except StoreLocked as exc:
         raise RestoreRefused(f"{exc}; nothing was changed") from exc
     live.checkpoint()  # its WAL written into the file: the dated copy is then the whole store

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import store_oracle as oracle
 from conftest import TYPICAL_PATIENT
 from streamlit.testing.v1 import AppTest
 
@@ -41,11 +42,11 @@ def access_actions(username: str, *, db: Path | None = None,
                    detail: bool = False) -> list[str] | list[tuple[str, str]]:
     """A user's access events, oldest first: their actions, or (action, detail) pairs if `detail`.
     `db`: the store file to read (default: the one the settings name)."""
-    events = (store() if db is None else core_store.open_store(db)).access_events()
-    mine = events.loc[events["user_name"] == username]
+    events = oracle.rows(store() if db is None else core_store.open_store(db), "access_events",
+                         user_name=username)
     if detail:
-        return [tuple(row) for row in reversed(mine[["action", "detail"]].values.tolist())]
-    return list(reversed(mine["action"].tolist()))
+        return [tuple(row) for row in events[["action", "detail"]].values.tolist()]
+    return events["action"].tolist()
 
 
 def demo_password(username: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import store_oracle as oracle
 
 from core import review, scoring, synthetic
 from core.batch import score_batch
@@ -57,8 +58,8 @@ def _record_outcomes(store: Store, inputs: pd.DataFrame, rng, now: datetime) -> 
     for col in ("diabetes", "loop_diuretic", "potassium_supplement", "nsaid"):
         clean[col] = clean[col] == "yes"
     events = rng.random(len(clean)) < synthetic.true_risk(clean)
-    predictions = store._cursor().execute(
-        "SELECT prediction_id, created_at FROM predictions ORDER BY audit_seq").fetchall()
+    predictions = oracle.sql(store, "SELECT prediction_id, created_at FROM predictions "
+                             "ORDER BY audit_seq")
     for (pid, created), event in zip(predictions, events, strict=True):
         if created > now - timedelta(days=43):
             continue  # not past the horizon yet: due later

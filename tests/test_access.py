@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import store_oracle as oracle
 from app_support import access_actions, store
 
 from core import access, auth
@@ -50,10 +51,9 @@ def test_a_refusal_is_recorded_with_the_action_and_the_source(demo_app):
     assert access_actions("carol") == []  # an allowed action leaves no denial
     assert not access.authorise(user, "administer", how="by URL", source="10.1.2.3")
     assert not access.authorise(None, "review")
-    events = store().access_events()
-    denials = events[events["action"] == "access_denied"][["user_name", "detail", "source"]]
-    assert denials.values.tolist() == [[auth.ANONYMOUS, "action review", ""],  # newest first
-                                       ["carol", "action administer, by URL", "10.1.2.3"]]
+    denials = oracle.rows(store(), "access_events", action="access_denied")
+    assert denials[["user_name", "detail", "source"]].values.tolist() == [
+        ["carol", "action administer, by URL", "10.1.2.3"], [auth.ANONYMOUS, "action review", ""]]
 
 
 def _readme_rows() -> dict[frozenset[str], str]:

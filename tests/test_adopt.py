@@ -86,7 +86,7 @@ def test_the_app_serves_the_adopted_model(serving):
 
     at = submit_score(fill(at, form_values(serving["rows"].iloc[0].to_dict())))
     assert not at.exception and not at.error
-    row = store().recent_predictions(user="demo-clinician").iloc[0]
+    row = store().recent_predictions_with_review(user="demo-clinician").iloc[0]
     assert row["model_version"] == VERSION
     risk = next(m for m in at.metric if m.label.startswith("Risk"))
     assert risk.label == "Risk: Marked progression at one year"

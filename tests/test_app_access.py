@@ -2,6 +2,7 @@
 sees nothing of the others."""
 
 import pytest
+import store_oracle as oracle
 from app_support import (
     DENIED,
     PAGE_ACTION,
@@ -56,7 +57,7 @@ def test_page_opened_directly_shows_only_to_its_role(role, page):
              + list(at.number_input) + list(at.tabs) + list(at.markdown) + list(at.caption))
     assert shown == []
     recorded = "(anonymous)" if role == "anonymous" else username
-    events = store().access_events()
+    events = oracle.rows(store(), "access_events")
     denial = events[(events["user_name"] == recorded) & (events["action"] == "access_denied")]
     assert denial["detail"].tolist() == [f"action {PAGE_ACTION[page]}"]
 

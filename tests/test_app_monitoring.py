@@ -7,6 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import pyarrow as pa
 import pytest
+import store_oracle as oracle
 from app_support import REPO, TIMEOUT, store
 from conftest import MODELS
 from monitoring_support import seed_activity
@@ -66,11 +67,11 @@ DECIDED = ("WITH decided AS (SELECT * FROM review_decisions d WHERE NOT EXISTS "
 
 
 def count(sql: str, params=()) -> int:
-    return store()._cursor().execute(DECIDED + sql, list(params)).fetchone()[0]
+    return oracle.sql(store(), DECIDED + sql, list(params))[0][0]
 
 
 def pairs(sql: str, params=()) -> dict:
-    return dict(store()._cursor().execute(DECIDED + sql, list(params)).fetchall())
+    return dict(oracle.sql(store(), DECIDED + sql, list(params)))
 
 
 

@@ -2,6 +2,7 @@
 
 import app_support
 import pytest
+import store_oracle as oracle
 from app_support import REPO, signed_in, store, texts
 from conftest import MODELS
 
@@ -76,7 +77,7 @@ def test_admin_adds_and_disables_a_user():
     assert "Disabled dave." in [s.value for s in at.success]
     current = store().user("dave")
     assert not current["active"]
-    changes = store().audit_entries()
+    changes = oracle.rows(store(), "audit_log")
     user_changes = changes[(changes["subject"] == "dave") & changes["kind"].str.startswith("user_")]
     assert user_changes[["kind", "actor"]].values.tolist() == [["user_created", "demo-admin"],
                                                                ["user_disabled", "demo-admin"]]

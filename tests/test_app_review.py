@@ -2,6 +2,7 @@
 
 import app_support
 import pytest
+import store_oracle as oracle
 from app_support import signed_in, store, texts
 from streamlit.testing.v1 import AppTest
 
@@ -104,7 +105,7 @@ def test_incomplete_decision_shows_error_and_records_nothing(decision, reason):
     expected = "Required." if decision is None else "A comment is required for an override and for reason 'other'."
     assert errors == [expected]
     assert not at.success
-    assert store().decisions(result.prediction_id).empty
+    assert oracle.rows(store(), "review_decisions", prediction_id=result.prediction_id).empty
     assert table(at, "scored_by")["patient_ref"].tolist() == ["R-1"]
 
 
@@ -130,7 +131,7 @@ def test_already_decided_tells_who_and_when():
     message = at.error[0].value
     assert "Dr First (dr.first) already decided R-1" in message
     assert f"{first['created_at']:%Y-%m-%d %H:%M} UTC" in message and "Nothing else was recorded" in message
-    assert store().decisions(result.prediction_id)["user_name"].tolist() == ["dr.first"]
+    assert oracle.rows(store(), "review_decisions", prediction_id=result.prediction_id)["user_name"].tolist() == ["dr.first"]
     assert [i.value for i in at.info] == ["No predictions are waiting for review."]
 
 
@@ -144,7 +145,7 @@ def test_correction_supersedes_and_both_stay_visible():
     at = submit(at, result.prediction_id, f"override_{target}", "suspected lab or entry error",
                 comment="haemolysed sample", form=f"review_fix_{first['decision_id']}")
     assert at.success[0].value.startswith("Correction recorded for R-1: overridden to")
-    history = store().decisions(result.prediction_id)
+    history = oracle.rows(store(), "review_decisions", prediction_id=result.prediction_id)
     assert history["supersedes"].tolist()[1] == first["decision_id"] and history["supersedes"].isna()[0]
     recent = table(at, "meaning")
     assert recent[["reviewer_name", "status"]].values.tolist() == [["Dr First", "superseded"],

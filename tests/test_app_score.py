@@ -23,7 +23,7 @@ def test_form_is_built_from_the_spec():
 def test_score_shows_the_recorded_result(v1):
     at = submit_score(fill_form(signed_in("clinician")))
     assert not at.exception and not at.error
-    row = store().recent_predictions(user="demo-clinician").iloc[0]
+    row = store().recent_predictions_with_review(user="demo-clinician").iloc[0]
     shown = texts(at)
     assert f"{row['risk'] * 100:.1f}%" in shown
     assert ("High risk" if row["risk_class"] == "high" else "Low risk") in shown
@@ -42,7 +42,7 @@ def test_score_shows_the_recorded_result(v1):
 
 def test_score_out_of_range_is_sent_to_review_with_reasons():
     at = submit_score(fill_form(signed_in("clinician"), age=110))
-    row = store().recent_predictions(user="demo-clinician").iloc[0]
+    row = store().recent_predictions_with_review(user="demo-clinician").iloc[0]
     assert row["routing"] == "review"
     review = [w.value for w in at.warning if w.value.startswith("Sent to clinical review")]
     assert review and "Age" in review[0]

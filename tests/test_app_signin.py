@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import store_oracle as oracle
 from app_support import APP, TIMEOUT, access_actions, sign_in, start, store, texts
 from streamlit.testing.v1 import AppTest
 
@@ -27,7 +28,7 @@ def test_sign_in_wrong_password_shows_error_and_records_failure():
     assert [e.value for e in at.error] == ["Wrong username or password, or the account is disabled."]
     assert [t.value for t in at.title] == ["Sign in"]
     assert access_actions("demo-clinician") == ["sign_in_failed"]
-    kinds = store().audit_entries()["kind"].tolist()
+    kinds = oracle.rows(store(), "audit_log")["kind"].tolist()
     assert kinds[-1] == "access_sign_in_failed"
 
 

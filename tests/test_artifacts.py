@@ -156,9 +156,9 @@ def test_activation_history_is_kept(models, tmp_path):
     assert cli("models", "activate", "v1", "--by", "Dr B", "--reason", "rollback", models=models, db=db).returncode == 0
     listing = cli("models", "list", models=models, db=db).stdout
     assert next(x for x in listing.splitlines() if x.startswith("v1 ")).rstrip().endswith("*")
-    from core.store import Store
+    from core.store import open_file
 
-    store = Store(db)
+    store = open_file(db)
     try:
         history = store.activations()
     finally:

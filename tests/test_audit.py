@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import store_oracle as oracle
 from conftest import MODELS
 
 import core
@@ -15,7 +16,7 @@ from core import store as store_mod
 from core.config import PROJ_ROOT
 from core.maintenance import backup, purge_expired
 from core.restore import restore
-from core.store import Store, open_store
+from core.store import Store, open_file, open_store
 from core.verification import verify_audit
 
 PATIENT = {"age": 70, "sex": "female", "weight_kg": 80, "egfr": 55, "potassium": 4.5,
@@ -76,7 +77,7 @@ def test_intact_chain_verifies(filled, db):
                                  "DELETE FROM rejected_inputs", "UPDATE phi_inputs SET patient_ref = 'x'"])
 def test_database_refuses_changes_to_records(filled, sql):
     with pytest.raises(duckdb.Error, match="append-only|never changed"):
-        filled._cursor().execute(sql)
+        oracle.sql(filled, sql)
 
 
 @pytest.mark.parametrize("statements,first_bad", [
@@ -114,7 +115,7 @@ def test_published_head_detects_truncated_tail(filled, db):
 
 
 def test_retention_purge_keeps_chain_and_hashes(filled, db):
-    before = filled.prediction(filled.audit_entries()["subject"][0])
+    before = filled.prediction(oracle.rows(filled, "audit_log")["subject"][0])
     assert before["patient_ref"] == "SYN-0"
     assert purge_expired(filled, days=0, by="dpo") == 6
     after = filled.prediction(before["prediction_id"])
@@ -122,12 +123,12 @@ def test_retention_purge_keeps_chain_and_hashes(filled, db):
     assert after["patient_key"] == before["patient_key"] and after["risk"] == before["risk"]
     problems, (seq, _) = verify_audit(filled)
     assert problems == [] and seq == 8
-    assert filled.audit_entries()["kind"].iloc[-1] == "retention_purge"
+    assert oracle.rows(filled, "audit_log")["kind"].iloc[-1] == "retention_purge"
 
 
 def test_retention_purge_keeps_recent_inputs(filled):
     assert purge_expired(filled, days=180, by="dpo") == 0
-    assert filled.oldest_phi() is not None
+    assert filled.governance_counts()["oldest_raw_input"] is not None
 
 
 def test_backup_while_scoring_restores_to_a_verified_store(db, tmp_path):
@@ -149,13 +150,13 @@ def test_backup_while_scoring_restores_to_a_verified_store(db, tmp_path):
     store_mod.close_all()
     restored = tmp_path / "restored.duckdb"
     restore(copy, restored)
-    store = Store(restored)
+    store = open_file(restored)
     try:
         problems, (seq, _) = verify_audit(store)
         assert problems == [] and 1 <= seq <= 31
         assert store.count("predictions") == seq
         with pytest.raises(duckdb.Error, match="append-only"):
-            store._cursor().execute("DELETE FROM predictions")
+            oracle.sql(store, "DELETE FROM predictions")
     finally:
         store.close()
 
@@ -179,7 +180,7 @@ def test_configuration_change_is_recorded_once(db, monkeypatch):
     assert record_configuration(store, get_settings()) is False
     monkeypatch.setenv("APP_RETENTION_DAYS", "90")
     assert record_configuration(store, get_settings()) is True
-    entries = store.audit_entries()
+    entries = oracle.rows(store, "audit_log")
     assert list(entries["kind"]) == ["configuration_change"] * 2
     assert "k" * 40 not in "".join(entries["content_json"])
     assert verify_audit(store)[0] == []

@@ -4,6 +4,7 @@ import io
 from datetime import timedelta
 
 import pytest
+import store_oracle as oracle
 from app_support import access_actions, store
 
 from core import auth, cli
@@ -76,10 +77,10 @@ def test_a_typed_name_that_is_no_account_is_kept_only_as_a_keyed_pseudonym(accou
     for _ in range(5):  # an MRN typed into the username box, again and again
         with pytest.raises(auth.SignInFailed):
             auth.sign_in("04172238", "whatever-password")
-    entries = store().audit_entries()
+    entries = oracle.rows(store(), "audit_log")
     assert not any("04172238" in text for column in ("actor", "subject", "content_json")
                    for text in entries[column])
-    assert not (store().access_events()["user_name"] == "04172238").any()
+    assert not (oracle.rows(store(), "access_events")["user_name"] == "04172238").any()
     pseudonym = auth.unknown_name("04172238")
     assert pseudonym.startswith("(unknown user ") and auth.is_locked(pseudonym)  # still counted
 
@@ -138,7 +139,7 @@ def test_success_resets_the_failure_count(accounts, monkeypatch):
 
 def test_access_events_enter_the_audit_chain(accounts):
     auth.record_access("bob", "access_denied", "page admin")
-    last = store().audit_entries().iloc[-1]
+    last = oracle.rows(store(), "audit_log").iloc[-1]
     assert (last["kind"], last["actor"]) == ("access_access_denied", "bob")
 
 

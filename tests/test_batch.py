@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import store_oracle as oracle
 from conftest import run_core
 from threadpoolctl import threadpool_info
 
@@ -79,15 +80,14 @@ def test_score_batch_command(fresh_store: Store, mixed_csv, tmp_path: Path):
     store = core_store.open_store(fresh_store.path)
     assert store.count("predictions") == n - n_bad
     assert store.count("rejected_inputs") == n_bad
-    kinds = store._cursor().execute("SELECT kind, count(*) FROM audit_log GROUP BY ALL").fetchall()
+    kinds = oracle.sql(store, "SELECT kind, count(*) FROM audit_log GROUP BY ALL")
     assert dict(kinds) == {"prediction": n - n_bad, "rejected_input": n_bad,
                            "configuration_change": 1}  # the command records its settings first
-    sources = store._cursor().execute(
-        "SELECT source, user_name, count(*) FROM predictions GROUP BY ALL").fetchall()
+    sources = oracle.sql(store, "SELECT source, user_name, count(*) FROM predictions GROUP BY ALL")
     assert sources == [("batch", "batch.tester", n - n_bad)]
-    ids = {r[0] for r in store._cursor().execute("SELECT prediction_id FROM predictions").fetchall()}
+    ids = {r[0] for r in oracle.sql(store, "SELECT prediction_id FROM predictions")}
     assert ids == set(scored["prediction_id"])
-    recorded = store.rejections()
+    recorded = oracle.rows(store, "rejected_inputs")
     assert set(recorded["source"]) == {"batch"}
     assert sorted(json.loads(f)[0]["field"] for f in recorded["fields_json"]) == sorted(
         invalid_rows.values())
@@ -117,7 +117,7 @@ def test_chunked_batch_counts_add_up(fresh_store: Store, mixed_csv, tmp_path: Pa
     assert counts["review"] == int((result["routing"] == "review").sum())
     assert fresh_store.count("predictions") == n - n_bad
     assert fresh_store.count("rejected_inputs") == n_bad
-    entries = fresh_store.audit_entries()
+    entries = oracle.rows(fresh_store, "audit_log")
     assert list(entries["seq"]) == list(range(1, n + 1))
     assert list(entries["prev_hash"].iloc[1:]) == list(entries["entry_hash"].iloc[:-1])
 
@@ -161,7 +161,7 @@ def test_header_that_does_not_fit_the_model_is_refused_and_recorded(fresh_store:
                         "age": "appears more than once in the header"}
     assert not out.exists()
     assert fresh_store.count("predictions") == 0
-    recorded = fresh_store.rejections()  # the refusal is on record, once for the whole file
+    recorded = oracle.rows(fresh_store, "rejected_inputs")  # the refusal is on record, once for the whole file
     assert len(recorded) == 1 and list(recorded["source"]) == ["batch"]
     fields = {f["field"] for f in json.loads(recorded["fields_json"].iloc[0])}
     assert fields == {"sex", "egfr", "age", "(unknown field)"}  # a heading the model lacks: no name

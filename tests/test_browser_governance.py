@@ -3,6 +3,7 @@ routed to review, and the PI reads the governance page, records a sign-off and s
 the clinician then sees the model suspended."""
 
 
+import store_oracle as oracle
 from browser_support import (
     BROWSER_MARKS,
     decide,
@@ -116,10 +117,10 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
         finally:
             browser.close()
 
-    store = core_store.Store(db)  # the server has stopped: the file is free
+    store = core_store.open_file(db)  # the server has stopped: the file is free
     try:
         signoffs = store.signoff_records()
-        service = store.service_history()
+        service = oracle.rows(store, "service_events")
         problems, head = verify_audit(store)
     finally:
         store.close()

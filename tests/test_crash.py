@@ -11,7 +11,7 @@ import pytest
 from conftest import MODELS
 
 from core.config import PROJ_ROOT
-from core.store import Store
+from core.store import open_file
 from core.verification import verify_audit
 
 KILLS = 8
@@ -50,7 +50,7 @@ def test_sigkill_at_random_points_loses_no_returned_prediction(tmp_path):
                 child.kill()
         returned += [line for line in out.splitlines() if len(line) == 36]
     assert len(returned) > KILLS  # the kills landed mid-run, not before the first score
-    store = Store(db)
+    store = open_file(db)
     try:
         problems, (seq, _) = verify_audit(store)
         assert problems == []

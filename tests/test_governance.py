@@ -4,6 +4,7 @@ import re
 
 import duckdb
 import pytest
+import store_oracle as oracle
 
 import core
 from core.errors import InvalidInput, ScoringSuspended
@@ -53,7 +54,7 @@ def test_checklist_signoff_item_follows_records(journeys):
                        scope="deployment architecture", model_version="v1", by="admin")
     item = signoff_item()
     assert item.status == "done" and "missing" not in item.evidence
-    kinds = list(journeys.audit_entries()["kind"])
+    kinds = list(oracle.rows(journeys, "audit_log")["kind"])
     assert kinds.count("signoff") == 3
 
 
@@ -88,7 +89,7 @@ def test_stop_switch_suspends_and_resumes(journeys, valid_payload, tmp_path):
     assert journeys.count("predictions") == before
     set_suspended(False, by="pi", reason="investigated: entry error")
     assert core.score(valid_payload, user="dr.clin").routing == "auto_finalised"
-    history = journeys.service_history()
+    history = oracle.rows(journeys, "service_events")
     assert list(history["action"]) == ["suspend", "resume"]
     with pytest.raises(ValueError):
         set_suspended(True, by="pi", reason=" ")

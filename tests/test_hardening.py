@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import store_oracle as oracle
 from app_support import signed_in
 from conftest import REPO, TYPICAL_PATIENT
 
@@ -115,7 +116,7 @@ def test_a_header_of_a_million_columns_is_one_short_problem(fresh_store, tmp_pat
     with pytest.raises(core.InvalidInput) as caught:
         score_batch(path, tmp_path / "out.csv", user="batch", progress=False)
     assert len(caught.value.errors) == 1 and "1000000 columns" in caught.value.errors[0]["message"]
-    recorded = fresh_store.rejections().iloc[0]
+    recorded = oracle.rows(fresh_store, "rejected_inputs").iloc[0]
     assert len(recorded["fields_json"]) < 1000
 
 
@@ -124,7 +125,7 @@ def test_a_payload_of_many_unknown_fields_is_recorded_with_a_bounded_list(fresh_
         core.score({**valid_payload, **{f"x{i}": 1 for i in range(10_000)}}, user="dr")
     assert len(caught.value.errors) == core.InvalidInput.MAX_PROBLEMS
     assert caught.value.errors[-1]["message"] == f"and {10_000 - 49} more problems"
-    fields = json.loads(fresh_store.rejections().iloc[0]["fields_json"])
+    fields = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
     assert len(fields) == core.InvalidInput.MAX_PROBLEMS
 
 

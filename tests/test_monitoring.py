@@ -7,6 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+import store_oracle as oracle
 from conftest import MODELS, TEST_PATIENT_KEY
 
 from core import synthetic
@@ -66,7 +67,7 @@ def window():
 
 
 def sql(store, query, params=()):
-    return store._cursor().execute(query, list(params)).fetchone()
+    return oracle.sql(store, query, list(params))[0]
 
 
 def test_every_aggregate_equals_an_independent_count(busy_store):

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import duckdb
 import pytest
+import store_oracle as oracle
 
 import core
 from core.errors import AlreadyDecided, InvalidInput, NotFound
@@ -68,7 +69,7 @@ def test_decide_twice_keeps_first(fresh_store, queued):
     with pytest.raises(AlreadyDecided, match="Dr One"):
         decide({"prediction_id": queued.prediction_id, "decision": "agree",
                 "reason_code": OVERRIDE_REASON}, user="rev2", display_name="Dr Two")
-    assert len(fresh_store.decisions(queued.prediction_id)) == 1
+    assert len(oracle.rows(fresh_store, "review_decisions", prediction_id=queued.prediction_id)) == 1
 
 
 def test_correction_supersedes_and_keeps_both(fresh_store, queued):
@@ -78,7 +79,7 @@ def test_correction_supersedes_and_keeps_both(fresh_store, queued):
                      if queued.risk_class == "low" else "override_low",
                      "reason_code": "suspected lab or entry error", "comment": "haemolysed",
                      "supersedes": first["decision_id"]}, user="rev1", display_name="Dr One")
-    history = fresh_store.decisions(queued.prediction_id)
+    history = oracle.rows(fresh_store, "review_decisions", prediction_id=queued.prediction_id)
     assert list(history["decision_id"]) == [first["decision_id"], second["decision_id"]]
     assert fresh_store.current_decision(queued.prediction_id)["decision_id"] == second["decision_id"]
     with pytest.raises(AlreadyDecided):  # correcting a superseded decision is refused
@@ -92,7 +93,7 @@ def test_decisions_cannot_be_changed_in_the_database(fresh_store, queued):
             "reason_code": OVERRIDE_REASON}, user="rev1", display_name="Dr One")
     for sql in ("UPDATE review_decisions SET decision = 'override_low'", "DELETE FROM review_decisions"):
         with pytest.raises(duckdb.Error, match="append-only"):
-            fresh_store._cursor().execute(sql)
+            oracle.sql(fresh_store, sql)
 
 
 def test_concurrent_reviewers_leave_exactly_one_decision(fresh_store, queued):
@@ -113,7 +114,7 @@ def test_concurrent_reviewers_leave_exactly_one_decision(fresh_store, queued):
         t.start()
     for t in threads:
         t.join()
-    decisions = fresh_store.decisions(queued.prediction_id)
+    decisions = oracle.rows(fresh_store, "review_decisions", prediction_id=queued.prediction_id)
     assert len(decisions) == 1 and outcomes.count("recorded") == 1
     winner = decisions["user_name"][0]
     assert sorted(outcomes) == sorted(["recorded"] + [f"told: {winner}"] * 7)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import store_oracle as oracle
 from conftest import MODELS
 
 import core
@@ -79,7 +80,7 @@ def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, v
     canonical = json.dumps(features, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert row["input_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
 
-    entries = fresh_store.audit_entries()
+    entries = oracle.rows(fresh_store, "audit_log")
     assert list(entries["seq"]) == [row["audit_seq"]] == [1]
     assert entries.iloc[0]["kind"] == "prediction"
     assert entries.iloc[0]["subject"] == result.prediction_id

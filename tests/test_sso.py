@@ -14,6 +14,7 @@ from pathlib import Path
 
 import authlib.deprecate  # noqa: F401 (see quiet_mock)
 import pytest
+import store_oracle as oracle
 from app_support import APP, TIMEOUT, access_actions, store, texts
 from browser_support import NEEDS_CHROMIUM, launch, streamlit_server, wait_idle
 from streamlit.testing.v1 import AppTest
@@ -108,11 +109,11 @@ def test_sign_in_and_refusal_are_recorded(demo_app):
     sso.sign_in({"sub": "s-7", "email": "carol@example.org", "roles": ["clinician"]}, settings())
     with pytest.raises(sso.NoRole):
         sso.sign_in({"sub": "s-8", "email": "nobody@example.org"}, settings())
-    events = store().access_events()
+    events = oracle.rows(store(), "access_events")
     rows = events[["user_name", "action", "detail"]].values.tolist()
     assert ["carol@example.org", "sign_in", "single sign-on (clinician)"] in rows
     assert ["nobody@example.org", "access_denied", "single sign-on: no role for this account"] in rows
-    assert store().audit_entries()["kind"].tolist()[-2:] == ["access_sign_in", "access_access_denied"]
+    assert oracle.rows(store(), "audit_log")["kind"].tolist()[-2:] == ["access_sign_in", "access_access_denied"]
 
 
 def test_expired_identity_token_is_not_a_sign_in(demo_app):

@@ -1,19 +1,23 @@
 """The store: fail closed when it cannot be written, one transaction per event (no audit entry
-without its prediction), migrations applied once, and a contiguous audit chain under 40
-concurrent scoring threads."""
+without its prediction), an append leaves the caller's events as they were, migrations applied
+once, and a contiguous audit chain under 40 concurrent scoring threads."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+import store_oracle as oracle
 
 import core
 from core import store as core_store
-from core.store import Store
+from core.clock import now_utc
+from core.store import Event, Store
+from core.store.records import Prediction
 
 GENESIS = "0" * 64
 HOLD_FILE = """
@@ -28,7 +32,7 @@ time.sleep(120)
 
 def assert_chain_contiguous(store: Store, n: int) -> None:
     """seq runs 1..n and every entry points at the hash of the one before it."""
-    entries = store.audit_entries()
+    entries = oracle.rows(store, "audit_log")
     assert list(entries["seq"]) == list(range(1, n + 1))
     assert entries.iloc[0]["prev_hash"] == GENESIS
     assert list(entries["prev_hash"].iloc[1:]) == list(entries["entry_hash"].iloc[:-1])
@@ -72,17 +76,17 @@ class InsertRefusal:
     through the store's own connection."""
 
     def __init__(self, store: Store):
-        self._cur = store._cursor()
-        self._cur.execute("CREATE TABLE IF NOT EXISTS refusal_sink (x TEXT)")
+        self._store = store
+        oracle.sql(store, "CREATE TABLE IF NOT EXISTS refusal_sink (x TEXT)")
         self.tables: list[str] = []
 
     def refuse(self, table: str) -> None:
-        self._cur.execute(f"CREATE TRIGGER refuse_{table} AFTER INSERT ON {table} "
-                          "FOR EACH STATEMENT INSERT INTO refusal_sink SELECT error('disk refused')")
+        oracle.sql(self._store, f"CREATE TRIGGER refuse_{table} AFTER INSERT ON {table} "
+                   "FOR EACH STATEMENT INSERT INTO refusal_sink SELECT error('disk refused')")
         self.tables.append(table)
 
     def allow(self, table: str) -> None:
-        self._cur.execute(f"DROP TRIGGER refuse_{table} ON {table}")
+        oracle.sql(self._store, f"DROP TRIGGER refuse_{table} ON {table}")
         self.tables.remove(table)
 
 
@@ -131,13 +135,40 @@ def test_refused_rejection_insert_fails_closed(fresh_store: Store, refusal, vali
     assert_chain_contiguous(fresh_store, 2)
 
 
+# ---- the append path --------------------------------------------------------------------------
+
+
+def prediction_event(i: int) -> Event:
+    at = now_utc()
+    record = Prediction(
+        prediction_id=f"pred-{i}", created_at=at, user_name="dr.test", source="form",
+        patient_key=f"key-{i}", input_sha256="0" * 64, risk=0.1, risk_low=0.05, risk_high=0.2,
+        risk_class="low", confidence=0.9, routing="auto_finalised", reasons_json="[]",
+        reason_codes=[], factors_json="[]", model_version="v1", model_sha256="1" * 64)
+    return Event("prediction", "dr.test", at, record.prediction_id, record,
+                 phi={"prediction_id": record.prediction_id, "created_at": at,
+                      "patient_ref": f"P-{i}", "input_json": "{}"})
+
+
+@pytest.mark.parametrize("n", [1, 5, 30])  # one insert, executemany, one Arrow insert
+def test_append_leaves_the_callers_events_unchanged(fresh_store: Store, n: int):
+    events = [prediction_event(i) for i in range(n)]
+    before = copy.deepcopy(events)
+    seqs = fresh_store.append(events)
+    assert events == before  # no audit seq (or anything else) written into the caller's objects
+    assert all("audit_seq" not in ev.phi and "audit_seq" not in ev.record.row() for ev in events)
+    stored = oracle.rows(fresh_store, "predictions")
+    assert stored["audit_seq"].tolist() == seqs == list(range(1, n + 1))  # the rows carry them
+    assert stored["prediction_id"].tolist() == [ev.record.prediction_id for ev in events]
+
+
 # ---- migrations -------------------------------------------------------------------------------
 
 
 def test_migrations_are_recorded_and_applied_once(fresh_store: Store, valid_payload):
     core.score(valid_payload, user="dr.test")
     query = "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
-    applied = fresh_store._cursor().execute(query).fetchall()
+    applied = oracle.sql(fresh_store, query)
     versions = [v for v, _, _ in applied]
     assert versions == [m[0] for m in core_store.MIGRATIONS]
     assert [n for _, n, _ in applied] == [m[1] for m in core_store.MIGRATIONS]
@@ -146,7 +177,7 @@ def test_migrations_are_recorded_and_applied_once(fresh_store: Store, valid_payl
     core_store.close_all()
     reopened = core_store.open_store(path)
     assert reopened is not fresh_store
-    assert reopened._cursor().execute(query).fetchall() == applied
+    assert oracle.sql(reopened, query) == applied
     assert _counts(reopened) == (1, 1, 0)
     assert_chain_contiguous(reopened, 1)  # the head is read back from the file
     core.score({**valid_payload, "patient_ref": "P-2"}, user="dr.test")
@@ -191,9 +222,8 @@ def test_forty_threads_scoring_at_once(fresh_store: Store, valid_payload):
     assert _counts(fresh_store) == (total, total, 0)
     assert_chain_contiguous(fresh_store, total)
 
-    rows = fresh_store._cursor().execute(
-        "SELECT p.prediction_id, p.audit_seq, p.user_name, a.kind, a.subject FROM predictions p "
-        "JOIN audit_log a ON a.seq = p.audit_seq").fetchall()
+    rows = oracle.sql(fresh_store, "SELECT p.prediction_id, p.audit_seq, p.user_name, a.kind, "
+                      "a.subject FROM predictions p JOIN audit_log a ON a.seq = p.audit_seq")
     assert {r[0] for r in rows} == ids
     assert len({r[1] for r in rows}) == total
     assert all(kind == "prediction" and subject == pid for pid, _, _, kind, subject in rows)

@@ -18,13 +18,13 @@ from core.scoring import record_predictions
 from core.serving import active_artefact
 from core.spec import validate_payload
 from core.stop_switch import set_suspended
-from core.store import Store
+from core.store import Store, open_file
 from core.verification import verify_audit
 
 
 @pytest.fixture
 def two(fresh_store):
-    other = Store(fresh_store.path)  # a second object, as another process would hold
+    other = open_file(fresh_store.path)  # a second object, as another process would hold
     yield fresh_store, other
     other.close()
 

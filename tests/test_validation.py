@@ -10,6 +10,7 @@ import json
 import math
 
 import pytest
+import store_oracle as oracle
 from conftest import TEST_PATIENT_KEY
 
 import core
@@ -78,7 +79,7 @@ def test_each_rejection_kind_is_refused_named_and_recorded(fresh_store: Store, v
         assert isinstance(e["value"], str) and len(e["value"]) <= MAX_ECHO
     assert fresh_store.count("predictions") == 0
     assert fresh_store.count("rejected_inputs") == 1
-    recorded = json.loads(fresh_store.rejections().iloc[0]["fields_json"])
+    recorded = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
     known = {"patient_ref", "(payload)", *v1.spec.names}  # any other name is recorded anonymously
     assert (field if field in known else "(unknown field)") in [f["field"] for f in recorded]
 
@@ -89,11 +90,11 @@ def test_a_field_the_model_does_not_have_is_recorded_without_its_name(fresh_stor
     with pytest.raises(core.InvalidInput) as info:
         core.score({**valid_payload, name: 1, "sex": "other"}, user="dr.test")
     assert {e["field"] for e in info.value.errors} == {name, "sex"}  # the sender is told
-    recorded = json.loads(fresh_store.rejections().iloc[0]["fields_json"])
+    recorded = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
     assert recorded == [{"field": "sex", "message": "must be one of: female, male"},
                         {"field": "(unknown field)",
                          "message": "is not an input of this model (unknown field)"}]
-    entries = fresh_store.audit_entries()
+    entries = oracle.rows(fresh_store, "audit_log")
     assert not any("Jane Roe" in text for text in entries["content_json"])
 
 
@@ -152,7 +153,7 @@ def test_rejection_is_recorded_without_values_and_no_prediction_is_written(
         core.score(payload, user="dr.test")
 
     assert fresh_store.count("predictions") == 0
-    rejections = fresh_store.rejections()
+    rejections = oracle.rows(fresh_store, "rejected_inputs")
     assert len(rejections) == 1
     row = rejections.iloc[0]
     assert row["user_name"] == "dr.test"
@@ -164,16 +165,15 @@ def test_rejection_is_recorded_without_values_and_no_prediction_is_written(
                                              "sha256").hexdigest()
     assert row["payload_sha256"] != hashlib.sha256(canonical.encode()).hexdigest()
 
-    entries = fresh_store.audit_entries()
+    entries = oracle.rows(fresh_store, "audit_log")
     assert list(entries["kind"]) == ["rejected_input"]
     assert list(entries["seq"]) == [int(row["audit_seq"])]
 
     # Neither the rejected value nor the patient reference is kept anywhere in the store.
-    cur = fresh_store._cursor()
-    tables = [r[0] for r in cur.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()]
+    tables = [r[0] for r in oracle.sql(
+        fresh_store, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")]
     for table in tables:
-        for cells in cur.execute(f'SELECT * FROM "{table}"').fetchall():  # noqa: S608 (names from the catalogue)
+        for cells in oracle.sql(fresh_store, f'SELECT * FROM "{table}"'):  # noqa: S608 (names from the catalogue)
             text = " ".join(map(str, cells))
             assert secret_value not in text, table
             assert secret_ref not in text, table
@@ -216,8 +216,8 @@ def test_a_rejected_patient_number_cannot_be_recovered_from_its_record(fresh_sto
     someone who tries every number (here, every number near it)."""
     with pytest.raises(core.InvalidInput):
         core.score({"patient_ref": "04172238"}, user="dr.test")
-    recorded = fresh_store.rejections().iloc[0]["payload_sha256"]
+    recorded = oracle.rows(fresh_store, "rejected_inputs").iloc[0]["payload_sha256"]
     guesses = {hashlib.sha256(json.dumps({"patient_ref": f"{n:08d}"}, separators=(",", ":"))
                               .encode()).hexdigest() for n in range(4_172_000, 4_173_000)}
     assert recorded not in guesses
-    assert "04172238" not in " ".join(fresh_store.audit_entries()["content_json"])
+    assert "04172238" not in " ".join(oracle.rows(fresh_store, "audit_log")["content_json"])

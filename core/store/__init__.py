@@ -1,5 +1,7 @@
-"""The store: the only package with SQL. An embedded DuckDB file, append-only tables, one audit
-chain. `open_store(path)` gives the process-wide Store of a file."""
+"""The store: the only package with SQL. Append-only tables and one audit chain, behind the
+declared interface `Store` (core/store/interface.py); its implementation is an embedded DuckDB
+file (`DuckDBStore`, what is DuckDB's own in duckdb_dialect.py). `open_store(path)` gives the
+process-wide Store of a file."""
 
 from __future__ import annotations
 
@@ -8,22 +10,23 @@ from pathlib import Path
 
 from core.store.aggregates import MonitoringReads
 from core.store.base import StoreBase
+from core.store.interface import Store
 from core.store.queries import AccessReads, OutcomeReads, RecordReads, ReviewReads
-from core.store.records import RECORDS
+from core.store.records import RECORDS, Event
 from core.store.schema import APPEND_ONLY, AUDIT_COLUMNS, MIGRATIONS, PHI_COLUMNS, TABLES
-from core.store.writes import ChainWrites, Event
+from core.store.writes import ChainWrites
 
-__all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS", "TABLES", "Event",
-           "Store",
-           "close_all", "open_store"]
-
-
-class Store(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
-            MonitoringReads):
-    """An open store file; create with `open_store` so each file has one Store per process."""
+__all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS", "TABLES", "DuckDBStore",
+           "Event", "Store", "close_all", "open_file", "open_store"]
 
 
-_stores: dict[str, Store] = {}
+class DuckDBStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
+                  MonitoringReads):
+    """A store in an embedded DuckDB file; create with `open_store` so each file has one per
+    process."""
+
+
+_stores: dict[str, DuckDBStore] = {}
 _stores_lock = threading.Lock()
 
 
@@ -32,8 +35,14 @@ def open_store(path: Path) -> Store:
     key = str(Path(path).resolve())
     with _stores_lock:
         if key not in _stores:
-            _stores[key] = Store(Path(path))
+            _stores[key] = DuckDBStore(Path(path))
         return _stores[key]
+
+
+def open_file(path: Path) -> Store:
+    """A Store of its own over one file, outside the process-wide ones, for a caller that opens
+    and closes a file itself (a restore's candidate copy, the live file it holds)."""
+    return DuckDBStore(Path(path))
 
 
 def close_all() -> None:

@@ -1,4 +1,4 @@
-"""Monitoring aggregates: chart-sized results computed in SQL; mixed into Store."""
+"""Monitoring aggregates: chart-sized results computed in SQL; mixed into DuckDBStore."""
 
 from __future__ import annotations
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from core.errors import StoreUnavailable
-from core.store.base import opening_error
+from core.store import duckdb_dialect as dialect
 from core.store.schema import MIGRATIONS
 
 MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
@@ -43,10 +41,7 @@ def inspect(path: Path) -> StoreFile:
     """Read a store file's identity and size without changing it.
 
     StoreLocked when another process holds it; StoreUnavailable when it is not a store."""
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except (duckdb.Error, OSError) as exc:
-        raise opening_error(Path(path), exc) from exc
+    con = dialect.connect_read_only(Path(path))
     try:
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables").fetchall()}
@@ -58,7 +53,7 @@ def inspect(path: Path) -> StoreFile:
                                 "LIMIT 1").fetchone() if "store_identity" in tables else None)
         entries, first = con.execute(
             "SELECT count(*), min_by(entry_hash, seq) FROM audit_log").fetchone()
-    except duckdb.Error as exc:
+    except dialect.Error as exc:
         raise StoreUnavailable(f"{path} cannot be read as a store: {exc}") from exc
     finally:
         con.close()
@@ -71,20 +66,9 @@ def copy_file(source: Path, target: Path, *, deployment_id: str | None = None) -
 
     `deployment_id`: written into a copy of a store made before stores recorded their deployment
     (a restore carries the identity it checked)."""
-    con = duckdb.connect()
-    try:
-        con.execute("ATTACH ? AS copy_source (READ_ONLY)", [str(source)])
-        con.execute("ATTACH ? AS copy_target", [str(target)])
-        con.execute("COPY FROM DATABASE copy_source TO copy_target")
-        if deployment_id:
-            con.execute("CREATE TABLE IF NOT EXISTS copy_target.store_identity ("
-                        "deployment_id TEXT PRIMARY KEY, created_at TIMESTAMP NOT NULL)")
-            con.execute("INSERT INTO copy_target.store_identity SELECT ?, now()::TIMESTAMP "
-                        "WHERE NOT EXISTS (SELECT 1 FROM copy_target.store_identity)",
-                        [deployment_id])
-        con.execute("DETACH copy_target")
-        con.execute("DETACH copy_source")
-    except duckdb.Error as exc:
-        raise opening_error(Path(source), exc) from exc
-    finally:
-        con.close()
+    seed = () if not deployment_id else (
+        ("CREATE TABLE IF NOT EXISTS copy_target.store_identity ("
+         "deployment_id TEXT PRIMARY KEY, created_at TIMESTAMP NOT NULL)", []),
+        ("INSERT INTO copy_target.store_identity SELECT ?, now()::TIMESTAMP "
+         "WHERE NOT EXISTS (SELECT 1 FROM copy_target.store_identity)", [deployment_id]))
+    dialect.copy_file(Path(source), Path(target), then=seed)

@@ -1,4 +1,4 @@
-"""The store's reads, grouped by journey; mixed into Store (core/store/__init__.py)."""
+"""The store's reads, grouped by journey; mixed into DuckDBStore (core/store/__init__.py)."""
 
 from __future__ import annotations
 
@@ -57,10 +57,6 @@ class RecordReads:
         row = self._one("SELECT settings_json FROM config_events ORDER BY audit_seq DESC LIMIT 1")
         return row[0] if row else None
 
-    def service_history(self) -> pd.DataFrame:
-        return self._frame("SELECT created_at, user_name, action, reason FROM service_events "
-                           "ORDER BY audit_seq")
-
     def governance_counts(self) -> dict:
         """Counts the governance page answers from, in one round trip."""
         return self._record(
@@ -96,18 +92,6 @@ class RecordReads:
         return self._record(
             "SELECT p.*, phi.patient_ref, phi.input_json FROM predictions p "
             "LEFT JOIN phi_inputs phi USING (prediction_id) WHERE prediction_id = ?", [prediction_id])
-
-    def recent_predictions(self, *, user: str, limit: int = 20) -> pd.DataFrame:
-        return self._frame(
-            "SELECT prediction_id, p.created_at, patient_ref, risk, risk_class, confidence, "
-            "routing, model_version FROM predictions p LEFT JOIN phi_inputs USING (prediction_id) "
-            "WHERE user_name = ? ORDER BY audit_seq DESC LIMIT ?", [user, limit])
-
-    def rejections(self) -> pd.DataFrame:
-        return self._frame("SELECT * FROM rejected_inputs ORDER BY audit_seq")
-
-    def audit_entries(self) -> pd.DataFrame:
-        return self._frame("SELECT * FROM audit_log ORDER BY seq")
 
     def iter_audit(self, *, after: int = 0, upto: int | None = None):
         """Audit entries with after < seq <= upto, in seq order, as dicts (see _windows)."""
@@ -170,11 +154,6 @@ class ReviewReads:
         return self._record(
             f"SELECT * FROM ({CURRENT_DECISIONS}) WHERE prediction_id = ? "
             "ORDER BY audit_seq DESC LIMIT 1", [prediction_id])
-
-    def decisions(self, prediction_id: str) -> pd.DataFrame:
-        """Every decision on a prediction, corrections included, oldest first."""
-        return self._frame("SELECT * FROM review_decisions WHERE prediction_id = ? "
-                           "ORDER BY audit_seq", [prediction_id])
 
     def pending_reviews(self, *, reason: str | None = None, model_version: str | None = None,
                         limit: int = 500) -> pd.DataFrame:
@@ -283,7 +262,3 @@ class AccessReads:
                         "AND action = ? AND (CAST(? AS TEXT) IS NULL OR source = ?)",
                         [username, action, source, source])
         return row[0] if row else None
-
-    def access_events(self, *, limit: int = 200) -> pd.DataFrame:
-        return self._frame("SELECT created_at, user_name, action, detail, source FROM access_events "
-                           "ORDER BY audit_seq DESC LIMIT ?", [limit])

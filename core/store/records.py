@@ -40,6 +40,21 @@ class Record:
         return chain_content(type(self), self.row())
 
 
+@dataclass(slots=True)
+class Event:
+    """One record for an event table, with the envelope of its audit entry (no raw PHI).
+
+    `phi` (optional) is a row for phi_inputs: kept only for the retention period, outside the
+    chain, so purging it leaves every hash intact."""
+
+    kind: str
+    actor: str
+    at: datetime
+    subject: str
+    record: Record
+    phi: dict | None = None
+
+
 def chain_content(record: type[Record], row: dict[str, Any]) -> dict[str, Any]:
     """The content of a row of `record`'s table, as the chain records it: the record's columns
     (the audit seq, and any other key of `row`, left out)."""

@@ -13,39 +13,19 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import duckdb
-import pyarrow as pa
 
 from core import audit
 from core.errors import StoreUnavailable
-from core.store.records import Record
+from core.store import duckdb_dialect as dialect
+from core.store.records import Event
 from core.store.schema import AUDIT_COLUMNS, PHI_COLUMNS, TABLES
 
-SMALL_INSERT = 20  # below this many rows, parameterised INSERTs; above, one Arrow insert
 ATTEMPTS = 20  # appends racing on one head: each retry has lost to a write that committed
 
 
-@dataclass(slots=True)
-class Event:
-    """One record for an event table, with the envelope of its audit entry (no raw PHI).
-
-    `phi` (optional) is a row for phi_inputs: kept only for the retention period, outside the
-    chain, so purging it leaves every hash intact."""
-
-    kind: str
-    actor: str
-    at: datetime
-    subject: str
-    record: Record
-    phi: dict | None = None
-
-
 class ChainWrites:
-    """The append path; mixed into Store."""
+    """The append path; mixed into DuckDBStore."""
 
     def append(self, events: list[Event], *, also: tuple[tuple[str, list], ...] = (),
                precondition: Callable[[], None] | None = None) -> list[int]:
@@ -75,14 +55,10 @@ class ChainWrites:
                         precondition()
                     seqs = self._write(cur, head, table, events, contents, digests, pick, also)
                     cur.execute("COMMIT")
-                except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
+                except dialect.Error as exc:
                     _rollback(cur)
-                    if not _lost_the_head(exc):
-                        raise StoreUnavailable(f"the store did not record the {table} event: "
-                                               f"{exc}") from exc
-                    continue  # another write took this head: again, on the new one
-                except duckdb.Error as exc:
-                    _rollback(cur)
+                    if dialect.lost_the_head(exc):
+                        continue  # another write took this head: again, on the new one
                     raise StoreUnavailable(f"the store did not record the {table} event: {exc}") from exc
                 except BaseException:
                     _rollback(cur)
@@ -105,11 +81,11 @@ class ChainWrites:
                                digest, prev, entry])
             rows.append(list(pick({**ev.record.row(), "audit_seq": seq})))
             prev = entry
-        _insert(cur, "audit_log", AUDIT_COLUMNS, audit_rows)
-        _insert(cur, table, TABLES[table], rows)
+        dialect.insert(cur, "audit_log", AUDIT_COLUMNS, audit_rows)
+        dialect.insert(cur, table, TABLES[table], rows)
         phi = [[ev.phi[c] for c in PHI_COLUMNS] for ev in events if ev.phi]
         if phi:
-            _insert(cur, "phi_inputs", PHI_COLUMNS, phi)
+            dialect.insert(cur, "phi_inputs", PHI_COLUMNS, phi)
         for sql, params in also:
             cur.execute(sql, params)
         return [r[0] for r in audit_rows]
@@ -123,31 +99,8 @@ class ChainWrites:
             return n
 
 
-def _lost_the_head(exc: duckdb.Error) -> bool:
-    """Whether a failed write lost a race for the chain's head (another committed that seq):
-    at commit a constraint violation, at insert a duplicate key on the audit log's seq."""
-    text = str(exc)
-    if isinstance(exc, duckdb.TransactionException):
-        return "constraint" in text.lower() or "conflict" in text.lower()
-    return "seq" in text and "Duplicate key" in text
-
-
 def _rollback(cur) -> None:
     try:
         cur.execute("ROLLBACK")
-    except duckdb.Error:
+    except dialect.Error:
         pass  # a failed commit has rolled back already
-
-
-def _insert(cur, table: str, columns: list[str], rows: list[list[Any]]) -> None:
-    names = ", ".join(columns)
-    marks = ", ".join("?" for _ in columns)
-    if len(rows) == 1:  # the scoring path: plain execute is faster than executemany
-        cur.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows[0])
-        return
-    if len(rows) <= SMALL_INSERT:
-        cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
-        return
-    # Column-wise Arrow table: built in C from the transposed rows, read by DuckDB directly.
-    frame = pa.table(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)))  # noqa: F841
-    cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM frame")

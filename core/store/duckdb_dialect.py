@@ -1,0 +1,138 @@
+"""What is DuckDB's own in the store, in one module: opening a file (and its settings), which
+errors mean what (another process holds the file, a write lost the race for the chain's head),
+the append-only triggers (DuckDB's error()), CHECKPOINT, a database copied with ATTACH and COPY
+FROM DATABASE, results as DataFrames, bulk inserts read from Arrow.
+
+The rest of the package is SQL over a DB-API cursor (`?` parameters) and plain Python; no other
+module imports duckdb (an import-linter contract). A server backend brings its own module of
+these parts. The reads' SQL also uses a few DuckDB functions (list_contains, QUALIFY, to_days,
+from_json), each in core/store/queries.py or aggregates.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from core.errors import StoreLocked, StoreUnavailable
+
+Error = duckdb.Error  # whatever the database raises
+Connection = duckdb.DuckDBPyConnection  # a connection, and each cursor taken from it
+
+SMALL_INSERT = 20  # below this many rows, parameterised INSERTs; above, one Arrow insert
+# A larger checkpoint threshold than the 16 MB default: a batch commit then appends to the WAL
+# instead of rewriting the file every few thousand rows.
+CONFIG = {"checkpoint_threshold": "256MB"}
+
+
+def connect(path: Path) -> Connection:
+    """The read-write connection to a store file (created if missing); StoreLocked when another
+    process holds it."""
+    try:
+        return duckdb.connect(str(path), config=CONFIG)
+    except (duckdb.Error, OSError) as exc:
+        raise opening_error(path, exc) from exc
+
+
+def connect_read_only(path: Path) -> Connection:
+    """A read-only connection to a database file, which it cannot change."""
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except (duckdb.Error, OSError) as exc:
+        raise opening_error(path, exc) from exc
+
+
+def own_files(path: Path) -> list[Path]:
+    """The files a store at `path` keeps: the database and its write-ahead log."""
+    return [path, path.with_name(path.name + ".wal")]
+
+
+def opening_error(path: Path, exc: Exception) -> StoreUnavailable:
+    """StoreLocked when another process holds the file, else StoreUnavailable with the reason."""
+    if "lock" in str(exc).lower():
+        return StoreLocked(f"the store at {path} is in use by another process (the running "
+                           "service, or another command); stop it first")
+    return StoreUnavailable(f"cannot open the store at {path}: {exc}")
+
+
+def lost_the_head(exc: Exception) -> bool:
+    """Whether a failed write lost a race for the chain's head (another committed that seq):
+    at commit a constraint violation, at insert a duplicate key on the audit log's seq."""
+    text = str(exc)
+    if isinstance(exc, duckdb.TransactionException):
+        return "constraint" in text.lower() or "conflict" in text.lower()
+    if isinstance(exc, duckdb.ConstraintException):
+        return "seq" in text and "Duplicate key" in text
+    return False
+
+
+def guard_statements(append_only: list[str], update_only: list[str]) -> list[str]:
+    """Triggers that make the database itself refuse UPDATE and DELETE (and so TRUNCATE) on
+    `append_only` tables and UPDATE on `update_only` ones (IF NOT EXISTS: run at every open)."""
+    sink = "CREATE TABLE IF NOT EXISTS append_only_guard (never INTEGER)"
+
+    def refuse(table: str, verb: str, message: str) -> str:
+        return (f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} AFTER {verb} ON {table} "
+                f"FOR EACH STATEMENT INSERT INTO append_only_guard SELECT error('{message}')")
+
+    return [sink,
+            *(refuse(t, verb, f"{t} is append-only: {verb} is refused")
+              for t in append_only for verb in ("UPDATE", "DELETE")),
+            *(refuse(t, "UPDATE", f"{t} rows are never changed, only purged") for t in update_only)]
+
+
+def checkpoint(cur: Connection) -> None:
+    """Write the WAL into the file, so the file alone is the whole store."""
+    cur.execute("CHECKPOINT")
+
+
+def copy_database(cur: Connection, target: Path) -> None:
+    """Copy every table of the connection's database into the new file `target` (one snapshot)."""
+    source = cur.execute("SELECT current_database()").fetchone()[0]
+    cur.execute("ATTACH ? AS backup_target", [str(target)])
+    try:
+        cur.execute(f'COPY FROM DATABASE "{source}" TO backup_target')
+    finally:
+        cur.execute("DETACH backup_target")
+
+
+def copy_file(source: Path, target: Path, *, then: tuple[tuple[str, list], ...] = ()) -> None:
+    """Copy the database file `source` (opened read-only) into the new file `target`. `then`:
+    statements run on the copy before it is closed (its tables as `copy_target.<table>`)."""
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS copy_source (READ_ONLY)", [str(source)])
+        con.execute("ATTACH ? AS copy_target", [str(target)])
+        con.execute("COPY FROM DATABASE copy_source TO copy_target")
+        for sql, params in then:
+            con.execute(sql, params)
+        con.execute("DETACH copy_target")
+        con.execute("DETACH copy_source")
+    except duckdb.Error as exc:
+        raise opening_error(Path(source), exc) from exc
+    finally:
+        con.close()
+
+
+def frame(cur: Connection, sql: str, params: list) -> pd.DataFrame:
+    """A query's result as a DataFrame (DuckDB builds it column-wise, with its types)."""
+    return cur.execute(sql, params).df()
+
+
+def insert(cur: Connection, table: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Insert rows (values in `columns` order) into a table."""
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    if len(rows) == 1:  # the scoring path: plain execute is faster than executemany
+        cur.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows[0])
+        return
+    if len(rows) <= SMALL_INSERT:
+        cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        return
+    # Column-wise Arrow table: built in C from the transposed rows, read by DuckDB directly.
+    batch = pa.table(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)))  # noqa: F841
+    cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM batch")

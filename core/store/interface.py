@@ -1,0 +1,152 @@
+"""The store's declared interface: every call production code makes on a store, and nothing
+else. Callers annotate with `Store`; `open_store` returns one. The DuckDB implementation
+(core/store/__init__.py, its dialect in duckdb_dialect.py) stands behind it, and a server
+backend would stand beside it. A test checks both ways: the implementation has every member, and
+production calls nothing on a store that is not a member.
+
+Rows are dicts (column -> value), lists of rows are DataFrames; the monitoring aggregates take
+a filter `f` = (start, end, model version or None) over [start, end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from core.store.records import Event
+
+
+@runtime_checkable
+class Store(Protocol):
+    """An open store: append-only event tables and one audit chain."""
+
+    path: Path  # where it is (names its backups; keys what this process has verified of it)
+
+    # ---- the one write path, and the store as a whole ----------------------------------
+
+    def append(self, events: list[Event], *, also: tuple[tuple[str, list], ...] = (),
+               precondition: Callable[[], None] | None = None) -> list[int]:
+        """Commit the events' records and chained audit entries in one transaction; their seqs.
+        `precondition` runs inside it before anything is written (and again on a retry)."""
+
+    def purge_phi(self, *, before: datetime, event: Callable[[int], Event]) -> int:
+        """Delete raw inputs older than `before` and record `event(rows_removed)`, together."""
+
+    def checkpoint(self) -> None:
+        """Make the store's file alone the whole store (nothing pending in a log beside it)."""
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of every table in the new file `target` (a backup)."""
+
+    def close(self) -> None: ...
+
+    # ---- state, records and counts -------------------------------------------------------
+
+    def active_activation(self, *, fresh: bool = False) -> tuple[str, str] | None:
+        """(version, model_sha256) of the latest activation; None when never activated."""
+
+    def service_state(self, *, fresh: bool = False) -> tuple[str, str, datetime, str] | None:
+        """(action, by, when, reason) of the latest suspend or resume; None when never."""
+
+    def last_configuration(self) -> str | None:
+        """The settings last recorded (canonical JSON)."""
+
+    def activations(self) -> pd.DataFrame: ...
+
+    def signoff_records(self) -> pd.DataFrame: ...
+
+    def governance_counts(self) -> dict:
+        """The counts the governance page answers from."""
+
+    def count(self, table: str) -> int:
+        """Rows of an event table (or of the audit log)."""
+
+    def prediction(self, prediction_id: str) -> dict | None:
+        """A prediction's row with its raw input and patient reference (while kept)."""
+
+    def recent_predictions_with_review(self, *, user: str, limit: int = 20) -> pd.DataFrame: ...
+
+    # ---- the audit chain -----------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        """(seq, entry hash) of the chain's last entry, as the database has it now."""
+
+    def last_seq(self) -> int: ...
+
+    def entry_hash_at(self, seq: int) -> str | None: ...
+
+    def iter_audit(self, *, after: int = 0, upto: int | None = None) -> Iterator[dict]:
+        """Audit entries with after < seq <= upto, in seq order (in windows, not all at once)."""
+
+    def iter_rows(self, table: str, *, after: int = 0, upto: int | None = None) -> Iterator[dict]:
+        """An event table's rows with after < audit_seq <= upto, in audit-seq order."""
+
+    def rows_without_entry(self, table: str, *, above: int) -> list[int]:
+        """Audit seqs above `above` of the table's rows that no audit entry of it has."""
+
+    def last_verification(self) -> dict | None:
+        """The latest recorded verification of the whole chain."""
+
+    # ---- review and outcomes -------------------------------------------------------------
+
+    def current_decision(self, prediction_id: str) -> dict | None:
+        """The review decision in force for a prediction (none later supersedes it)."""
+
+    def pending_reviews(self, *, reason: str | None = None, model_version: str | None = None,
+                        limit: int = 500) -> pd.DataFrame: ...
+
+    def recent_decisions(self, *, limit: int = 50) -> pd.DataFrame: ...
+
+    def current_outcome(self, prediction_id: str) -> dict | None: ...
+
+    def outcome_history(self, prediction_id: str) -> pd.DataFrame: ...
+
+    def due_outcomes(self, *, now: datetime, horizons: dict[str, int], limit: int = 500
+                     ) -> pd.DataFrame:
+        """Predictions past their version's horizon (version -> days) with no outcome."""
+
+    def prediction_versions(self) -> list[str]: ...
+
+    def predictions_for_patient(self, patient_key: str) -> pd.DataFrame: ...
+
+    # ---- accounts and access -------------------------------------------------------------
+
+    def user(self, username: str) -> dict | None:
+        """One account's current state, with its password hash."""
+
+    def users(self) -> pd.DataFrame:
+        """Every account's current state, never a password hash."""
+
+    def count_access(self, *, username: str, action: str, since: datetime,
+                     source: str | None = None) -> int: ...
+
+    def last_access(self, *, username: str, action: str,
+                    source: str | None = None) -> datetime | None: ...
+
+    # ---- monitoring aggregates (chart-sized, computed by the database) ---------------------
+
+    def agg_override_weekly(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_override_window(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_reason_codes(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_predictions_daily(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_review_share(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_ood_reasons(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_backlog(self, f: tuple, now: datetime) -> pd.DataFrame: ...
+
+    def agg_time_to_decision(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_reviewer_workload(self, f: tuple) -> pd.DataFrame: ...
+
+    def agg_rejected_fields(self, f: tuple, known: list[str], unknown: str) -> pd.DataFrame: ...
+
+    def outcome_pairs(self, f: tuple) -> pd.DataFrame: ...
