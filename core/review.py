@@ -19,7 +19,7 @@ from core import artifacts
 from core.clock import now_utc
 from core.config import get_settings
 from core.display import confidence_meaning
-from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound
+from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound, problem
 from core.spec import Spec
 from core.store import Event, Store, open_store
 from core.store.records import ReviewDecisionRecord
@@ -71,8 +71,8 @@ def decide(payload: dict, *, user: str, display_name: str, store: Store | None =
     except ValidationError as exc:
         raise InvalidInput.from_pydantic(exc) from None
     if d.reason_code not in settings.review_reason_codes:
-        raise InvalidInput([{"field": "reason_code", "value": repr(d.reason_code)[:80],
-                             "message": "must be one of: " + "; ".join(settings.review_reason_codes)}])
+        raise InvalidInput([problem("reason_code", "must be one of: "
+                                    + "; ".join(settings.review_reason_codes), d.reason_code)])
     prediction = store.prediction(d.prediction_id)
     if prediction is None:
         raise NotFound(f"prediction {d.prediction_id} does not exist")

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict
 from core import artifacts, audit
 from core.clock import now_utc
 from core.config import Settings, get_settings
-from core.errors import InvalidInput
+from core.errors import InvalidInput, safe_repr
 from core.features import model_frame
 from core.predict import Predictions
 from core.serving import active_artefact
-from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, safe_repr, validate_payload
+from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, validate_payload
 from core.stop_switch import check_not_suspended
 from core.store import Event, Store, open_store
 from core.store.records import Prediction, RejectedInput

@@ -13,6 +13,7 @@ import pytest
 from conftest import TEST_PATIENT_KEY
 
 import core
+from core.errors import InvalidInput, problem
 from core.store import Store
 
 MAX_ECHO = 80  # the longest value echo an error may carry
@@ -221,3 +222,27 @@ def test_a_rejected_patient_number_cannot_be_recovered_from_its_record(fresh_sto
                               .encode()).hexdigest() for n in range(4_172_000, 4_173_000)}
     assert recorded not in guesses
     assert "04172238" not in " ".join(fresh_store.audit_entries()["content_json"])
+
+
+def test_problem_echoes_a_short_printable_value_and_field():
+    p = problem("f" * 500, "is wrong", "v" * 10_000)
+    assert len(p["field"]) == MAX_ECHO and len(p["value"]) == MAX_ECHO and p["value"].endswith("...")
+    assert problem("f", "is wrong", 10 ** 5000)["value"] == "<int>"  # too long to print: never raises
+    assert problem("f", "is wrong", "secret", shown="(not shown)")["value"] == "(not shown)"
+    assert len(problem("f", "is wrong", None, shown="s" * 500)["value"]) == MAX_ECHO
+    lone = problem("\ud800", "is wrong", "\udfff")  # lone surrogates, as a sender may type them
+    assert json.loads(json.dumps(lone, ensure_ascii=False).encode("utf-8")) == lone
+    assert set(lone) == {"field", "message", "value"}
+
+
+def test_invalid_input_groups_messages_by_field_in_first_seen_order():
+    exc = InvalidInput([problem("age", "is required", None), problem("(form)", "too late", None),
+                        problem("age", "must be a number", "x")])
+    assert exc.by_field() == {"age": ["is required", "must be a number"], "(form)": ["too late"]}
+    assert list(exc.by_field()) == ["age", "(form)"]
+
+
+def test_too_many_problems_end_with_one_that_counts_the_rest():
+    exc = InvalidInput([problem(f"f{i}", "is wrong", i) for i in range(60)])
+    assert len(exc.errors) == InvalidInput.MAX_PROBLEMS
+    assert exc.errors[-1] == {"field": "(more)", "message": "and 11 more problems", "value": ""}
