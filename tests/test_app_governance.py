@@ -19,8 +19,8 @@ def governance(role: str):
 
 @pytest.mark.parametrize("role", ["admin", "pi"])
 def test_governance_answers_five_questions_with_checklist(role):
-    core.score(PATIENT, user="demo-clinician")
-    core.score({**PATIENT, "patient_ref": "G-2", "lvef": None}, user="demo-clinician")
+    core.score(PATIENT, user="demo-clinician", source="form")
+    core.score({**PATIENT, "patient_ref": "G-2", "lvef": None}, user="demo-clinician", source="form")
     at = governance(role)
     assert not at.exception
     questions = [s.value for s in at.subheader]
@@ -61,12 +61,12 @@ def test_stop_switch_needs_a_reason_then_suspends_scoring():
     at.button(key="FormSubmitter:gov_stop_switch-Suspend scoring").click().run()
     assert "SUSPENDED" in texts(at)
     with pytest.raises(core.ScoringSuspended):
-        core.score(PATIENT, user="demo-clinician")
+        core.score(PATIENT, user="demo-clinician", source="form")
 
 
 def test_admin_backup_while_running(tmp_path, monkeypatch):
     monkeypatch.setenv("APP_BACKUP_DIR", str(tmp_path / "backups"))
-    core.score(PATIENT, user="demo-clinician")
+    core.score(PATIENT, user="demo-clinician", source="form")
     at = signed_in("admin")
     at.button(key="admin_backup").click().run()
     assert list((tmp_path / "backups").glob("*.duckdb"))

@@ -1,5 +1,7 @@
 """Review queue page: reviewers clear routed predictions with signed, append-only decisions."""
 
+from __future__ import annotations
+
 import app_support
 import pytest
 from app_support import signed_in, store, texts
@@ -16,7 +18,7 @@ REASON = "clinical context not captured by the model"
 
 def queued(ref: str = "R-1", **overrides) -> core.scoring.ScoreResult:
     """A prediction routed to review because an optional value (LVEF) is missing."""
-    result = core.score({**PATIENT, "patient_ref": ref, "lvef": None, **overrides}, user="demo-clinician")
+    result = core.score({**PATIENT, "patient_ref": ref, "lvef": None, **overrides}, user="demo-clinician", source="form")
     assert result.routing == "review"
     return result
 

@@ -35,6 +35,7 @@ def test_score_shows_the_recorded_result(v1):
     assert routing in shown
     assert "Top contributing factors" in shown and "Model v1" in shown
     assert row["prediction_id"] in shown
+    assert store().prediction(row["prediction_id"])["source"] == "form"
     assert at.expander[0].label == "Model facts for version v1"
     recent = at.dataframe[0].value
     assert recent["patient_ref"].tolist() == ["TEST-0001"]

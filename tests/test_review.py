@@ -17,7 +17,7 @@ OVERRIDE_REASON = "clinical context not captured by the model"
 @pytest.fixture
 def queued(fresh_store, valid_payload):
     """A prediction routed to review (an optional value missing) and its class."""
-    result = core.score({**valid_payload, "lvef": None}, user="dr.clin")
+    result = core.score({**valid_payload, "lvef": None}, user="dr.clin", source="form")
     assert result.routing == "review"
     return result
 
@@ -120,7 +120,7 @@ def test_concurrent_reviewers_leave_exactly_one_decision(fresh_store, queued):
 
 
 def test_pending_reviews_filters_by_reason_and_version(fresh_store, queued, valid_payload):
-    core.score({**valid_payload, "patient_ref": "TEST-2", "egfr": 140.0}, user="dr.clin")
+    core.score({**valid_payload, "patient_ref": "TEST-2", "egfr": 140.0}, user="dr.clin", source="form")
     assert len(fresh_store.pending_reviews()) == 2
     assert list(fresh_store.pending_reviews(reason="missing_value")["prediction_id"]) == [queued.prediction_id]
     assert len(fresh_store.pending_reviews(reason="outside_validated_range")) == 1
@@ -129,7 +129,7 @@ def test_pending_reviews_filters_by_reason_and_version(fresh_store, queued, vali
 
 
 def test_queue_puts_inputs_next_to_the_validated_ranges(fresh_store, queued, valid_payload):
-    later = core.score({**valid_payload, "patient_ref": "TEST-2", "age": 110}, user="dr.clin")
+    later = core.score({**valid_payload, "patient_ref": "TEST-2", "age": 110}, user="dr.clin", source="form")
     items = queue(now=queued.created_at.replace(tzinfo=None) + timedelta(hours=5, minutes=12))
     assert [i["prediction_id"] for i in items] == [queued.prediction_id, later.prediction_id]
     first = items[0]
@@ -160,7 +160,7 @@ def test_format_age(minutes, text):
 
 
 def test_recent_decisions_keep_full_history_and_the_one_in_force(fresh_store, queued, valid_payload):
-    other = core.score({**valid_payload, "patient_ref": "TEST-2", "lvef": None}, user="dr.clin")
+    other = core.score({**valid_payload, "patient_ref": "TEST-2", "lvef": None}, user="dr.clin", source="form")
     first = decide({"prediction_id": queued.prediction_id, "decision": "agree",
                     "reason_code": OVERRIDE_REASON}, user="rev1", display_name="Dr One")
     decide({"prediction_id": other.prediction_id, "decision": "agree", "reason_code": OVERRIDE_REASON},
@@ -177,7 +177,7 @@ def test_recent_decisions_keep_full_history_and_the_one_in_force(fresh_store, qu
 
 
 def test_recent_predictions_with_review_show_the_decision_in_force(fresh_store, queued, valid_payload):
-    core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin")
+    core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
     target = "high" if queued.risk_class == "low" else "low"
     decide({"prediction_id": queued.prediction_id, "decision": f"override_{target}",
             "reason_code": OVERRIDE_REASON, "comment": "context"}, user="rev1", display_name="Dr One")

@@ -86,7 +86,7 @@ with st.form("score_form"):
 if submitted:
     payload = {PATIENT_REF: ref, **{k: v for k, v in values.items() if v is not None}}
     try:
-        st.session_state["score_result"] = core.score(payload, user=user.username)
+        st.session_state["score_result"] = core.score(payload, user=user.username, source="form")
     except core.InvalidInput as exc:
         st.session_state.pop("score_result", None)
         by_field: dict[str, list[str]] = {}
