@@ -59,19 +59,6 @@ def _spec(models: str, version: str) -> Spec:
     return load_spec(Path(models) / version / "spec.json")
 
 
-def due(*, now: datetime, store: Store | None = None) -> pd.DataFrame:
-    """Predictions past the horizon of their own model version with no outcome, most overdue
-    first (a version whose spec cannot be read is left out: no outcome can be recorded for it)."""
-    store = store or open_store(get_settings().db)
-    horizons = {}
-    for version in store.prediction_versions():
-        try:
-            horizons[version] = horizon_days(version)
-        except SpecError:
-            continue
-    return store.due_outcomes(now=now, horizons=horizons)
-
-
 def record_outcome(payload: dict, *, user: str, store: Store | None = None,
                    now: datetime | None = None) -> dict:
     """Validate and append one outcome; InvalidInput names every problem."""

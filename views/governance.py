@@ -8,7 +8,6 @@ from core.config import get_settings
 from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
 from core.stop_switch import is_suspended, set_suspended
-from core.store import open_store
 from core.text import md_text
 from core.verification import verify_whole
 
@@ -44,7 +43,7 @@ for i, (question, answer) in enumerate(snap["questions"], 1):
 
 if st.button("Verify the whole audit trail now", key="gov_verify_whole"):
     with st.spinner("Verifying every entry and every record..."):
-        problems, (seq, _) = verify_whole(open_store(settings.db), by=user.username)
+        problems, (seq, _) = verify_whole(by=user.username)
     (st.error(f"Audit trail FAILED: {md_text(problems[0])}") if problems
      else st.success(f"Audit trail intact: all {seq} entries verified (recorded)."))
 
