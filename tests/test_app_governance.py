@@ -52,6 +52,25 @@ def test_signoff_form_appends_a_record():
     assert list(records["user_name"]) == ["demo-admin"]
 
 
+def test_signoff_success_is_shown_after_the_rerun_once():
+    at = governance("admin")
+    at.text_input(key="gov_signer_name").input("Prof Ada IRB")
+    at.text_input(key="gov_scope").input("deployment architecture v1")
+    at.button(key="FormSubmitter:gov_signoff-Record sign-off").click().run()
+    assert "Sign-off by Prof Ada IRB (IRB) recorded." in [s.value for s in at.success]
+    assert list(at.dataframe[1].value["signer_name"]) == ["Prof Ada IRB"]  # the rerun shows it listed
+    at.run()
+    assert not [s.value for s in at.success if s.value.startswith("Sign-off by")]
+
+
+def test_signoff_problems_are_shown_by_field():
+    at = governance("admin")
+    at.button(key="FormSubmitter:gov_signoff-Record sign-off").click().run()
+    shown = [e.value.replace("\\_", "_") for e in at.error]  # Markdown escapes the underscore
+    assert shown == ["signer_name: is required", "scope: is required"]
+    assert store().signoff_records().empty
+
+
 def test_stop_switch_needs_a_reason_then_suspends_scoring():
     at = governance("pi")
     at.button(key="FormSubmitter:gov_stop_switch-Suspend scoring").click().run()

@@ -53,6 +53,9 @@ st.dataframe([{"#": i, "Item": it.text, "Status": marks[it.status], "Evidence": 
               for i, it in enumerate(snap["checklist"], 1)], hide_index=True, key="gov_checklist")
 
 st.header("Sign-offs")
+signed = st.session_state.pop("gov_signoff_notice", None)  # set with a recorded sign-off, before the rerun
+if signed:
+    st.success(signed)
 if snap["signoffs"].empty:
     st.info("No sign-off recorded yet.")
 else:
@@ -70,11 +73,12 @@ with st.form("gov_signoff", clear_on_submit=True):
         try:
             record_signoff(signer_name=name, signer_role=role, signed_on=str(signed_on), scope=scope,
                            model_version=version, by=user.username)
-            st.success(f"Sign-off by {md_text(name)} ({role}) recorded.")
+            st.session_state["gov_signoff_notice"] = f"Sign-off by {md_text(name)} ({role}) recorded."
             st.rerun()
         except InvalidInput as exc:
-            for e in exc.errors:
-                st.error(md_text(f"{e['field']}: {e['message']}"))
+            for field, messages in exc.by_field().items():
+                for message in messages:
+                    st.error(md_text(f"{field}: {message}"))
 
 st.header("Stop switch")
 with st.form("gov_stop_switch"):
