@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         verify_whole(store, by="bench")
         patient = make_rows(1).iloc[0].to_dict()
         for i in range(100):
-            core.score({**patient, "patient_ref": f"LATE-{i}"}, user="bench")
+            core.score({**patient, "patient_ref": f"LATE-{i}"}, user="bench", source="form")
         times = []
         for _ in range(3):
             start = time.perf_counter()

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.predict_proba(frame)
 
         def score() -> None:
-            core.score(PAYLOAD, user="bench")
+            core.score(PAYLOAD, user="bench", source="form")
 
         timed(bare, args.warmup)
         timed(score, args.warmup)

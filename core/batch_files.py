@@ -10,9 +10,9 @@ import os
 import stat
 from pathlib import Path
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, problem
 from core.file_guard import protected_reason
-from core.spec import PATIENT_REF, WHOLE_ROW, Spec, problem
+from core.spec import PATIENT_REF, WHOLE_ROW, Spec
 
 EXTRA = "\0extra"  # DictReader's key for values beyond the header (never a column name)
 

@@ -1,7 +1,45 @@
 """Every exception that core raises to its callers (pages, CLI, tests, the API): one module, so a
-caller can see all it may have to handle."""
+caller can see all it may have to handle; and the one shape of a field error they carry
+(`Problem`, made only by `problem()`)."""
 
 from __future__ import annotations
+
+from typing import Any, TypedDict
+
+MAX_ECHO = 80  # characters of a rejected value (or field name) echoed back in an error
+
+
+class Problem(TypedDict):
+    """One entry of InvalidInput.errors, JSON-ready: the field, what is wrong, the value received."""
+
+    field: str
+    message: str
+    value: str
+
+
+def safe_repr(value: Any) -> str:
+    """A short repr that never raises (huge integers, deep nesting, odd objects)."""
+    if isinstance(value, str):
+        value = value[:MAX_ECHO]  # repr of a huge string costs time and memory for nothing
+    try:
+        shown = repr(value)
+    except (ValueError, RecursionError, TypeError, AttributeError):
+        shown = f"<{type(value).__name__}>"
+    return _short(shown)
+
+
+def _short(text: str) -> str:
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
+
+
+def problem(field: str, message: str, value: Any, *, shown: str | None = None) -> Problem:
+    """The one constructor of a Problem. The value is echoed as a short safe repr, or as `shown`
+    when the caller has a better text for it (a date, "(not shown)" for a secret), also kept
+    short; the field name is kept short and printable too, as a sender may have typed it."""
+    field = str(field).encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ECHO]
+    return Problem(field=field, message=message,
+                   value=safe_repr(value) if shown is None else _short(str(shown)))
 
 
 class CoreError(Exception):
@@ -46,21 +84,28 @@ class InvalidInput(CoreError):
     @classmethod
     def from_pydantic(cls, exc) -> InvalidInput:
         """Translate a pydantic ValidationError of a form model (field, message, value)."""
-        return cls([{"field": str(e["loc"][0]) if e["loc"] else "(form)",
-                     "message": e["msg"].removeprefix("Value error, "),
-                     "value": repr(e.get("input"))[:80]} for e in exc.errors()])
+        return cls([problem(str(e["loc"][0]) if e["loc"] else "(form)",
+                            e["msg"].removeprefix("Value error, "), e.get("input"))
+                    for e in exc.errors()])
 
     MAX_PROBLEMS = 50  # listed and recorded; a hostile payload could otherwise name millions
 
-    def __init__(self, errors: list[dict]):
+    def __init__(self, errors: list[Problem]):
         if len(errors) > self.MAX_PROBLEMS:
             more = len(errors) - self.MAX_PROBLEMS + 1
             errors = [*errors[:self.MAX_PROBLEMS - 1],
-                      {"field": "(more)", "message": f"and {more} more problems", "value": ""}]
+                      problem("(more)", f"and {more} more problems", None, shown="")]
         self.errors = errors
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
         super().__init__(f"invalid input: {summary}{more}")
+
+    def by_field(self) -> dict[str, list[str]]:
+        """The messages of each field, fields in the order they first appear."""
+        grouped: dict[str, list[str]] = {}
+        for e in self.errors:
+            grouped.setdefault(e["field"], []).append(e["message"])
+        return grouped
 
 
 class AlreadyDecided(CoreError):

@@ -10,7 +10,7 @@ from datetime import date
 from core import artifacts
 from core.clock import now_utc
 from core.config import PROJ_ROOT, Settings, get_settings
-from core.errors import InvalidInput
+from core.errors import InvalidInput, problem
 from core.model_card import is_current, render
 from core.serving import active_artefact
 from core.stop_switch import is_suspended
@@ -171,26 +171,23 @@ def record_signoff(*, signer_name: str, signer_role: str, signed_on: str, scope:
         try:
             texts[field] = clean_text(value or "", max_length=limit)
         except ValueError as exc:
-            problems.append({"field": field, "message": str(exc), "value": "(not shown)"})
+            problems.append(problem(field, str(exc), None, shown="(not shown)"))
             texts[field] = "(invalid)"
     signer_name, scope = texts["signer_name"], texts["scope"]
     if not signer_name:
-        problems.append({"field": "signer_name", "message": "is required", "value": "''"})
+        problems.append(problem("signer_name", "is required", ""))
     if signer_role not in SIGNER_ROLES:
-        problems.append({"field": "signer_role", "message": "must be one of: " + ", ".join(SIGNER_ROLES),
-                         "value": repr(signer_role)[:80]})
+        problems.append(problem("signer_role", "must be one of: " + ", ".join(SIGNER_ROLES), signer_role))
     try:
         day = date.fromisoformat(str(signed_on))
         if day > now_utc().date():
-            problems.append({"field": "signed_on", "message": "cannot be in the future", "value": str(day)})
+            problems.append(problem("signed_on", "cannot be in the future", day, shown=str(day)))
     except ValueError:
-        problems.append({"field": "signed_on", "message": "must be a date YYYY-MM-DD",
-                         "value": repr(signed_on)[:80]})
+        problems.append(problem("signed_on", "must be a date YYYY-MM-DD", signed_on))
     if not scope:
-        problems.append({"field": "scope", "message": "is required", "value": "''"})
+        problems.append(problem("scope", "is required", ""))
     if model_version not in artifacts.list_versions(settings.models):
-        problems.append({"field": "model_version", "message": "is not a known model version",
-                         "value": repr(model_version)[:80]})
+        problems.append(problem("model_version", "is not a known model version", model_version))
     if problems:
         raise InvalidInput(problems)
     at = now_utc()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, Problem, problem, safe_repr
 
 if TYPE_CHECKING:
     from core.spec import Feature, Spec
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 PATIENT_REF = "patient_ref"
 WHOLE_PAYLOAD = "(payload)"  # the field of a problem with the payload as a whole
 WHOLE_ROW = "(row)"  # ... with a row of a file as a whole (too many or too few values)
-MAX_ECHO = 80  # characters of a rejected value echoed back in an error
 
 
 def _reject_bool(value: Any) -> Any:
@@ -87,7 +86,7 @@ def validate_payload(spec: Spec, payload: Any) -> tuple[str, dict[str, Any]]:
 
 
 def validate_many(spec: Spec, payloads: list[Any]
-                  ) -> tuple[list[tuple[int, str, dict]], list[tuple[int, list[dict]]]]:
+                  ) -> tuple[list[tuple[int, str, dict]], list[tuple[int, list[Problem]]]]:
     """validate_payload for a batch: ([(index, patient_ref, features)], [(index, errors)]).
 
     One pydantic call for the whole list (much cheaper per row); rows it rejects are validated
@@ -116,25 +115,7 @@ def validate_many(spec: Spec, payloads: list[Any]
     return good, errors
 
 
-def safe_repr(value: Any) -> str:
-    """A short repr that never raises (huge integers, deep nesting, odd objects)."""
-    if isinstance(value, str):
-        value = value[:MAX_ECHO]  # repr of a huge string costs time and memory for nothing
-    try:
-        shown = repr(value)
-    except (ValueError, RecursionError, TypeError, AttributeError):
-        shown = f"<{type(value).__name__}>"
-    shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
-    return shown if len(shown) <= MAX_ECHO else shown[: MAX_ECHO - 3] + "..."
-
-
-def problem(field: str, message: str, value: Any) -> dict:
-    """One entry of InvalidInput.errors: the field, what is wrong, the value received (short)."""
-    field = field.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ECHO]
-    return {"field": field, "message": message, "value": safe_repr(value)}
-
-
-def _translate(spec: Spec, err: dict) -> dict:
+def _translate(spec: Spec, err: dict) -> Problem:
     field = str(err["loc"][0]) if err["loc"] else WHOLE_PAYLOAD
     feature = next((f for f in spec.features if f.name == field), None)
     kind = err["type"]

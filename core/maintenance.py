@@ -12,10 +12,10 @@ from pathlib import Path
 
 from core import audit
 from core.clock import now_utc
-from core.config import Settings
+from core.config import Settings, get_settings
 from core.errors import ConfigError, ProtectedPath
 from core.file_guard import protected_folder_reason
-from core.store import Event, Store
+from core.store import Event, Store, open_store
 from core.store.records import ConfigEvent, RetentionPurge
 
 
@@ -90,3 +90,9 @@ def backup(store: Store, directory: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def backup_now(settings: Settings | None = None) -> Path:
+    """A backup of the settings' store into their backup folder, while the app keeps running."""
+    settings = settings or get_settings()
+    return backup(open_store(settings.db), settings.backup_dir)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core import artifacts, audit
 from core.clock import now_utc
 from core.config import get_settings
-from core.errors import AlreadyRecorded, InvalidInput, NotFound, SpecError
+from core.errors import AlreadyRecorded, InvalidInput, NotFound, SpecError, problem
 from core.spec import WHOLE_ROW, Spec, load_spec
 from core.store import Event, Store, open_store
 from core.store.records import OutcomeRecord
@@ -59,19 +59,6 @@ def _spec(models: str, version: str) -> Spec:
     return load_spec(Path(models) / version / "spec.json")
 
 
-def due(*, now: datetime, store: Store | None = None) -> pd.DataFrame:
-    """Predictions past the horizon of their own model version with no outcome, most overdue
-    first (a version whose spec cannot be read is left out: no outcome can be recorded for it)."""
-    store = store or open_store(get_settings().db)
-    horizons = {}
-    for version in store.prediction_versions():
-        try:
-            horizons[version] = horizon_days(version)
-        except SpecError:
-            continue
-    return store.due_outcomes(now=now, horizons=horizons)
-
-
 def record_outcome(payload: dict, *, user: str, store: Store | None = None,
                    now: datetime | None = None) -> dict:
     """Validate and append one outcome; InvalidInput names every problem."""
@@ -108,22 +95,22 @@ def _check_definition(o: OutcomeInput, definition: Outcome) -> None:
     """The event date and the measured value as this prediction's outcome definition has them."""
     problems = []
     if o.event and o.event_date is None and definition.event_date == "required":
-        problems.append({"field": "(form)", "value": "None",
-                         "message": "event_date is required when the event happened"})
+        problems.append(problem("(form)", "event_date is required when the event happened", None))
     if o.event_date is not None and definition.event_date == "none":
-        problems.append({"field": "event_date", "value": o.event_date.isoformat(),
-                         "message": "this model's outcome records no event date; leave it empty"})
+        problems.append(problem("event_date", "this model's outcome records no event date; leave it empty",
+                                o.event_date, shown=o.event_date.isoformat()))
     m = definition.measurement
     if o.measured_value is not None and m is None:
-        problems.append({"field": MEASURED, "value": f"{o.measured_value:g}",
-                         "message": "this model's outcome has no measured value; leave it empty"})
+        problems.append(problem(MEASURED, "this model's outcome has no measured value; leave it empty",
+                                o.measured_value, shown=f"{o.measured_value:g}"))
     elif o.measured_value is not None and not m.min <= o.measured_value <= m.max:
-        problems.append({"field": MEASURED, "value": f"{o.measured_value:g}",
-                         "message": f"must be between {m.min:g} and {m.max:g} {m.unit}".rstrip()})
+        problems.append(problem(MEASURED, f"must be between {m.min:g} and {m.max:g} {m.unit}".rstrip(),
+                                o.measured_value, shown=f"{o.measured_value:g}"))
     elif o.measured_value is not None and m.is_event(o.measured_value) != o.event:
-        problems.append({"field": "(form)", "value": f"{o.measured_value:g}", "message": (
+        problems.append(problem("(form)", (
             f"{m.label} {o.measured_value:g} {m.unit} contradicts "
-            f"event={'yes' if o.event else 'no'} (the event is a value {m.describe_event()})")})
+            f"event={'yes' if o.event else 'no'} (the event is a value {m.describe_event()})"),
+            o.measured_value, shown=f"{o.measured_value:g}"))
     if problems:
         raise InvalidInput(problems)
 
@@ -133,13 +120,12 @@ def _check_timing(o: OutcomeInput, prediction: dict, horizon: int, now: datetime
     end = start + timedelta(days=horizon)
     problems = []
     if o.event_date is not None and not start <= o.event_date <= min(end, now.date()):
-        problems.append({"field": "event_date", "value": o.event_date.isoformat(),
-                         "message": f"must be between the prediction date {start} and "
-                                    f"{min(end, now.date())} (the {horizon}-day horizon)"})
+        problems.append(problem("event_date", f"must be between the prediction date {start} and "
+                                              f"{min(end, now.date())} (the {horizon}-day horizon)",
+                                o.event_date, shown=o.event_date.isoformat()))
     if not o.event and now.date() < end:
-        problems.append({"field": "event", "value": "no",
-                         "message": f"'no event' can only be recorded once the {horizon}-day "
-                                    f"horizon has passed, on {end}"})
+        problems.append(problem("event", f"'no event' can only be recorded once the {horizon}-day "
+                                         f"horizon has passed, on {end}", o.event, shown="no"))
     if problems:
         raise InvalidInput(problems)
 
@@ -171,10 +157,10 @@ def import_outcomes(csv_path: Path, *, user: str, now: datetime | None = None) -
     allowed = import_columns(settings.models)
     unknown = [c for c in table.columns if c not in allowed]
     if unknown:  # refused whole: an import records outcomes, it never corrects or supersedes one
-        raise InvalidInput([{"field": str(c)[:80], "value": "(column)", "message": (
+        raise InvalidInput([problem(str(c), (
             "is not a column of the outcome import (a correction is made on the Outcomes page)"
             if c == "supersedes" else "is not a column of the outcome import; the columns are "
-            + ", ".join(allowed))} for c in unknown])
+            + ", ".join(allowed)), c, shown="(column)") for c in unknown])
     report = {"rows": len(table), "recorded": 0, "rejected": []}
     for number, row in enumerate(table.to_dict("records"), start=1):
         try:
@@ -182,11 +168,12 @@ def import_outcomes(csv_path: Path, *, user: str, now: datetime | None = None) -
             try:
                 record_outcome(payload, user=user, store=store, now=now)
             except InvalidInput as exc:  # name the file's column, not the page's field
-                raise InvalidInput([{**e, "field": column if e["field"] == MEASURED else e["field"]}
+                raise InvalidInput([problem(column if e["field"] == MEASURED else e["field"],
+                                            e["message"], None, shown=e["value"])
                                     for e in exc.errors]) from None
             report["recorded"] += 1
         except (InvalidInput, NotFound, AlreadyRecorded, SpecError) as exc:
-            errors = getattr(exc, "errors", None) or [{"field": WHOLE_ROW, "message": str(exc)}]
+            errors = getattr(exc, "errors", None) or [problem(WHOLE_ROW, str(exc), None, shown="")]
             report["rejected"].append({"row": number, "errors": errors})
     return report
 
@@ -205,9 +192,8 @@ def _payload(row: dict, store: Store, settings) -> tuple[dict, str]:
     given = {c: data.pop(c) for c in list(data) if c not in IMPORT_COLUMNS}
     if m is not None:
         data[MEASURED] = given.pop(m.name, None)
-    problems = [{"field": c, "value": str(v)[:80],
-                 "message": "is not the measured value of this prediction's model"
-                            + (f" (it records {m.name})" if m else "")}
+    problems = [problem(c, "is not the measured value of this prediction's model"
+                        + (f" (it records {m.name})" if m else ""), v, shown=str(v))
                 for c, v in given.items() if v is not None]
     if problems:
         raise InvalidInput(problems)
@@ -224,13 +210,11 @@ def _payload(row: dict, store: Store, settings) -> tuple[dict, str]:
 
 def _match(patient_ref: str, sample_date: str | None, store: Store, settings) -> str:
     if not sample_date:
-        raise InvalidInput([{"field": "sample_date", "value": "None",
-                             "message": "is required to match a row by patient_ref"}])
+        raise InvalidInput([problem("sample_date", "is required to match a row by patient_ref", None)])
     try:
         when = date.fromisoformat(sample_date)
     except ValueError:
-        raise InvalidInput([{"field": "sample_date", "value": repr(sample_date)[:80],
-                             "message": "must be a date YYYY-MM-DD"}]) from None
+        raise InvalidInput([problem("sample_date", "must be a date YYYY-MM-DD", sample_date)]) from None
     key = audit.patient_key(patient_ref, settings.patient_key_bytes())
     for p in store.predictions_for_patient(key).itertuples():
         start = p.created_at.date()

@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -20,16 +20,18 @@ from pydantic import BaseModel, ConfigDict
 from core import artifacts, audit
 from core.clock import now_utc
 from core.config import Settings, get_settings
-from core.errors import InvalidInput
+from core.errors import InvalidInput, safe_repr
 from core.features import model_frame
 from core.predict import Predictions
 from core.serving import active_artefact
-from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, safe_repr, validate_payload
+from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, validate_payload
 from core.stop_switch import check_not_suspended
 from core.store import Event, Store, open_store
 from core.store.records import Prediction, RejectedInput
 from core.text import actor
 
+Source = Literal["form", "batch", "api"]  # who sent a payload: the scoring page, a batch file, the API
+SOURCES: tuple[str, ...] = get_args(Source)
 UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
 # A probability from a statistical model is never certainty: recorded confidences are capped
 # here (so no record, page or file says 1), and pages show anything above 99.9% as "> 99.9%".
@@ -74,9 +76,20 @@ def _context() -> tuple[Settings, Store, artifacts.Artefact]:
     return settings, store, active_artefact(store, settings)
 
 
-def score(payload: Mapping, *, user: str, source: str = "form") -> ScoreResult:
-    """Validate, predict, route and record one patient; InvalidInput lists every problem."""
+def check_source(source: object) -> Source:
+    """The source a caller states, refused (ValueError) unless it is one of SOURCES: a record
+    says truthfully where each prediction came from."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {safe_repr(source)}: a prediction's source is one of "
+                         + ", ".join(SOURCES))
+    return source
+
+
+def score(payload: Mapping, *, user: str, source: Source) -> ScoreResult:
+    """Validate, predict, route and record one patient; InvalidInput lists every problem.
+    `source` says who sent it (see SOURCES) and is recorded with the prediction or rejection."""
     actor(user)
+    check_source(source)
     settings, store, artefact = _context()
     try:
         ref, values = validate_payload(artefact.spec, payload)
@@ -103,6 +116,7 @@ def new_ids(n: int) -> list[str]:
 def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict]],
                       pred: Predictions, *, user: str, source: str, key: bytes) -> list[Event]:
     """One prediction event per input (vectorised enough for batch: no per-row model objects)."""
+    check_source(source)
     at = now_utc()
     risk, low, high = pred.risk.round(4).tolist(), pred.risk_low.round(4).tolist(), pred.risk_high.round(4).tolist()
     conf = np.minimum(pred.confidence.round(4), CONFIDENCE_CAP).tolist()
@@ -161,6 +175,7 @@ def record_rejections(store: Store, artefact: artifacts.Artefact,
 
     A name that is not one of the model's fields is recorded as UNKNOWN_FIELD: a key or a column
     heading is whatever the sender typed, and could itself identify a patient."""
+    check_source(source)
     at = now_utc()
     known = known_fields(artefact.spec)
     key = get_settings().patient_key_bytes()

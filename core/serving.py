@@ -9,6 +9,7 @@ from core import artifacts
 from core.clock import now_utc
 from core.config import Settings, get_settings
 from core.errors import ArtefactMismatch, CoreError
+from core.stop_switch import check_not_suspended
 from core.store import Event, Store, open_store
 from core.store.records import ModelActivation
 from core.text import actor, reason_text
@@ -26,13 +27,28 @@ def active_artefact(store: Store, settings: Settings) -> artifacts.Artefact:
     return artefact
 
 
+def serving_version(settings: Settings | None = None) -> str | None:
+    """The version that serves now: the latest activation, else the shipped default (None
+    when there is neither). StoreUnavailable when the store cannot be read."""
+    settings = settings or get_settings()
+    return artifacts.serving_version(open_store(settings.db).active_activation(), settings.models)
+
+
+def scoring_artefact(settings: Settings | None = None) -> artifacts.Artefact:
+    """The serving version, verified and loaded, for a page about to score: ScoringSuspended
+    while the stop switch is on, ArtefactMismatch or StoreUnavailable when it cannot serve."""
+    settings = settings or get_settings()
+    store = open_store(settings.db)
+    check_not_suspended(store)
+    return active_artefact(store, settings)
+
+
 def serving_title(default: str = "Clinical risk") -> str:
     """The serving model's short title (its spec's `title`), for the app's heading and browser
     tab; `default` when no model can be read (the pages then say why)."""
     try:
         settings = get_settings()
-        version = artifacts.serving_version(open_store(settings.db).active_activation(),
-                                            settings.models)
+        version = serving_version(settings)
         return artifacts.read_title(settings.models, version) if version else default
     except CoreError:
         return default

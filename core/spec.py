@@ -25,13 +25,10 @@ from pydantic import (
 
 from core.errors import SpecError
 from core.inputs import (  # noqa: F401 (validation lives in core.inputs; callers import it here)
-    MAX_ECHO,
     PATIENT_REF,
     WHOLE_PAYLOAD,
     WHOLE_ROW,
     _build_input_model,
-    problem,
-    safe_repr,
     validate_many,
     validate_payload,
 )

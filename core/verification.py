@@ -17,7 +17,8 @@ from datetime import datetime
 
 from core import audit
 from core.clock import now_utc
-from core.store import TABLES, Event, Store
+from core.config import get_settings
+from core.store import TABLES, Event, Store, open_store
 from core.store.records import RECORDS, AuditVerification, chain_content
 
 
@@ -69,9 +70,11 @@ def record_verification(store: Store, problems: list[str], head: tuple[int, str]
         first_problem=problems[0] if problems else ""))])
 
 
-def verify_whole(store: Store, *, by: str, head: tuple[int, str] | None = None
+def verify_whole(store: Store | None = None, *, by: str, head: tuple[int, str] | None = None
                  ) -> tuple[list[str], tuple[int, str]]:
-    """Verify the whole chain and record that it was done (with its result)."""
+    """Verify the whole chain and record that it was done (with its result); `store`: the
+    settings' store unless given."""
+    store = store or open_store(get_settings().db)
     problems, last = verify_audit(store, head=head)
     record_verification(store, problems, last, by=by)
     return problems, last

@@ -104,7 +104,7 @@ def scored(serving, monkeypatch):
     with monkeypatch.context() as mp:
         mp.setattr(scoring, "now_utc", lambda: past)
         return [core.score({**{k: v for k, v in form_values(r).items()}, "patient_ref": r["patient_id"]},
-                           user="demo-clinician") for r in rows]
+                           user="demo-clinician", source="form") for r in rows]
 
 
 def test_outcome_entry_follows_the_adopted_outcome(scored):

@@ -20,8 +20,8 @@ def governance(role: str):
 
 @pytest.mark.parametrize("role", ["admin", "pi"])
 def test_governance_answers_five_questions_with_checklist(role):
-    core.score(PATIENT, user="demo-clinician")
-    core.score({**PATIENT, "patient_ref": "G-2", "lvef": None}, user="demo-clinician")
+    core.score(PATIENT, user="demo-clinician", source="form")
+    core.score({**PATIENT, "patient_ref": "G-2", "lvef": None}, user="demo-clinician", source="form")
     at = governance(role)
     assert not at.exception
     questions = [s.value for s in at.subheader]
@@ -53,6 +53,25 @@ def test_signoff_form_appends_a_record():
     assert list(records["user_name"]) == ["demo-admin"]
 
 
+def test_signoff_success_is_shown_after_the_rerun_once():
+    at = governance("admin")
+    at.text_input(key="gov_signer_name").input("Prof Ada IRB")
+    at.text_input(key="gov_scope").input("deployment architecture v1")
+    at.button(key="FormSubmitter:gov_signoff-Record sign-off").click().run()
+    assert "Sign-off by Prof Ada IRB (IRB) recorded." in [s.value for s in at.success]
+    assert list(at.dataframe[1].value["signer_name"]) == ["Prof Ada IRB"]  # the rerun shows it listed
+    at.run()
+    assert not [s.value for s in at.success if s.value.startswith("Sign-off by")]
+
+
+def test_signoff_problems_are_shown_by_field():
+    at = governance("admin")
+    at.button(key="FormSubmitter:gov_signoff-Record sign-off").click().run()
+    shown = [e.value.replace("\\_", "_") for e in at.error]  # Markdown escapes the underscore
+    assert shown == ["signer_name: is required", "scope: is required"]
+    assert store().signoff_records().empty
+
+
 def test_stop_switch_needs_a_reason_then_suspends_scoring():
     at = governance("pi")
     at.button(key="FormSubmitter:gov_stop_switch-Suspend scoring").click().run()
@@ -62,12 +81,12 @@ def test_stop_switch_needs_a_reason_then_suspends_scoring():
     at.button(key="FormSubmitter:gov_stop_switch-Suspend scoring").click().run()
     assert "SUSPENDED" in texts(at)
     with pytest.raises(core.ScoringSuspended):
-        core.score(PATIENT, user="demo-clinician")
+        core.score(PATIENT, user="demo-clinician", source="form")
 
 
 def test_admin_backup_while_running(tmp_path, monkeypatch):
     monkeypatch.setenv("APP_BACKUP_DIR", str(tmp_path / "backups"))
-    core.score(PATIENT, user="demo-clinician")
+    core.score(PATIENT, user="demo-clinician", source="form")
     at = signed_in("admin")
     at.button(key="admin_backup").click().run()
     assert list((tmp_path / "backups").glob("*.duckdb"))
@@ -82,7 +101,7 @@ def test_admin_backup_and_verify_failures_are_told_not_thrown(tmp_path, monkeypa
 
     (tmp_path / "not-a-folder").write_text("a file where the backup folder should be")
     monkeypatch.setenv("APP_BACKUP_DIR", str(tmp_path / "not-a-folder"))
-    scored = core.score(PATIENT, user="demo-clinician")
+    scored = core.score(PATIENT, user="demo-clinician", source="form")
     at = signed_in("admin")
     at.button(key="admin_backup").click().run()
     assert not at.exception

@@ -21,10 +21,10 @@ def scored(valid_payload, monkeypatch):
     past = scoring.now_utc() - timedelta(days=50)
     with monkeypatch.context() as mp:
         mp.setattr(scoring, "now_utc", lambda: past)
-        due = [core.score({**valid_payload, "patient_ref": ref}, user="demo-clinician")
+        due = [core.score({**valid_payload, "patient_ref": ref}, user="demo-clinician", source="form")
                for ref in ("OLD-1", "OLD-2")]
     return {"due": due,
-            "recent": core.score({**valid_payload, "patient_ref": "NEW-1"}, user="demo-clinician")}
+            "recent": core.score({**valid_payload, "patient_ref": "NEW-1"}, user="demo-clinician", source="form")}
 
 
 def outcomes_page():

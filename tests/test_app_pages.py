@@ -16,7 +16,7 @@ PATIENT = app_support.PATIENT
 
 
 def scored(*overrides: dict) -> list:
-    return [core.score({**PATIENT, **o}, user="demo-clinician") for o in overrides]
+    return [core.score({**PATIENT, **o}, user="demo-clinician", source="form") for o in overrides]
 
 
 def test_review_queue_lists_routed_predictions_oldest_first():
@@ -40,7 +40,7 @@ def test_review_queue_empty_says_so():
 def test_monitoring_counts_against_expected_share():
     results = scored({"age": 110}, {}, {})
     try:
-        core.score({**PATIENT, "potassium": 99}, user="demo-clinician")
+        core.score({**PATIENT, "potassium": 99}, user="demo-clinician", source="form")
     except core.InvalidInput:
         pass
     at = signed_in("pi")

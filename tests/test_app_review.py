@@ -1,5 +1,7 @@
 """Review queue page: reviewers clear routed predictions with signed, append-only decisions."""
 
+from __future__ import annotations
+
 import app_support
 import pytest
 import store_oracle as oracle
@@ -17,7 +19,7 @@ REASON = "clinical context not captured by the model"
 
 def queued(ref: str = "R-1", **overrides) -> core.scoring.ScoreResult:
     """A prediction routed to review because an optional value (LVEF) is missing."""
-    result = core.score({**PATIENT, "patient_ref": ref, "lvef": None, **overrides}, user="demo-clinician")
+    result = core.score({**PATIENT, "patient_ref": ref, "lvef": None, **overrides}, user="demo-clinician", source="form")
     assert result.routing == "review"
     return result
 
@@ -159,10 +161,10 @@ def test_clinician_list_shows_the_review_outcome():
     target = other(decided.risk_class)
     decide({"prediction_id": decided.prediction_id, "decision": f"override_{target}",
             "reason_code": REASON, "comment": "context"}, user="dr.first", display_name="Dr First")
-    recent = table(signed_in("clinician"), "review").set_index("patient_ref")
+    recent = table(signed_in("clinician"), "Review").set_index("Patient")
     direction = "upgrade" if target == "high" else "downgrade"
-    assert recent.loc["R-1", "review"] == f"overridden to {target} ({direction})"
-    assert recent.loc["R-1", "reviewer_name"] == "Dr First" and recent.loc["R-1", "decided_at"] is not None
-    assert recent.loc["R-1", "status"] == "clinically reviewed"
-    assert recent.loc["R-2", "review"] == "pending"
-    assert recent.loc["R-2", "status"] == "awaiting clinical review"
+    assert recent.loc["R-1", "Review"] == f"overridden to {target} ({direction})"
+    assert recent.loc["R-1", "Reviewed by"] == "Dr First" and recent.loc["R-1", "Reviewed (UTC)"] != ""
+    assert recent.loc["R-1", "Status"] == "clinically reviewed"
+    assert recent.loc["R-2", "Review"] == "pending" and recent.loc["R-2", "Reviewed by"] == ""
+    assert recent.loc["R-2", "Status"] == "awaiting clinical review"

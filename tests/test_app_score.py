@@ -35,9 +35,10 @@ def test_score_shows_the_recorded_result(v1):
     assert routing in shown
     assert "Top contributing factors" in shown and "Model v1" in shown
     assert row["prediction_id"] in shown
+    assert store().prediction(row["prediction_id"])["source"] == "form"
     assert at.expander[0].label == "Model facts for version v1"
     recent = at.dataframe[0].value
-    assert recent["patient_ref"].tolist() == ["TEST-0001"]
+    assert recent["Patient"].tolist() == ["TEST-0001"]
 
 
 def test_score_out_of_range_is_sent_to_review_with_reasons():
@@ -46,7 +47,7 @@ def test_score_out_of_range_is_sent_to_review_with_reasons():
     assert row["routing"] == "review"
     review = [w.value for w in at.warning if w.value.startswith("Sent to clinical review")]
     assert review and "Age" in review[0]
-    assert at.dataframe[0].value["status"].tolist() == ["awaiting clinical review"]
+    assert at.dataframe[0].value["Status"].tolist() == ["awaiting clinical review"]
 
 
 def test_score_empty_form_shows_errors_by_field_and_records_rejection():
@@ -78,3 +79,20 @@ def test_score_page_stops_when_model_cannot_load(monkeypatch, tmp_path):
     assert [e.value.split(":")[0] for e in at.error] == ["The service cannot start"]
     assert "no model version to serve" in at.error[0].value
     assert not at.number_input
+
+
+RECENT_COLUMNS = ["Recorded (UTC)", "Patient", "Risk", "Class", "Confidence", "Status", "Review",
+                  "Reviewed by", "Reviewed (UTC)", "Model"]
+
+
+def test_recent_predictions_are_labelled_for_people_and_blank_when_empty(valid_payload):
+    core.score({**valid_payload, "patient_ref": "R-1", "lvef": None}, user="demo-clinician",
+               source="form")  # waiting for review: no reviewer, no review time yet
+    at = signed_in("clinician")
+    recent = at.dataframe[0].value
+    assert list(recent.columns) == RECENT_COLUMNS
+    assert recent["Patient"].tolist() == ["R-1"] and recent["Review"].tolist() == ["pending"]
+    row = recent.iloc[0]
+    assert (row["Reviewed by"], row["Reviewed (UTC)"]) == ("", "")
+    assert not recent.isna().any().any()
+    assert not [c for c in recent.astype(str).to_numpy().ravel() if c in ("None", "NaT", "nan")]

@@ -33,7 +33,7 @@ def test_a_removed_role_ends_the_session():
 
 
 def test_a_review_submitted_after_the_idle_timeout_is_not_recorded(monkeypatch):
-    queued = core.score({**PATIENT, "patient_ref": "R-IDLE", "lvef": None}, user="demo-clinician")
+    queued = core.score({**PATIENT, "patient_ref": "R-IDLE", "lvef": None}, user="demo-clinician", source="form")
     monkeypatch.setenv("APP_IDLE_TIMEOUT_MINUTES", "2")
     at = signed_in("reviewer")
     form = f"review_form_{queued.prediction_id}"
@@ -49,7 +49,7 @@ def test_a_review_submitted_after_the_idle_timeout_is_not_recorded(monkeypatch):
 
 
 def test_an_active_session_still_records_its_review():
-    queued = core.score({**PATIENT, "patient_ref": "R-LIVE", "lvef": None}, user="demo-clinician")
+    queued = core.score({**PATIENT, "patient_ref": "R-LIVE", "lvef": None}, user="demo-clinician", source="form")
     at = signed_in("reviewer")
     form = f"review_form_{queued.prediction_id}"
     at.radio(key=f"{form}_decision").set_value("agree")

@@ -39,9 +39,9 @@ def db(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def filled(db) -> Store:
     for i in range(6):
-        core.score({**PATIENT, "patient_ref": f"SYN-{i}"}, user="dr.a")
+        core.score({**PATIENT, "patient_ref": f"SYN-{i}"}, user="dr.a", source="form")
     with pytest.raises(core.InvalidInput):
-        core.score({**PATIENT, "patient_ref": "SYN-x", "age": "old"}, user="dr.a")
+        core.score({**PATIENT, "patient_ref": "SYN-x", "age": "old"}, user="dr.a", source="form")
     return open_store(db)
 
 
@@ -132,13 +132,13 @@ def test_retention_purge_keeps_recent_inputs(filled):
 
 
 def test_backup_while_scoring_restores_to_a_verified_store(db, tmp_path):
-    core.score({**PATIENT, "patient_ref": "SYN-first"}, user="dr.a")
+    core.score({**PATIENT, "patient_ref": "SYN-first"}, user="dr.a", source="form")
     errors: list[Exception] = []
 
     def keep_scoring():
         try:
             for i in range(30):
-                core.score({**PATIENT, "patient_ref": f"SYN-t{i}"}, user="dr.b")
+                core.score({**PATIENT, "patient_ref": f"SYN-t{i}"}, user="dr.b", source="form")
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 

@@ -41,9 +41,9 @@ def every_table(tmp_path_factory, request):
         auth.add_user("alice", roles=["admin"], password="a-long-password", by="setup")
         auth.record_access("alice", "sign_in", "password", source="10.0.0.1")
         activate("v1", by="alice", reason="validated")
-        queued = core.score({**TYPICAL_PATIENT, "patient_ref": "COL-1", "lvef": None}, user="dr")
+        queued = core.score({**TYPICAL_PATIENT, "patient_ref": "COL-1", "lvef": None}, user="dr", source="form")
         with pytest.raises(core.InvalidInput):
-            core.score({**TYPICAL_PATIENT, "patient_ref": "COL-2", "age": "old"}, user="dr")
+            core.score({**TYPICAL_PATIENT, "patient_ref": "COL-2", "age": "old"}, user="dr", source="form")
         decide({"prediction_id": queued.prediction_id, "decision": "agree", "reason_code": "other",
                 "comment": "checked"}, user="rev", display_name="Dr Rev")
         record_outcome({"prediction_id": queued.prediction_id, "event": True,
@@ -144,7 +144,7 @@ def test_a_store_of_the_release_before_keeps_verifying_and_grows(legacy_store):
     assert legacy_store.current_outcome(outcome)["measured_value"] == 6.0
     # v1 comes in a new file format (its hash changed), so it is activated again, as documented
     activate("v1", by="ops", reason="v1 in the new artefact format")
-    core.score({**TYPICAL_PATIENT, "patient_ref": "NEW-1"}, user="dr")
+    core.score({**TYPICAL_PATIENT, "patient_ref": "NEW-1"}, user="dr", source="form")
     auth.record_access("alice", "sign_out")
     problems, head = verify_audit(legacy_store)
     assert problems == [] and head[0] == 16

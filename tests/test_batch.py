@@ -96,7 +96,7 @@ def test_score_batch_command(fresh_store: Store, mixed_csv, tmp_path: Path):
     inputs = frame.to_dict("records")
     for row, risk, routing in zip(scored["row"], scored["risk"].astype(float), scored["routing"],
                                   strict=True):
-        single = core.score(inputs[row - 1], user="dr.test")
+        single = core.score(inputs[row - 1], user="dr.test", source="form")
         assert (single.risk, single.routing) == (risk, routing), row
 
 

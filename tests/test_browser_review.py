@@ -62,10 +62,10 @@ def test_browser_reviewer_clears_the_queue_and_clinician_sees_it(tmp_path):
             sign_in(clinician, url, "demo-clinician", "demo-clinician-password")
             clinician.get_by_role("heading", name="Your recent predictions").wait_for()
             wait_idle(clinician)
-            listed = {r["patient_ref"]: r for r in table_rows(clinician)}
-            assert listed["BR-REV-1"]["review"] == "agreed"
-            assert listed["BR-REV-2"]["review"] == f"overridden to {target} ({direction})"
-            assert listed["BR-REV-2"]["reviewer_name"] == "Demo reviewer"
+            listed = {r["Patient"]: r for r in table_rows(clinician)}  # columns named for people
+            assert listed["BR-REV-1"]["Review"] == "agreed"
+            assert listed["BR-REV-2"]["Review"] == f"overridden to {target} ({direction})"
+            assert listed["BR-REV-2"]["Reviewed by"] == "Demo reviewer"
         finally:
             browser.close()
 

@@ -15,8 +15,8 @@ def run_import(csv: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_import_reports_rejected_rows_and_exits_1(fresh_store, valid_payload, tmp_path):
-    first = core.score(valid_payload, user="dr.clin")
-    second = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin")
+    first = core.score(valid_payload, user="dr.clin", source="form")
+    second = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
     today = now_utc().date()
     csv = tmp_path / "lab.csv"
     csv.write_text(
@@ -40,7 +40,7 @@ def test_import_reports_rejected_rows_and_exits_1(fresh_store, valid_payload, tm
 
 
 def test_import_of_clean_file_exits_0(fresh_store, valid_payload, tmp_path):
-    scored = core.score(valid_payload, user="dr.clin")
+    scored = core.score(valid_payload, user="dr.clin", source="form")
     csv = tmp_path / "lab.csv"
     csv.write_text(f"prediction_id,event,event_date,source\n{scored.prediction_id},yes,"
                    f"{now_utc().date()},ward lab\n")
@@ -52,7 +52,7 @@ def test_import_of_clean_file_exits_0(fresh_store, valid_payload, tmp_path):
 
 def test_import_refuses_a_supersedes_or_unknown_column_and_records_nothing(fresh_store, valid_payload,
                                                                            tmp_path):
-    scored = core.score(valid_payload, user="dr.clin")
+    scored = core.score(valid_payload, user="dr.clin", source="form")
     csv = tmp_path / "lab.csv"
     csv.write_text(f"prediction_id,event,event_date,source,supersedes,note\n{scored.prediction_id},yes,"
                    f"{now_utc().date()},ward lab,some-outcome-id,x\n")

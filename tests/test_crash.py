@@ -23,7 +23,7 @@ patient = dict(age=70, sex="male", weight_kg=80, egfr=50, potassium=4.6, diabete
 i = 0
 while True:
     i += 1
-    result = core.score({**patient, "patient_ref": f"SYN-{sys.argv[1]}-{i}"}, user="crash-test")
+    result = core.score({**patient, "patient_ref": f"SYN-{sys.argv[1]}-{i}"}, user="crash-test", source="form")
     if i == 1:
         print("ready", flush=True)  # the model is loaded: kills now land mid-scoring
     print(result.prediction_id, flush=True)  # only after core.score returned

@@ -16,10 +16,10 @@ from core.stop_switch import set_suspended
 @pytest.fixture
 def journeys(fresh_store, valid_payload):
     """A store filled by the other journeys: auto and review predictions, a rejection, a decision."""
-    core.score(valid_payload, user="dr.clin")
-    queued = core.score({**valid_payload, "patient_ref": "T-2", "lvef": None}, user="dr.clin")
+    core.score(valid_payload, user="dr.clin", source="form")
+    queued = core.score({**valid_payload, "patient_ref": "T-2", "lvef": None}, user="dr.clin", source="form")
     with pytest.raises(core.InvalidInput):
-        core.score({**valid_payload, "potassium": 12}, user="dr.clin")
+        core.score({**valid_payload, "potassium": 12}, user="dr.clin", source="form")
     decide({"prediction_id": queued.prediction_id, "decision": "override_high"
             if queued.risk_class == "low" else "override_low",
             "reason_code": "recent medication change", "comment": "new ACEi"},
@@ -85,10 +85,10 @@ def test_stop_switch_suspends_and_resumes(journeys, valid_payload, tmp_path):
     before = journeys.count("predictions")
     set_suspended(True, by="pi", reason="override alert under investigation")
     with pytest.raises(ScoringSuspended, match="suspended since .* by pi: override alert"):
-        core.score(valid_payload, user="dr.clin")
+        core.score(valid_payload, user="dr.clin", source="form")
     assert journeys.count("predictions") == before
     set_suspended(False, by="pi", reason="investigated: entry error")
-    assert core.score(valid_payload, user="dr.clin").routing == "auto_finalised"
+    assert core.score(valid_payload, user="dr.clin", source="form").routing == "auto_finalised"
     history = oracle.rows(journeys, "service_events")
     assert list(history["action"]) == ["suspend", "resume"]
     with pytest.raises(ValueError):
@@ -109,7 +109,7 @@ def test_the_page_checks_only_what_was_added_since_the_last_whole_verification(j
     first = snapshot(by="pi")["trail"]
     assert (first.verified_through, first.verified_by, first.problems) == (4, "pi", [])
     for i in range(3):
-        core.score({**valid_payload, "patient_ref": f"T-NEW-{i}"}, user="dr.clin")
+        core.score({**valid_payload, "patient_ref": f"T-NEW-{i}"}, user="dr.clin", source="form")
     again = trail_status(journeys, by="pi")
     assert (again.verified_through, again.checked_since, again.head[0]) == (4, 4, 8)
     assert journeys.count("audit_verifications") == 1  # no new whole verification was needed
@@ -120,7 +120,7 @@ def test_the_incremental_check_finds_an_edit_to_a_new_record(journeys, valid_pay
     from core.verification import trail_status
 
     snapshot(by="pi")
-    late = core.score({**valid_payload, "patient_ref": "T-LATE"}, user="dr.clin")
+    late = core.score({**valid_payload, "patient_ref": "T-LATE"}, user="dr.clin", source="form")
     path = journeys.path
     store_mod.close_all()
     con = duckdb.connect(str(path))

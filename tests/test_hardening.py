@@ -62,7 +62,7 @@ def test_every_download_in_the_app_is_generated_by_a_callable_through_the_shared
                                           ("x" * 2001, "at most 2000")])
 def test_a_review_comment_with_hidden_characters_or_too_long_is_refused(fresh_store, valid_payload,
                                                                         bad, message):
-    queued = core.score({**valid_payload, "lvef": None}, user="dr.clin")
+    queued = core.score({**valid_payload, "lvef": None}, user="dr.clin", source="form")
     with pytest.raises(core.InvalidInput) as caught:
         decide({"prediction_id": queued.prediction_id, "decision": "override_high"
                 if queued.risk_class == "low" else "override_low",
@@ -74,7 +74,7 @@ def test_a_review_comment_with_hidden_characters_or_too_long_is_refused(fresh_st
 
 
 def test_free_text_is_normalised_before_it_is_stored(fresh_store, valid_payload):
-    queued = core.score({**valid_payload, "lvef": None}, user="dr.clin")
+    queued = core.score({**valid_payload, "lvef": None}, user="dr.clin", source="form")
     d = decide({"prediction_id": queued.prediction_id, "decision": "agree",
                 "reason_code": "other", "comment": "  Cafe\u0301\r\nsecond line  "},
                user="rev", display_name="Dr Rev")
@@ -122,7 +122,7 @@ def test_a_header_of_a_million_columns_is_one_short_problem(fresh_store, tmp_pat
 
 def test_a_payload_of_many_unknown_fields_is_recorded_with_a_bounded_list(fresh_store, valid_payload):
     with pytest.raises(core.InvalidInput) as caught:
-        core.score({**valid_payload, **{f"x{i}": 1 for i in range(10_000)}}, user="dr")
+        core.score({**valid_payload, **{f"x{i}": 1 for i in range(10_000)}}, user="dr", source="form")
     assert len(caught.value.errors) == core.InvalidInput.MAX_PROBLEMS
     assert caught.value.errors[-1]["message"] == f"and {10_000 - 49} more problems"
     fields = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])

@@ -88,7 +88,7 @@ def test_imported_pipeline_is_served_with_its_own_probabilities(imported, files,
     spec = load_spec(imported / "spec.json")
     for row in rows.to_dict("records"):
         payload = {k: v for k, v in row.items() if k in spec.names}
-        result = core.score({**payload, "patient_ref": row["patient_id"]}, user="dr.clin")
+        result = core.score({**payload, "patient_ref": row["patient_id"]}, user="dr.clin", source="form")
         values = {f.name: (float(payload[f.name]) if f.numeric and payload[f.name] != "" else
                            payload[f.name] or None) for f in spec.features}
         expected = pipeline.predict_proba(model_frame([values], spec))[0, 1]

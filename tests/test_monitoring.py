@@ -133,7 +133,7 @@ def test_real_world_performance_matches_the_generating_model(busy_store):
 def test_too_few_outcomes_is_said_plainly(fresh_store, valid_payload):
     import core
 
-    core.score(valid_payload, user="x")
+    core.score(valid_payload, user="x", source="form")
     perf = dashboard(start=window()[0], end=window()[1]).performance
     assert "Too few outcomes" in perf["groups"]["all"]["too_few"]
 
@@ -145,8 +145,8 @@ def test_rejected_inputs_are_counted_per_field_within_the_filters(fresh_store, v
            {**valid_payload, "nickname": "x"}]
     for payload in bad:
         with pytest.raises(core.InvalidInput):
-            core.score(payload, user="dr.clin")
-    core.score(valid_payload, user="dr.clin")
+            core.score(payload, user="dr.clin", source="form")
+    core.score(valid_payload, user="dr.clin", source="form")
     start, end = window()
     fields = dashboard(start=start, end=end).frames["rejected_fields"]
     assert dict(zip(fields["field"], fields["rejections"], strict=True)) == {

@@ -17,7 +17,7 @@ import core
 from core import scoring, serving
 from core.batch import score_batch
 from core.display import confidence_text
-from core.outcomes import due
+from core.followup import due_outcomes
 from core.scoring import CONFIDENCE_CAP
 from core.train import train
 
@@ -44,21 +44,21 @@ def test_due_list_uses_each_predictions_own_horizon(two_models, fresh_store, mon
     past = scoring.now_utc() - timedelta(days=50)
     with monkeypatch.context() as mp:
         mp.setattr(scoring, "now_utc", lambda: past)
-        demo = core.score({**PATIENT, "patient_ref": "D-1"}, user="u")  # v1: 42 days
+        demo = core.score({**PATIENT, "patient_ref": "D-1"}, user="u", source="form")  # v1: 42 days
         serving.activate("yearly", by="admin", reason="switch")
         yearly = core.score({"patient_ref": "Y-1", "age": 50, "sex": "1", "bmi": 27.0, "bp": 90.0,
                              "tc": 190.0, "ldl": 115.0, "hdl": 50.0, "tch": 4.0, "ltg": 4.6,
-                             "glu": 90.0}, user="u")
-    listed = due(now=scoring.now_utc())
-    assert list(listed["prediction_id"]) == [demo.prediction_id]  # 'yearly' is due after 365 days
-    assert list(listed["horizon_days"]) == [42] and list(listed["days_overdue"]) == [8]
-    later = due(now=scoring.now_utc() + timedelta(days=330))
-    assert list(later["prediction_id"]) == [demo.prediction_id, yearly.prediction_id]
-    assert list(later["horizon_days"]) == [42, 365]
+                             "glu": 90.0}, user="u", source="form")
+    listed = due_outcomes(now=scoring.now_utc())
+    assert [d.prediction_id for d in listed] == [demo.prediction_id]  # 'yearly' is due after 365 days
+    assert [(d.horizon_days, d.days_overdue) for d in listed] == [(42, 8)]
+    later = due_outcomes(now=scoring.now_utc() + timedelta(days=330))
+    assert [d.prediction_id for d in later] == [demo.prediction_id, yearly.prediction_id]
+    assert [d.horizon_days for d in later] == [42, 365]
 
 
 def test_no_output_claims_a_confidence_of_one(fresh_store, tmp_path):
-    result = core.score(CONFIDENT_BUT_ODD, user="u")
+    result = core.score(CONFIDENT_BUT_ODD, user="u", source="form")
     assert result.routing == "review" and result.confidence == CONFIDENCE_CAP < 1
     assert confidence_text(result.confidence) == "> 99.9%"
     path, out = tmp_path / "in.csv", tmp_path / "out.csv"
@@ -73,7 +73,7 @@ def test_no_output_claims_a_confidence_of_one(fresh_store, tmp_path):
 
 
 def test_review_queue_shows_near_certain_confidence_as_above_99_9(demo_app):
-    result = core.score(CONFIDENT_BUT_ODD, user="demo-clinician")
+    result = core.score(CONFIDENT_BUT_ODD, user="demo-clinician", source="form")
     at = signed_in("reviewer").switch_page("views/review_queue.py").run()
     shown = next(m for m in at.metric if m.label == "Confidence")
     assert shown.value == "> 99.9%" and "delta method" in shown.help

@@ -12,7 +12,7 @@ from core.outcomes import import_outcomes, record_outcome
 
 @pytest.fixture
 def scored(fresh_store, valid_payload):
-    return core.score(valid_payload, user="dr.clin")
+    return core.score(valid_payload, user="dr.clin", source="form")
 
 
 def later(days: int):
@@ -68,7 +68,7 @@ def test_correction_is_a_new_record(fresh_store, scored):
 
 
 def test_due_list_shows_only_past_horizon_without_outcome(fresh_store, scored, valid_payload):
-    other = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin")
+    other = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
     assert fresh_store.due_outcomes(now=later(10), horizons={"v1": 42}).empty
     due = fresh_store.due_outcomes(now=later(45), horizons={"v1": 42})
     assert set(due["prediction_id"]) == {scored.prediction_id, other.prediction_id}
@@ -79,8 +79,8 @@ def test_due_list_shows_only_past_horizon_without_outcome(fresh_store, scored, v
 
 
 def test_import_matches_by_id_or_patient_and_reports_rejects(fresh_store, scored, valid_payload, tmp_path):
-    other = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin")
-    third = core.score({**valid_payload, "patient_ref": "TEST-3"}, user="dr.clin")
+    other = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
+    third = core.score({**valid_payload, "patient_ref": "TEST-3"}, user="dr.clin", source="form")
     today = now_utc().date()
     csv = tmp_path / "lab.csv"
     csv.write_text(

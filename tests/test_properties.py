@@ -293,7 +293,7 @@ def test_hostile_payloads_never_crash_or_predict_from_invalid_input(fresh_store:
     predictions, rejections = fresh_store.count("predictions"), fresh_store.count("rejected_inputs")
     valid = oracle_valid(payload)
     try:
-        result = core.score(payload, user="fuzz")
+        result = core.score(payload, user="fuzz", source="form")
     except core.InvalidInput as exc:
         assert exc.errors, "InvalidInput must name at least one problem"
         assert all(set(e) == {"field", "message", "value"} for e in exc.errors)
@@ -321,7 +321,7 @@ def test_hostile_payloads_never_crash_or_predict_from_invalid_input(fresh_store:
 def test_valid_payloads_always_score_coherently(fresh_store: Store, payload):
     assert oracle_valid(payload)
     before = fresh_store.count("predictions")
-    result = core.score(payload, user="fuzz")
+    result = core.score(payload, user="fuzz", source="form")
     assert fresh_store.count("predictions") == before + 1
     low, high = result.risk_interval_95
     assert 0.0 <= low <= result.risk <= high <= 1.0
@@ -358,12 +358,12 @@ def test_hostile_run_covered_both_outcomes(fresh_store: Store):
 
 def test_integer_beyond_4300_digits_is_rejected(fresh_store: Store, valid_payload):
     with pytest.raises(core.InvalidInput):
-        core.score({**valid_payload, "age": 10**5000}, user="fuzz")
+        core.score({**valid_payload, "age": 10**5000}, user="fuzz", source="form")
 
 
 def test_deeply_nested_value_is_rejected(fresh_store: Store, valid_payload):
     with pytest.raises(core.InvalidInput):
-        core.score({**valid_payload, "egfr": _nested(10_000)}, user="fuzz")
+        core.score({**valid_payload, "egfr": _nested(10_000)}, user="fuzz", source="form")
 
 
 @pytest.mark.parametrize("where", ["value", "reference", "key"])
@@ -372,4 +372,4 @@ def test_lone_surrogate_is_rejected(fresh_store: Store, valid_payload, where):
                "reference": {**valid_payload, "patient_ref": "A\ud800"},
                "key": {**valid_payload, "\ud800": 1}}[where]
     with pytest.raises(core.InvalidInput):
-        core.score(payload, user="fuzz")
+        core.score(payload, user="fuzz", source="form")

@@ -62,7 +62,7 @@ def build(root: Path, first: int, later: int) -> tuple[Path, Path]:
             mp.setenv(name, value)
         try:
             for i in range(first + later):
-                core.score({**TYPICAL_PATIENT, "patient_ref": f"R-{root.name}-{i}"}, user="dr.a")
+                core.score({**TYPICAL_PATIENT, "patient_ref": f"R-{root.name}-{i}"}, user="dr.a", source="form")
                 if i == first - 1:
                     copy = backup(core_store.open_store(db), root / "backups")
         finally:

@@ -10,7 +10,9 @@ import store_oracle as oracle
 import core
 from core.errors import AlreadyDecided, InvalidInput, NotFound
 from core.maintenance import purge_expired
-from core.review import decide, direction, format_age, labels, queue, recent_decisions
+from core.recent import recent_predictions
+from core.review import decide, direction
+from core.review_queue import format_age, queue, recent_decisions
 
 OVERRIDE_REASON = "clinical context not captured by the model"
 
@@ -18,7 +20,7 @@ OVERRIDE_REASON = "clinical context not captured by the model"
 @pytest.fixture
 def queued(fresh_store, valid_payload):
     """A prediction routed to review (an optional value missing) and its class."""
-    result = core.score({**valid_payload, "lvef": None}, user="dr.clin")
+    result = core.score({**valid_payload, "lvef": None}, user="dr.clin", source="form")
     assert result.routing == "review"
     return result
 
@@ -121,7 +123,7 @@ def test_concurrent_reviewers_leave_exactly_one_decision(fresh_store, queued):
 
 
 def test_pending_reviews_filters_by_reason_and_version(fresh_store, queued, valid_payload):
-    core.score({**valid_payload, "patient_ref": "TEST-2", "egfr": 140.0}, user="dr.clin")
+    core.score({**valid_payload, "patient_ref": "TEST-2", "egfr": 140.0}, user="dr.clin", source="form")
     assert len(fresh_store.pending_reviews()) == 2
     assert list(fresh_store.pending_reviews(reason="missing_value")["prediction_id"]) == [queued.prediction_id]
     assert len(fresh_store.pending_reviews(reason="outside_validated_range")) == 1
@@ -130,28 +132,28 @@ def test_pending_reviews_filters_by_reason_and_version(fresh_store, queued, vali
 
 
 def test_queue_puts_inputs_next_to_the_validated_ranges(fresh_store, queued, valid_payload):
-    later = core.score({**valid_payload, "patient_ref": "TEST-2", "age": 110}, user="dr.clin")
+    later = core.score({**valid_payload, "patient_ref": "TEST-2", "age": 110}, user="dr.clin", source="form")
     items = queue(now=queued.created_at.replace(tzinfo=None) + timedelta(hours=5, minutes=12))
-    assert [i["prediction_id"] for i in items] == [queued.prediction_id, later.prediction_id]
+    assert [i.prediction_id for i in items] == [queued.prediction_id, later.prediction_id]
     first = items[0]
-    assert first["age_text"] == "5 h 12 min" and first["age_hours"] == 5.2
-    assert first["reason_codes"] == ["missing_value"] and "LVEF" in first["reasons"][0]
-    assert (first["risk_low"] <= first["risk"] <= first["risk_high"]) and first["model_version"] == "v1"
-    rows = {r["feature"]: r for r in first["inputs"]}
+    assert first.age_text == "5 h 12 min" and first.age_hours == 5.2
+    assert first.reason_codes == ["missing_value"] and "LVEF" in first.reasons[0]
+    assert (first.risk_low <= first.risk <= first.risk_high) and first.model_version == "v1"
+    rows = {r.feature: r.model_dump() for r in first.inputs}
     assert rows["LVEF (%)"] == {"feature": "LVEF (%)", "value": "missing", "validated": "15-40 %",
                                 "check": "missing"}
     assert rows["Loop diuretic"]["value"] == "yes" and rows["Sex"]["validated"] == "female, male"
-    age = {r["feature"]: r for r in items[1]["inputs"]}["Age (years)"]
-    assert (age["value"], age["check"]) == ("110", "outside validated range")
-    assert [i["patient_ref"] for i in queue(reason="outside_validated_range")] == ["TEST-2"]
+    age = {r.feature: r for r in items[1].inputs}["Age (years)"]
+    assert (age.value, age.check) == ("110", "outside validated range")
+    assert [i.patient_ref for i in queue(reason="outside_validated_range")] == ["TEST-2"]
     assert queue(model_version="v0") == []
 
 
 def test_queue_after_retention_purge_says_inputs_are_gone(fresh_store, queued):
     purge_expired(fresh_store, days=0, by="dpo")
     [item] = queue()
-    assert item["inputs"] is None and item["patient_ref"] is None
-    assert item["inputs_note"] == "input values removed by the retention purge"
+    assert item.inputs is None and item.patient_ref is None
+    assert item.inputs_note == "input values removed by the retention purge"
 
 
 @pytest.mark.parametrize("minutes,text", [(0, "0 min"), (59, "59 min"), (60, "1 h 00 min"),
@@ -161,7 +163,7 @@ def test_format_age(minutes, text):
 
 
 def test_recent_decisions_keep_full_history_and_the_one_in_force(fresh_store, queued, valid_payload):
-    other = core.score({**valid_payload, "patient_ref": "TEST-2", "lvef": None}, user="dr.clin")
+    other = core.score({**valid_payload, "patient_ref": "TEST-2", "lvef": None}, user="dr.clin", source="form")
     first = decide({"prediction_id": queued.prediction_id, "decision": "agree",
                     "reason_code": OVERRIDE_REASON}, user="rev1", display_name="Dr One")
     decide({"prediction_id": other.prediction_id, "decision": "agree", "reason_code": OVERRIDE_REASON},
@@ -171,20 +173,24 @@ def test_recent_decisions_keep_full_history_and_the_one_in_force(fresh_store, qu
                   "reason_code": "other", "comment": "typo", "supersedes": first["decision_id"]},
                  user="rev2", display_name="Dr Two")
     latest, older = recent_decisions()
-    assert latest["prediction_id"] == queued.prediction_id and older["prediction_id"] == other.prediction_id
-    assert [h["decision_id"] for h in latest["history"]] == [first["decision_id"], fix["decision_id"]]
-    assert latest["current"]["decision_id"] == fix["decision_id"] and latest["patient_ref"] == "TEST-0001"
-    assert [d["prediction_id"] for d in recent_decisions(limit=1)] == [queued.prediction_id]
+    assert latest.prediction_id == queued.prediction_id and older.prediction_id == other.prediction_id
+    assert [h.decision_id for h in latest.history] == [first["decision_id"], fix["decision_id"]]
+    assert [h.in_force for h in latest.history] == [False, True]
+    assert latest.current.decision_id == fix["decision_id"] and latest.patient_ref == "TEST-0001"
+    assert latest.current.summary == f"overridden to {target} ({latest.current.direction})"
+    assert [d.prediction_id for d in recent_decisions(limit=1)] == [queued.prediction_id]
 
 
 def test_recent_predictions_with_review_show_the_decision_in_force(fresh_store, queued, valid_payload):
-    core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin")
+    core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
     target = "high" if queued.risk_class == "low" else "low"
     decide({"prediction_id": queued.prediction_id, "decision": f"override_{target}",
             "reason_code": OVERRIDE_REASON, "comment": "context"}, user="rev1", display_name="Dr One")
-    recent = fresh_store.recent_predictions_with_review(user="dr.clin")
-    assert recent["patient_ref"].tolist() == ["TEST-2", "TEST-0001"]
-    assert labels(recent).tolist() == [
+    recent = recent_predictions("dr.clin")
+    assert [r.patient_ref for r in recent] == ["TEST-2", "TEST-0001"]
+    assert [r.review for r in recent] == [
         "not needed", f"overridden to {target} ({'upgrade' if target == 'high' else 'downgrade'})"]
-    assert recent["reviewer_name"].iloc[1] == "Dr One"
-    assert fresh_store.recent_predictions_with_review(user="someone.else").empty
+    assert [r.status for r in recent] == ["auto-finalised", "clinically reviewed"]
+    assert recent[1].reviewer_name == "Dr One" and recent[0].reviewer_name is None
+    assert recent[0].decided_at is None and recent[1].decided_at is not None
+    assert recent_predictions("someone.else") == []

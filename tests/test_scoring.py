@@ -51,7 +51,7 @@ def _high_risk_profile(payload: dict) -> dict:
 
 def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, valid_payload):
     before = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    result = core.score(valid_payload, user="dr.test")
+    result = core.score(valid_payload, user="dr.test", source="form")
     after = datetime.now(UTC).replace(tzinfo=None)
 
     assert isinstance(result, ScoreResult)
@@ -87,7 +87,7 @@ def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, v
 
 
 def test_typical_complete_payload_is_auto_finalised(fresh_store: Store, valid_payload):
-    result = core.score(valid_payload, user="dr.test")
+    result = core.score(valid_payload, user="dr.test", source="form")
     assert result.routing == "auto_finalised"
     assert result.reasons == []
     assert result.risk_class == "low"
@@ -97,7 +97,7 @@ def test_typical_complete_payload_is_auto_finalised(fresh_store: Store, valid_pa
 
 def test_risk_equals_the_pipelines_predict_proba(fresh_store: Store, v1, valid_payload):
     pipeline = v1.predictor.model  # the pipeline as loaded from its hash-checked file
-    result = core.score(valid_payload, user="dr.test")
+    result = core.score(valid_payload, user="dr.test", source="form")
     values = {k: v for k, v in valid_payload.items() if k != "patient_ref"}
     expected = pipeline.predict_proba(model_frame([values], v1.spec))[0, 1]
     assert result.risk == round(float(expected), 4)
@@ -112,7 +112,7 @@ def test_risk_equals_the_pipelines_predict_proba(fresh_store: Store, v1, valid_p
 
 def test_top_factors_are_at_most_three_with_directions(fresh_store: Store, valid_payload):
     for payload in (valid_payload, _high_risk_profile(valid_payload)):
-        result = core.score(payload, user="dr.test")
+        result = core.score(payload, user="dr.test", source="form")
         assert 1 <= len(result.top_factors) <= 3
         for factor in result.top_factors:
             assert factor.feature in FEATURES
@@ -125,11 +125,31 @@ def test_top_factors_are_at_most_three_with_directions(fresh_store: Store, valid
 @pytest.mark.parametrize("user", ["", "   ", None, 42])
 def test_score_needs_a_user(fresh_store: Store, valid_payload, user):
     with pytest.raises(ValueError, match="user"):
-        core.score(valid_payload, user=user)
+        core.score(valid_payload, user=user, source="form")
     with pytest.raises(TypeError):
         core.score(valid_payload)  # type: ignore[call-arg]
     assert fresh_store.count("predictions") == 0
     assert fresh_store.count("rejected_inputs") == 0
+
+
+@pytest.mark.parametrize("source", ["form", "api"])
+def test_score_records_the_source_its_caller_states(fresh_store: Store, valid_payload, source):
+    result = core.score(valid_payload, user="dr.test", source=source)
+    assert fresh_store.prediction(result.prediction_id)["source"] == source
+    with pytest.raises(core.InvalidInput):
+        core.score({**valid_payload, "egfr": "bad"}, user="dr.test", source=source)
+    assert oracle.rows(fresh_store, "rejected_inputs")["source"].tolist() == [source]
+
+
+@pytest.mark.parametrize("source", ["", "Form", "cds-hooks", None, 3])
+def test_score_refuses_an_unknown_source_and_records_nothing(fresh_store: Store, valid_payload, source):
+    with pytest.raises(ValueError, match="unknown source .*one of form, batch, api"):
+        core.score(valid_payload, user="dr.test", source=source)
+    with pytest.raises(ValueError, match="unknown source"):
+        core.score({**valid_payload, "egfr": "bad"}, user="dr.test", source=source)
+    with pytest.raises(TypeError):  # the caller must say where the payload came from
+        core.score(valid_payload, user="dr.test")  # type: ignore[call-arg]
+    assert fresh_store.count("predictions") == 0 and fresh_store.count("rejected_inputs") == 0
 
 
 # ---- out of distribution: computed, shown, and routed to review with a reason -----------------
@@ -149,7 +169,7 @@ def test_value_outside_validated_range_routes_to_review(fresh_store: Store, vali
                                                         field, value, side):
     f = FEATURES[field]
     assert f["hard_min"] <= value <= f["hard_max"]  # legal, so scored rather than rejected
-    result = core.score({**valid_payload, field: value}, user="dr.test")
+    result = core.score({**valid_payload, field: value}, user="dr.test", source="form")
     assert result.routing == "review"
     expected = (f"{f['label']} {value:g} is {side} the range the model was validated on "
                 f"({_validated_range(field)}).")
@@ -165,7 +185,7 @@ def test_missing_optional_value_routes_to_review(fresh_store: Store, valid_paylo
         del payload[field]
     else:
         payload[field] = None if how == "none" else ""
-    result = core.score(payload, user="dr.test")
+    result = core.score(payload, user="dr.test", source="form")
     assert result.routing == "review"
     label = FEATURES[field]["label"]
     assert [r for r in result.reasons if r.startswith(f"{label} was not given")], result.reasons
@@ -190,7 +210,7 @@ def test_unusual_combination_routes_to_review(fresh_store: Store, v1, valid_payl
     assert found, "no pair of validated extremes trips the novelty score"
     payload, label_a, label_b = found
 
-    result = core.score(payload, user="dr.test")
+    result = core.score(payload, user="dr.test", source="form")
     assert result.routing == "review"
     (reason,) = result.reasons
     assert reason.startswith("This combination of values is unusual")
@@ -237,7 +257,7 @@ def regions(v1, valid_payload) -> dict[str, dict]:
 
 
 def test_just_above_threshold_but_uncertain_goes_to_review(fresh_store: Store, regions):
-    result = core.score(regions["uncertain_high"], user="dr.test")
+    result = core.score(regions["uncertain_high"], user="dr.test", source="form")
     assert result.risk_class == "high" and result.risk >= THRESHOLD
     assert result.confidence < LEVEL
     assert result.routing == "review"
@@ -245,13 +265,13 @@ def test_just_above_threshold_but_uncertain_goes_to_review(fresh_store: Store, r
 
 
 def test_clearly_high_is_auto_finalised_high(fresh_store: Store, regions):
-    result = core.score(regions["clear_high"], user="dr.test")
+    result = core.score(regions["clear_high"], user="dr.test", source="form")
     assert (result.risk_class, result.routing, result.reasons) == ("high", "auto_finalised", [])
     assert result.risk >= THRESHOLD and result.confidence >= LEVEL
 
 
 def test_clearly_low_is_auto_finalised_low(fresh_store: Store, regions):
-    result = core.score(regions["clear_low"], user="dr.test")
+    result = core.score(regions["clear_low"], user="dr.test", source="form")
     assert (result.risk_class, result.routing, result.reasons) == ("low", "auto_finalised", [])
     assert result.risk < SAFE_LOW and result.confidence >= LEVEL
 
@@ -332,8 +352,8 @@ def test_loop_diuretic_lowers_risk(v1, profiles):
 def test_loop_diuretic_lowers_the_scored_risk(fresh_store: Store, v1, valid_payload):
     """Most training patients take a loop diuretic (the typical answer is yes), so being off one
     raises this patient's risk compared with the typical value, and being on one changes nothing."""
-    on = core.score({**valid_payload, "loop_diuretic": True}, user="dr.test")
-    off = core.score({**valid_payload, "loop_diuretic": False}, user="dr.test")
+    on = core.score({**valid_payload, "loop_diuretic": True}, user="dr.test", source="form")
+    off = core.score({**valid_payload, "loop_diuretic": False}, user="dr.test", source="form")
     assert on.risk < off.risk
     assert v1.predictor.reference["loop_diuretic"] is True
     assert any(f.feature == "loop_diuretic" and f.direction == "raises risk" for f in off.top_factors)

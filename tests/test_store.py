@@ -57,11 +57,11 @@ def test_store_held_by_another_process_fails_closed(fresh_store: Store, tmp_path
         monkeypatch.setenv("APP_DB", str(held))
         results = []
         with pytest.raises(core.StoreUnavailable, match="in use by another process"):
-            results.append(core.score(valid_payload, user="dr.test"))
+            results.append(core.score(valid_payload, user="dr.test", source="form"))
         assert results == []
         # An invalid payload cannot be recorded either: the store error wins, nothing is lost silently.
         with pytest.raises(core.StoreUnavailable):
-            core.score({**valid_payload, "egfr": "bad"}, user="dr.test")
+            core.score({**valid_payload, "egfr": "bad"}, user="dr.test", source="form")
     finally:
         holder.kill()
         holder.wait(timeout=30)
@@ -101,20 +101,20 @@ def refusal(fresh_store: Store):
 
 def test_refused_prediction_insert_rolls_back_everything(fresh_store: Store, refusal,
                                                          valid_payload):
-    first = core.score({**valid_payload, "patient_ref": "P-1"}, user="dr.test")
+    first = core.score({**valid_payload, "patient_ref": "P-1"}, user="dr.test", source="form")
     before, head = _counts(fresh_store), fresh_store.head()
 
     refusal.refuse("predictions")
     results = []
     for ref in ("P-2", "P-3"):
         with pytest.raises(core.StoreUnavailable, match="disk refused"):
-            results.append(core.score({**valid_payload, "patient_ref": ref}, user="dr.test"))
+            results.append(core.score({**valid_payload, "patient_ref": ref}, user="dr.test", source="form"))
     assert results == []
     assert _counts(fresh_store) == before  # no audit entry without its prediction
     assert fresh_store.head() == head
 
     refusal.allow("predictions")
-    second = core.score({**valid_payload, "patient_ref": "P-4"}, user="dr.test")
+    second = core.score({**valid_payload, "patient_ref": "P-4"}, user="dr.test", source="form")
     assert fresh_store.prediction(second.prediction_id) is not None
     assert fresh_store.prediction(first.prediction_id) is not None
     assert _counts(fresh_store) == (2, 2, 0)
@@ -122,15 +122,15 @@ def test_refused_prediction_insert_rolls_back_everything(fresh_store: Store, ref
 
 
 def test_refused_rejection_insert_fails_closed(fresh_store: Store, refusal, valid_payload):
-    core.score(valid_payload, user="dr.test")
+    core.score(valid_payload, user="dr.test", source="form")
     before = _counts(fresh_store)
     refusal.refuse("rejected_inputs")
     with pytest.raises(core.StoreUnavailable):
-        core.score({**valid_payload, "egfr": "bad"}, user="dr.test")
+        core.score({**valid_payload, "egfr": "bad"}, user="dr.test", source="form")
     assert _counts(fresh_store) == before
     refusal.allow("rejected_inputs")
     with pytest.raises(core.InvalidInput):
-        core.score({**valid_payload, "egfr": "bad"}, user="dr.test")
+        core.score({**valid_payload, "egfr": "bad"}, user="dr.test", source="form")
     assert _counts(fresh_store) == (2, 1, 1)
     assert_chain_contiguous(fresh_store, 2)
 
@@ -166,7 +166,7 @@ def test_append_leaves_the_callers_events_unchanged(fresh_store: Store, n: int):
 
 
 def test_migrations_are_recorded_and_applied_once(fresh_store: Store, valid_payload):
-    core.score(valid_payload, user="dr.test")
+    core.score(valid_payload, user="dr.test", source="form")
     query = "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
     applied = oracle.sql(fresh_store, query)
     versions = [v for v, _, _ in applied]
@@ -180,7 +180,7 @@ def test_migrations_are_recorded_and_applied_once(fresh_store: Store, valid_payl
     assert oracle.sql(reopened, query) == applied
     assert _counts(reopened) == (1, 1, 0)
     assert_chain_contiguous(reopened, 1)  # the head is read back from the file
-    core.score({**valid_payload, "patient_ref": "P-2"}, user="dr.test")
+    core.score({**valid_payload, "patient_ref": "P-2"}, user="dr.test", source="form")
     assert_chain_contiguous(reopened, 2)
 
 
@@ -200,7 +200,7 @@ def test_forty_threads_scoring_at_once(fresh_store: Store, valid_payload):
             for i in range(per_thread):
                 payload = {**valid_payload, "patient_ref": f"T{t:02d}-{i:02d}",
                            "potassium": 3.6 + 0.1 * (i % 10)}
-                r = core.score(payload, user=f"user{t:02d}")
+                r = core.score(payload, user=f"user{t:02d}", source="form")
                 with lock:
                     results.append((t, i, r))
         except BaseException as exc:  # noqa: BLE001 (every failure is reported below)

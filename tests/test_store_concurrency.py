@@ -72,7 +72,7 @@ def test_both_keep_writing_one_valid_chain_while_racing(two):
 
 def test_the_first_decision_wins_across_both(two):
     first, second = two
-    queued = core.score({**TYPICAL_PATIENT, "patient_ref": "D-1", "lvef": None}, user="dr")
+    queued = core.score({**TYPICAL_PATIENT, "patient_ref": "D-1", "lvef": None}, user="dr", source="form")
     outcomes: list[str] = []
     barrier = threading.Barrier(2)
 

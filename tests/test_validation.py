@@ -14,6 +14,7 @@ import store_oracle as oracle
 from conftest import TEST_PATIENT_KEY
 
 import core
+from core.errors import InvalidInput, problem
 from core.store import Store
 
 MAX_ECHO = 80  # the longest value echo an error may carry
@@ -71,7 +72,7 @@ def test_each_rejection_kind_is_refused_named_and_recorded(fresh_store: Store, v
                                                            change, field, words):
     payload = change(valid_payload)
     with pytest.raises(core.InvalidInput) as info:
-        core.score(payload, user="dr.test")
+        core.score(payload, user="dr.test", source="form")
     errors = info.value.errors
     assert [e for e in errors if e["field"] == field and words in e["message"]], errors
     for e in errors:
@@ -88,7 +89,7 @@ def test_a_field_the_model_does_not_have_is_recorded_without_its_name(fresh_stor
                                                                       valid_payload):
     name = "Jane Roe born 1950-02-03"  # a key is whatever the sender typed
     with pytest.raises(core.InvalidInput) as info:
-        core.score({**valid_payload, name: 1, "sex": "other"}, user="dr.test")
+        core.score({**valid_payload, name: 1, "sex": "other"}, user="dr.test", source="form")
     assert {e["field"] for e in info.value.errors} == {name, "sex"}  # the sender is told
     recorded = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
     assert recorded == [{"field": "sex", "message": "must be one of: female, male"},
@@ -102,7 +103,7 @@ def test_a_field_the_model_does_not_have_is_recorded_without_its_name(fresh_stor
                          ids=["none", "list", "list-of-items", "text", "number", "pairs", "bytes"])
 def test_non_mapping_payload_is_refused(fresh_store: Store, payload):
     with pytest.raises(core.InvalidInput) as info:
-        core.score(payload, user="dr.test")
+        core.score(payload, user="dr.test", source="form")
     (error,) = info.value.errors
     assert error["field"] == "(payload)"
     assert "mapping" in error["message"]
@@ -113,7 +114,7 @@ def test_non_mapping_payload_is_refused(fresh_store: Store, payload):
 @pytest.mark.parametrize("key", [7, None, 1.5, ("age",), b"age"], ids=repr)
 def test_non_text_key_is_refused(fresh_store: Store, valid_payload, key):
     with pytest.raises(core.InvalidInput) as info:
-        core.score({**valid_payload, key: 70}, user="dr.test")
+        core.score({**valid_payload, key: 70}, user="dr.test", source="form")
     assert [e for e in info.value.errors
             if e["field"] == repr(key) and "field names must be text" in e["message"]]
     assert fresh_store.count("predictions") == 0
@@ -124,7 +125,7 @@ def test_every_problem_is_listed_at_once(fresh_store: Store, valid_payload):
     payload.update(patient_ref="bad ref", sex="other", egfr=math.nan, potassium=99.0,
                    diabetes="maybe", lvef=math.inf, nsaid=None, heart_rate=72)
     with pytest.raises(core.InvalidInput) as info:
-        core.score(payload, user="dr.test")
+        core.score(payload, user="dr.test", source="form")
     named = {e["field"] for e in info.value.errors}
     assert named == {"patient_ref", "age", "sex", "egfr", "potassium", "diabetes", "lvef",
                      "nsaid", "heart_rate"}
@@ -133,13 +134,13 @@ def test_every_problem_is_listed_at_once(fresh_store: Store, valid_payload):
 
 def test_non_text_key_does_not_hide_other_problems(fresh_store: Store, valid_payload):
     with pytest.raises(core.InvalidInput) as info:
-        core.score({**valid_payload, 7: "x", "egfr": "not a number"}, user="dr.test")
+        core.score({**valid_payload, 7: "x", "egfr": "not a number"}, user="dr.test", source="form")
     assert {"7", "egfr"} <= {e["field"] for e in info.value.errors}
 
 
 def test_rejected_value_echo_is_truncated(fresh_store: Store, valid_payload):
     with pytest.raises(core.InvalidInput) as info:
-        core.score({**valid_payload, "egfr": "9" * 10_000 + "x"}, user="dr.test")
+        core.score({**valid_payload, "egfr": "9" * 10_000 + "x"}, user="dr.test", source="form")
     (error,) = info.value.errors
     assert len(error["value"]) == MAX_ECHO
     assert error["value"].startswith("'999") and error["value"].endswith("...")
@@ -150,7 +151,7 @@ def test_rejection_is_recorded_without_values_and_no_prediction_is_written(
     secret_ref, secret_value = "REF-SECRET-4711", "value-secret-0815"
     payload = {**valid_payload, "patient_ref": secret_ref, "egfr": secret_value, "sex": "other"}
     with pytest.raises(core.InvalidInput):
-        core.score(payload, user="dr.test")
+        core.score(payload, user="dr.test", source="form")
 
     assert fresh_store.count("predictions") == 0
     rejections = oracle.rows(fresh_store, "rejected_inputs")
@@ -183,7 +184,7 @@ def test_whitespace_around_values_is_tolerated(fresh_store: Store, valid_payload
     """Form and CSV values arrive as text with stray spaces; they mean the same patient."""
     padded = {**valid_payload, "patient_ref": " TEST-0001 ", "sex": " male ", "egfr": " 58 ",
               "age": "70"}
-    assert core.score(padded, user="dr.test").risk == core.score(valid_payload, user="dr.test").risk
+    assert core.score(padded, user="dr.test", source="form").risk == core.score(valid_payload, user="dr.test", source="form").risk
 
 
 def test_validate_many_agrees_with_validate_payload(v1, valid_payload):
@@ -207,7 +208,7 @@ def test_validate_many_agrees_with_validate_payload(v1, valid_payload):
 @pytest.mark.parametrize("value", ["5_8", b"58", bytearray(b"58")])
 def test_number_typos_and_bytes_are_rejected(fresh_store: Store, valid_payload, value):
     with pytest.raises(core.InvalidInput) as info:
-        core.score({**valid_payload, "egfr": value}, user="dr.test")
+        core.score({**valid_payload, "egfr": value}, user="dr.test", source="form")
     assert [(e["field"], e["message"]) for e in info.value.errors] == [("egfr", "must be a number")]
 
 
@@ -215,9 +216,33 @@ def test_a_rejected_patient_number_cannot_be_recovered_from_its_record(fresh_sto
     """A payload can be as small as one patient number: its record must not give it back to
     someone who tries every number (here, every number near it)."""
     with pytest.raises(core.InvalidInput):
-        core.score({"patient_ref": "04172238"}, user="dr.test")
+        core.score({"patient_ref": "04172238"}, user="dr.test", source="form")
     recorded = oracle.rows(fresh_store, "rejected_inputs").iloc[0]["payload_sha256"]
     guesses = {hashlib.sha256(json.dumps({"patient_ref": f"{n:08d}"}, separators=(",", ":"))
                               .encode()).hexdigest() for n in range(4_172_000, 4_173_000)}
     assert recorded not in guesses
     assert "04172238" not in " ".join(oracle.rows(fresh_store, "audit_log")["content_json"])
+
+
+def test_problem_echoes_a_short_printable_value_and_field():
+    p = problem("f" * 500, "is wrong", "v" * 10_000)
+    assert len(p["field"]) == MAX_ECHO and len(p["value"]) == MAX_ECHO and p["value"].endswith("...")
+    assert problem("f", "is wrong", 10 ** 5000)["value"] == "<int>"  # too long to print: never raises
+    assert problem("f", "is wrong", "secret", shown="(not shown)")["value"] == "(not shown)"
+    assert len(problem("f", "is wrong", None, shown="s" * 500)["value"]) == MAX_ECHO
+    lone = problem("\ud800", "is wrong", "\udfff")  # lone surrogates, as a sender may type them
+    assert json.loads(json.dumps(lone, ensure_ascii=False).encode("utf-8")) == lone
+    assert set(lone) == {"field", "message", "value"}
+
+
+def test_invalid_input_groups_messages_by_field_in_first_seen_order():
+    exc = InvalidInput([problem("age", "is required", None), problem("(form)", "too late", None),
+                        problem("age", "must be a number", "x")])
+    assert exc.by_field() == {"age": ["is required", "must be a number"], "(form)": ["too late"]}
+    assert list(exc.by_field()) == ["age", "(form)"]
+
+
+def test_too_many_problems_end_with_one_that_counts_the_rest():
+    exc = InvalidInput([problem(f"f{i}", "is wrong", i) for i in range(60)])
+    assert len(exc.errors) == InvalidInput.MAX_PROBLEMS
+    assert exc.errors[-1] == {"field": "(more)", "message": "and 11 more problems", "value": ""}

@@ -3,14 +3,15 @@ audit verification while the app runs."""
 
 import json
 
+import pandas as pd
 import streamlit as st
 
-from core import artifacts, auth
+from core import auth
 from core.config import get_settings
 from core.errors import ArtefactMismatch, CoreError, StoreUnavailable
-from core.maintenance import backup
+from core.maintenance import backup_now
+from core.registry import ModelVersion, model_registry
 from core.serving import activate
-from core.store import open_store
 from core.text import md_text
 from core.verification import verify_whole
 from ui import session
@@ -66,25 +67,28 @@ with users_tab:
     _account_action("unlock", "**Unlock a user** locked out after failed sign-ins (from every "
                     "address)", users["username"].tolist(), ("Unlock", "unlocked"), auth.unlock_user)
 
+def _version_row(v: ModelVersion) -> dict:
+    if v.problem:
+        return {"version": v.version, "problem": v.problem}
+    return {"version": v.version, "created": v.created, "synthetic": v.synthetic, "AUROC": v.auroc,
+            "serving": v.serving}
+
+
 with models_tab:
-    store = open_store(settings.db)
-    serving = artifacts.serving_version(store.active_activation(), settings.models)
-    rows = []
-    for version in artifacts.list_versions(settings.models):
-        try:
-            mf = artifacts.read_manifest(settings.models / version)
-        except ArtefactMismatch as exc:
-            rows.append({"version": version, "problem": str(exc)})
-            continue
-        rows.append({"version": version, "created": mf["created_at"], "synthetic": mf["synthetic_data"],
-                     "AUROC": mf["metrics"]["auroc"], "serving": version == serving})
-    st.dataframe(rows, hide_index=True, key="admin_models")
+    try:
+        registry = model_registry(settings)
+    except StoreUnavailable as exc:
+        st.error(f"The store is unavailable: {exc}")
+        st.stop()
+    st.dataframe([_version_row(v) for v in registry.versions], hide_index=True, key="admin_models")
     st.markdown("**Activation history**")
-    st.dataframe(store.activations(), hide_index=True, key="admin_activations")
+    st.dataframe(pd.DataFrame([a.model_dump() for a in registry.activations],
+                              columns=["created_at", "version", "model_sha256", "user_name", "reason"]),
+                 hide_index=True, key="admin_activations")
 
     with st.form("admin_activate"):
         st.markdown("**Activate a version** (its files are verified first)")
-        version = st.selectbox("Version", [r["version"] for r in rows], index=None,
+        version = st.selectbox("Version", [v.version for v in registry.versions], index=None,
                                key="admin_activate_version")
         reason = st.text_input("Reason (recorded)", key="admin_activate_reason")
         if st.form_submit_button("Activate"):
@@ -99,13 +103,13 @@ with maintenance_tab:
                 "(writes wait a moment while the copy is taken). Copy them off this machine.")
     if st.button("Back up now", key="admin_backup"):
         try:
-            path = backup(open_store(settings.db), settings.backup_dir)
+            path = backup_now(settings)
             st.success(f"Backup written: {path.name}")
         except (CoreError, OSError) as exc:
             st.error(f"No backup was written: {md_text(exc)}")
     if st.button("Verify the audit chain", key="admin_verify"):
         try:
-            problems, (seq, digest) = verify_whole(open_store(settings.db), by=user.username)
+            problems, (seq, digest) = verify_whole(by=user.username)
         except CoreError as exc:
             st.error(f"The audit chain could not be verified: {md_text(exc)}")
         else:

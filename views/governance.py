@@ -8,7 +8,6 @@ from core.config import get_settings
 from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
 from core.stop_switch import is_suspended, set_suspended
-from core.store import open_store
 from core.text import md_text
 from core.verification import verify_whole
 from ui import session
@@ -42,7 +41,7 @@ for i, (question, answer) in enumerate(snap["questions"], 1):
 
 if st.button("Verify the whole audit trail now", key="gov_verify_whole"):
     with st.spinner("Verifying every entry and every record..."):
-        problems, (seq, _) = verify_whole(open_store(settings.db), by=user.username)
+        problems, (seq, _) = verify_whole(by=user.username)
     (st.error(f"Audit trail FAILED: {md_text(problems[0])}") if problems
      else st.success(f"Audit trail intact: all {seq} entries verified (recorded)."))
 
@@ -52,6 +51,9 @@ st.dataframe([{"#": i, "Item": it.text, "Status": marks[it.status], "Evidence": 
               for i, it in enumerate(snap["checklist"], 1)], hide_index=True, key="gov_checklist")
 
 st.header("Sign-offs")
+signed = st.session_state.pop("gov_signoff_notice", None)  # set with a recorded sign-off, before the rerun
+if signed:
+    st.success(signed)
 if snap["signoffs"].empty:
     st.info("No sign-off recorded yet.")
 else:
@@ -69,11 +71,12 @@ with st.form("gov_signoff", clear_on_submit=True):
         try:
             record_signoff(signer_name=name, signer_role=role, signed_on=str(signed_on), scope=scope,
                            model_version=version, by=user.username)
-            st.success(f"Sign-off by {md_text(name)} ({role}) recorded.")
+            st.session_state["gov_signoff_notice"] = f"Sign-off by {md_text(name)} ({role}) recorded."
             st.rerun()
         except InvalidInput as exc:
-            for e in exc.errors:
-                st.error(md_text(f"{e['field']}: {e['message']}"))
+            for field, messages in exc.by_field().items():
+                for message in messages:
+                    st.error(md_text(f"{field}: {message}"))
 
 st.header("Stop switch")
 with st.form("gov_stop_switch"):

@@ -10,7 +10,7 @@ from core import artifacts
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.model_card import render
-from core.store import open_store
+from core.serving import serving_version
 from ui import session
 
 user = session.guard("read_model_card")
@@ -20,7 +20,7 @@ settings = get_settings()
 versions = artifacts.list_versions(settings.models)
 asked = st.query_params.get("version")
 try:  # the page opens on the version that serves now (a result's link names its own)
-    serving = artifacts.serving_version(open_store(settings.db).active_activation(), settings.models)
+    serving = serving_version(settings)
 except StoreUnavailable:
     serving = artifacts.default_version(settings.models)
 default = asked if asked in versions else serving

@@ -4,10 +4,10 @@ Append-only like every record: a correction is a new outcome that supersedes the
 and the history of a prediction shows both.
 """
 
+import pandas as pd
 import streamlit as st
 
 from core.clock import now_utc
-from core.config import get_settings
 from core.errors import (
     AlreadyRecorded,
     ArtefactMismatch,
@@ -16,9 +16,8 @@ from core.errors import (
     SpecError,
     StoreUnavailable,
 )
+from core.followup import due_outcomes, prediction_outcomes
 from core.outcomes import MEASURED, outcome_of, record_outcome
-from core.outcomes import due as due_outcomes
-from core.store import open_store
 from core.text import md_text
 from ui import session
 
@@ -32,11 +31,9 @@ if "outcomes_notice" in st.session_state:  # set with a recorded outcome: clear 
     for name in ("prediction", "prediction_id", *FIELDS):
         st.session_state.pop(f"outcomes_{name}", None)
 
-settings = get_settings()
 now = now_utc()
 try:
-    store = open_store(settings.db)
-    due = due_outcomes(now=now, store=store)
+    due = due_outcomes(now=now)
 except (StoreUnavailable, ArtefactMismatch) as exc:
     st.error(f"Outcomes are unavailable: {exc}")
     st.stop()
@@ -52,12 +49,13 @@ if notice:
 
 st.subheader(f"Due or overdue ({len(due)})")
 if st.toggle("Only predictions I scored", key="outcomes_mine"):
-    due = due[due["user_name"] == user.username]
-if due.empty:
+    due = [d for d in due if d.user_name == user.username]
+if not due:
     st.info("No outcomes are due.")
 else:
     st.dataframe(
-        due[["patient_ref", "created_at", "horizon_days", "days_overdue", "risk", "risk_class",
+        pd.DataFrame([d.model_dump() for d in due])[
+            ["patient_ref", "created_at", "horizon_days", "days_overdue", "risk", "risk_class",
              "routing", "model_version", "user_name", "prediction_id"]],
         hide_index=True, key="outcomes_due", column_config={
             "patient_ref": "Patient", "created_at": st.column_config.DatetimeColumn("Scored (UTC)"),
@@ -69,7 +67,7 @@ else:
 
 st.subheader("Record an outcome")
 labels = {row.prediction_id: f"{row.patient_ref} - scored {row.created_at:%Y-%m-%d} by {row.user_name} "
-                             f"({row.days_overdue} days overdue)" for row in due.itertuples()}
+                             f"({row.days_overdue} days overdue)" for row in due}
 cols = st.columns(2)
 picked = cols[0].selectbox("Due prediction", list(labels), format_func=labels.get, index=None,
                            placeholder="Choose a prediction from the list", key="outcomes_prediction")
@@ -79,38 +77,40 @@ typed = cols[1].text_input("Or prediction ID", key="outcomes_prediction_id",
 prediction_id = typed.strip() or picked
 if not prediction_id:
     st.stop()
-prediction = store.prediction(prediction_id)
-if prediction is None:
+try:
+    record = prediction_outcomes(prediction_id)
+except StoreUnavailable as exc:
+    st.error(f"Outcomes are unavailable: {exc}")
+    st.stop()
+if record is None:
     st.error(f"There is no prediction with ID {prediction_id}.")
     st.stop()
+prediction, current = record.prediction, record.current
 try:
-    outcome = outcome_of(prediction["model_version"])
+    outcome = outcome_of(prediction.model_version)
 except SpecError as exc:
-    st.error(f"The outcome of model {prediction['model_version']} cannot be read: {exc}")
+    st.error(f"The outcome of model {prediction.model_version} cannot be read: {exc}")
     st.stop()
 measurement = outcome.measurement
 
-st.markdown(f"**{md_text(prediction['patient_ref'] or '(patient reference purged)')}**: scored "
-            f"{prediction['created_at']:%Y-%m-%d %H:%M} UTC by {md_text(prediction['user_name'])}, risk "
-            f"{prediction['risk']:.1%} ({prediction['risk_class']}), "
-            f"{'auto-finalised' if prediction['routing'] == 'auto_finalised' else 'routed to review'}, "
-            f"model {prediction['model_version']}.")
-history = store.outcome_history(prediction_id)
-current = store.current_outcome(prediction_id)
-if not history.empty:
-    in_force = current["outcome_id"] if current else None
+st.markdown(f"**{md_text(prediction.patient_ref or '(patient reference purged)')}**: scored "
+            f"{prediction.created_at:%Y-%m-%d %H:%M} UTC by {md_text(prediction.user_name)}, risk "
+            f"{prediction.risk:.1%} ({prediction.risk_class}), "
+            f"{'auto-finalised' if prediction.routing == 'auto_finalised' else 'routed to review'}, "
+            f"model {prediction.model_version}.")
+if record.history:
     st.markdown("**Outcome history** (oldest first; nothing is ever changed or deleted)")
     value_label = (f"{measurement.label} ({measurement.unit})".replace(" ()", "")
                    if measurement else "Measured value")
-    st.dataframe(history.assign(in_force=history["outcome_id"] == in_force)[
+    st.dataframe(pd.DataFrame([h.model_dump() for h in record.history])[
         ["created_at", "user_name", "event", "event_date", MEASURED, "source", "in_force",
          "supersedes", "outcome_id"]], hide_index=True, key="outcomes_history", column_config={
         "created_at": st.column_config.DatetimeColumn("Recorded (UTC)"), "user_name": "By",
         "event": "Event", "event_date": "Event date", MEASURED: value_label,
         "source": "Source", "in_force": "In force", "supersedes": "Corrects", "outcome_id": "Outcome ID"})
 if current:
-    st.info(f"An outcome is recorded (event: {'yes' if current['event'] else 'no'}, by "
-            f"{md_text(current['user_name'])} on {current['created_at']:%Y-%m-%d}). Submitting records a "
+    st.info(f"An outcome is recorded (event: {'yes' if current.event else 'no'}, by "
+            f"{md_text(current.user_name)} on {current.created_at:%Y-%m-%d}). Submitting records a "
             "correction that supersedes it; both stay in the history.")
 
 with st.form("outcomes_form"):
@@ -144,18 +144,17 @@ with st.form("outcomes_form"):
 if submitted:
     payload = {"prediction_id": prediction_id, "event": None if event is None else event == "yes",
                "event_date": event_date, MEASURED: measured, "source": source,
-               "supersedes": current["outcome_id"] if current else None}
+               "supersedes": current.outcome_id if current else None}
     try:
         record_outcome(payload, user=user.username)
     except InvalidInput as exc:
-        by_field: dict[str, list[str]] = {}
-        for err in exc.errors:
-            by_field.setdefault(err["field"] if err["field"] in slots else "(form)", []).append(err["message"])
+        by_field = exc.by_field()
         for field, messages in by_field.items():
             if field in slots:
                 slots[field].error("; ".join(messages))
-        if "(form)" in by_field:
-            summary.error("Not recorded: " + "; ".join(by_field["(form)"]))
+        unplaced = [m for field, messages in by_field.items() if field not in slots for m in messages]
+        if unplaced:  # a problem of the form as a whole, or of no field shown here
+            summary.error("Not recorded: " + "; ".join(unplaced))
         else:
             summary.error(f"Not recorded - please correct {len(exc.errors)} problem(s) above.")
     except (AlreadyRecorded, NotFound) as exc:
@@ -166,5 +165,5 @@ if submitted:
     else:
         st.session_state["outcomes_notice"] = (
             f"{'Correction' if current else 'Outcome'} recorded for "
-            f"{prediction['patient_ref'] or prediction_id}: event {event}.")
+            f"{prediction.patient_ref or prediction_id}: event {event}.")
         st.rerun()

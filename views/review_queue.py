@@ -8,12 +8,12 @@ from core.config import get_settings
 from core.display import confidence_text, pct
 from core.errors import AlreadyDecided, InvalidInput, NotFound, StoreUnavailable
 from core.predict import REASON_CODES
+from core.review_queue import QUEUE_LIMIT, queue, recent_decisions
 from core.text import md_text
 from ui import session
 
 user = session.guard("review")
 
-QUEUE_LIMIT = 500
 FLAGGED = "background-color: rgba(255, 189, 69, 0.3)"  # an input missing or outside its range
 
 settings = get_settings()
@@ -28,6 +28,7 @@ def _when(ts) -> str:
 
 
 def _outcome(d: dict) -> str:
+    """A recorded decision (a row as core returns it on a write) in a few words."""
     return review.label(d["decision"], d["reviewer_class"], d["direction"])
 
 
@@ -50,10 +51,10 @@ def _submit(form: str, prediction_id: str, patient: str, supersedes: str | None)
         d = review.decide(payload, user=user.username, display_name=user.display_name)
     except InvalidInput as exc:
         errors: dict[str, list[str]] = {}
-        for err in exc.errors:
-            field = "comment" if err["field"] == "(form)" else err["field"]
-            errors.setdefault(field, []).append(
-                "Required." if payload.get(field, "") is None else err["message"].capitalize() + ".")
+        for field, messages in exc.by_field().items():
+            field = "comment" if field == "(form)" else field  # the comment rule is the form's
+            errors.setdefault(field, []).extend(
+                "Required." if payload.get(field, "") is None else m.capitalize() + "." for m in messages)
         state["review_errors"] = {form: {field: " ".join(m) for field, m in errors.items()}}
     except AlreadyDecided as exc:
         first = exc.decision
@@ -115,15 +116,15 @@ reason = left.selectbox("Reason for review", ["", *REASON_CODES],
 version = right.selectbox("Model version", ["", *artifacts.list_versions(settings.models)],
                           format_func=lambda v: v or "All versions", key="review_filter_version")
 try:
-    items = review.queue(reason=reason or None, model_version=version or None, limit=QUEUE_LIMIT)
-    decided = review.recent_decisions(limit=50)
+    items = queue(reason=reason or None, model_version=version or None, limit=QUEUE_LIMIT)
+    decided = recent_decisions(limit=50)
 except StoreUnavailable as exc:
     st.error(f"The review queue is unavailable: {exc}")
     st.stop()
 
 left, right = st.columns(2)
 left.metric("Waiting for review", len(items))
-right.metric("Oldest waiting", items[0]["age_text"] if items else "-")
+right.metric("Oldest waiting", items[0].age_text if items else "-")
 
 if not items:
     st.info("No predictions are waiting for review."
@@ -131,7 +132,7 @@ if not items:
 else:
     if len(items) == QUEUE_LIMIT:
         st.caption(f"Showing the oldest {QUEUE_LIMIT}; clear these or narrow the filters to see more.")
-    table = pd.DataFrame(items)
+    table = pd.DataFrame([i.model_dump() for i in items])
     table["interval"] = [f"{pct(lo)} - {pct(hi)}" for lo, hi in zip(table["risk_low"], table["risk_high"],
                                                                         strict=True)]
     table["reasons"] = table["reasons"].map(" ".join)
@@ -150,45 +151,45 @@ else:
             "reasons": st.column_config.TextColumn("Why review", width="large"),
         })
 
-    by_id = {item["prediction_id"]: item for item in items}
+    by_id = {item.prediction_id: item for item in items}
     if st.session_state.get("review_pick") not in by_id:
-        st.session_state["review_pick"] = items[0]["prediction_id"]  # the oldest, after each decision
+        st.session_state["review_pick"] = items[0].prediction_id  # the oldest, after each decision
     pick = st.selectbox(
         "Prediction to review", list(by_id), key="review_pick",
-        format_func=lambda pid: (f"{_ref(by_id[pid]['patient_ref'])} - waiting {by_id[pid]['age_text']}"
-                                 f" - {pct(by_id[pid]['risk'])} {by_id[pid]['risk_class']} - model "
-                                 f"{by_id[pid]['model_version']}"))
+        format_func=lambda pid: (f"{_ref(by_id[pid].patient_ref)} - waiting {by_id[pid].age_text}"
+                                 f" - {pct(by_id[pid].risk)} {by_id[pid].risk_class} - model "
+                                 f"{by_id[pid].model_version}"))
     item = by_id[pick]
-    patient = _ref(item["patient_ref"])
+    patient = _ref(item.patient_ref)
     with st.container(border=True, key="review_item"):
-        st.subheader(f"{md_text(patient)}, model {md_text(item['model_version'])}")
+        st.subheader(f"{md_text(patient)}, model {md_text(item.model_version)}")
         cols = st.columns(4)
-        cols[0].metric("Risk", pct(item["risk"]))
-        cols[0].markdown(f"**{item['risk_class'].capitalize()} risk** by the model")
-        cols[1].metric("95% interval", f"{pct(item['risk_low'])} - {pct(item['risk_high'])}")
-        cols[2].metric("Confidence", confidence_text(item["confidence"]),
-                       help=item["confidence_meaning"])
-        cols[3].metric("Waiting", item["age_text"])
-        st.markdown("**Why review:**\n" + "\n".join(f"- {r}" for r in item["reasons"]))
-        st.caption(f"Scored by {item['scored_by']} at {_when(item['created_at'])}.")
-        if item["inputs"] is None:
-            st.warning(f"Input values are not shown: {item['inputs_note']}.")
+        cols[0].metric("Risk", pct(item.risk))
+        cols[0].markdown(f"**{item.risk_class.capitalize()} risk** by the model")
+        cols[1].metric("95% interval", f"{pct(item.risk_low)} - {pct(item.risk_high)}")
+        cols[2].metric("Confidence", confidence_text(item.confidence), help=item.confidence_meaning)
+        cols[3].metric("Waiting", item.age_text)
+        st.markdown("**Why review:**\n" + "\n".join(f"- {r}" for r in item.reasons))
+        st.caption(f"Scored by {item.scored_by} at {_when(item.created_at)}.")
+        if item.inputs is None:
+            st.warning(f"Input values are not shown: {item.inputs_note}.")
         else:
-            inputs = pd.DataFrame(item["inputs"]).style.apply(  # flagged values stand out
-                lambda row: [FLAGGED if row["check"] else ""] * len(row), axis=1)
+            inputs = pd.DataFrame([c.model_dump() for c in item.inputs]).style.apply(
+                lambda row: [FLAGGED if row["check"] else ""] * len(row), axis=1)  # flagged stand out
             st.dataframe(inputs, hide_index=True, height="content", key="review_inputs",
                          column_config={"feature": "Input", "value": "Value",
-                                        "validated": f"Validated range ({item['model_version']})",
+                                        "validated": f"Validated range ({item.model_version})",
                                         "check": "Check"})
-        _decision_form(pick, item["risk_class"], form=f"review_form_{pick}", patient=patient)
+        _decision_form(pick, item.risk_class, form=f"review_form_{pick}", patient=patient)
 
 st.subheader("Recent decisions")
 if not decided:
     st.caption("No decisions yet.")
 else:
-    history = pd.DataFrame([{**row, "patient": _ref(d["patient_ref"]), "outcome": _outcome(row),
-                             "status": "in force" if row["in_force"] else "superseded"}
-                            for d in decided for row in d["history"]])
+    history = pd.DataFrame([{**row.model_dump(), "patient": _ref(d.patient_ref), "outcome": row.summary,
+                             "status": "in force" if row.in_force else "superseded",
+                             "model_version": d.model_version}
+                            for d in decided for row in d.history])
     st.dataframe(
         history[["patient", "created_at", "reviewer_name", "outcome", "reason_code", "comment",
                  "status", "meaning", "model_version"]],
@@ -197,13 +198,16 @@ else:
                        "reviewer_name": "Reviewer", "outcome": "Decision", "reason_code": "Reason",
                        "comment": "Comment", "status": "Status", "meaning": "Signed meaning",
                        "model_version": "Model"})
-    current = {d["prediction_id"]: d["current"] for d in decided}
+    by_prediction = {d.prediction_id: d for d in decided}
     fix = st.selectbox(
-        "Decision to correct", list(current), index=None, placeholder="Choose a decided prediction",
+        "Decision to correct", list(by_prediction), index=None, placeholder="Choose a decided prediction",
         key="review_correct_pick",
-        format_func=lambda pid: (f"{_ref(current[pid]['patient_ref'])} - {_outcome(current[pid])} by "
-                                 f"{current[pid]['reviewer_name']}, {_when(current[pid]['created_at'])}"))
+        format_func=lambda pid: (f"{_ref(by_prediction[pid].patient_ref)} - "
+                                 f"{by_prediction[pid].current.summary} by "
+                                 f"{by_prediction[pid].current.reviewer_name}, "
+                                 f"{_when(by_prediction[pid].current.created_at)}"))
     if fix:
         st.caption("A correction is a new decision that supersedes the one in force; both stay visible.")
-        _decision_form(fix, current[fix]["model_class"], form=f"review_fix_{current[fix]['decision_id']}",
-                       patient=_ref(current[fix]["patient_ref"]), supersedes=current[fix]["decision_id"])
+        current = by_prediction[fix].current
+        _decision_form(fix, current.model_class, form=f"review_fix_{current.decision_id}",
+                       patient=_ref(by_prediction[fix].patient_ref), supersedes=current.decision_id)

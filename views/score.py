@@ -1,29 +1,27 @@
 """Clinician: score one patient with the serving model, see the routed result and recent predictions."""
 
+from datetime import datetime
+
+import pandas as pd
 import streamlit as st
 
 import core
-from core import artifacts, review
+from core import artifacts
 from core.config import get_settings
 from core.display import confidence_meaning, confidence_text, pct
 from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
+from core.recent import RecentPrediction, recent_predictions
 from core.scoring import ScoreResult
-from core.serving import active_artefact
+from core.serving import scoring_artefact
 from core.spec import PATIENT_REF, Feature
-from core.stop_switch import check_not_suspended
-from core.store import open_store
 from core.text import md_text
 from ui import session
-
-STATUS = {"auto_finalised": "auto-finalised", "review": "awaiting clinical review"}
 
 user = session.guard("score")
 
 settings = get_settings()
 try:
-    store = open_store(settings.db)
-    check_not_suspended(store)
-    artefact = active_artefact(store, settings)
+    artefact = scoring_artefact(settings)
 except ScoringSuspended as exc:
     st.title("Score a patient")
     st.error(f"Model suspended: {md_text(exc)}", icon=":material/block:")
@@ -84,13 +82,10 @@ with st.form("score_form"):
 if submitted:
     payload = {PATIENT_REF: ref, **{k: v for k, v in values.items() if v is not None}}
     try:
-        st.session_state["score_result"] = core.score(payload, user=user.username)
+        st.session_state["score_result"] = core.score(payload, user=user.username, source="form")
     except core.InvalidInput as exc:
         st.session_state.pop("score_result", None)
-        by_field: dict[str, list[str]] = {}
-        for err in exc.errors:
-            by_field.setdefault(err["field"], []).append(err["message"])
-        for field, messages in by_field.items():
+        for field, messages in exc.by_field().items():
             if field in slots:
                 slots[field].error("; ".join(messages))
         names = {f.name: f.label for f in spec.features} | {PATIENT_REF: "Patient reference"}
@@ -149,19 +144,26 @@ def _render(result: ScoreResult) -> None:
 if "score_result" in st.session_state:
     _render(st.session_state["score_result"])
 
+def _when(ts: datetime | None) -> str:
+    return "" if ts is None else f"{ts:%Y-%m-%d %H:%M}"
+
+
+def _recent_row(r: RecentPrediction) -> dict:
+    """One row as the clinician reads it: columns named for people, an empty cell blank."""
+    return {"Recorded (UTC)": _when(r.created_at), "Patient": r.patient_ref or "", "Risk": r.risk,
+            "Class": r.risk_class, "Confidence": confidence_text(r.confidence), "Status": r.status,
+            "Review": r.review, "Reviewed by": r.reviewer_name or "",
+            "Reviewed (UTC)": _when(r.decided_at), "Model": r.model_version}
+
+
 st.subheader("Your recent predictions")
-recent = store.recent_predictions_with_review(user=user.username)
-if recent.empty:
+try:
+    recent = recent_predictions(user.username)
+except StoreUnavailable as exc:
+    st.error(f"Your recent predictions cannot be read: {md_text(exc)}")
+    st.stop()
+if not recent:
     st.caption("None yet.")
 else:
-    recent["status"] = recent["routing"].map(STATUS).where(recent["decision"].isna(), "clinically reviewed")
-    recent["review"] = review.labels(recent)
-    recent["confidence"] = recent["confidence"].map(confidence_text)
-    st.dataframe(recent[["created_at", "patient_ref", "risk", "risk_class", "confidence", "status",
-                         "review", "reviewer_name", "decided_at", "model_version"]],
-                 hide_index=True, key="score_recent",
-                 column_config={"created_at": st.column_config.DatetimeColumn("Recorded (UTC)"),
-                                "risk": st.column_config.NumberColumn("Risk", format="percent"),
-                                "confidence": "Confidence",
-                                "review": "Review", "reviewer_name": "Reviewed by",
-                                "decided_at": st.column_config.DatetimeColumn("Reviewed (UTC)")})
+    st.dataframe(pd.DataFrame([_recent_row(r) for r in recent]), hide_index=True, key="score_recent",
+                 column_config={"Risk": st.column_config.NumberColumn(format="percent")})

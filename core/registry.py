@@ -1,0 +1,68 @@
+"""The model registry as the Admin page shows it: every version on disk with its headline
+facts, which one serves, and the activation history (who made which version serve, and why)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from core import artifacts
+from core.config import Settings, get_settings
+from core.errors import ArtefactMismatch
+from core.frames import plain_rows
+from core.store import open_store
+
+
+class ModelVersion(BaseModel):
+    """A version in the models folder; `problem` says why its manifest cannot be read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    created: str | None = None
+    synthetic: bool | None = None
+    auroc: float | None = None
+    serving: bool = False
+    problem: str | None = None
+
+
+class Activation(BaseModel):
+    """One activation: from then on, this version served."""
+
+    model_config = ConfigDict(frozen=True)
+
+    created_at: datetime  # UTC
+    version: str
+    model_sha256: str
+    user_name: str
+    reason: str
+
+
+class Registry(BaseModel):
+    """Every version, the serving one, and every activation (oldest first)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    versions: list[ModelVersion]
+    serving: str | None
+    activations: list[Activation]
+
+
+def model_registry(settings: Settings | None = None) -> Registry:
+    """The registry as the store and the models folder have it now."""
+    settings = settings or get_settings()
+    store = open_store(settings.db)
+    serving = artifacts.serving_version(store.active_activation(), settings.models)
+    versions = []
+    for version in artifacts.list_versions(settings.models):
+        try:
+            mf = artifacts.read_manifest(settings.models / version)
+        except ArtefactMismatch as exc:
+            versions.append(ModelVersion(version=version, problem=str(exc)))
+            continue
+        versions.append(ModelVersion(version=version, created=mf["created_at"],
+                                     synthetic=mf["synthetic_data"], auroc=mf["metrics"]["auroc"],
+                                     serving=version == serving))
+    return Registry(versions=versions, serving=serving,
+                    activations=[Activation(**row) for row in plain_rows(store.activations())])
