@@ -69,7 +69,7 @@ def test_browser_reviewer_clears_the_queue_and_clinician_sees_it(tmp_path):
         finally:
             browser.close()
 
-    store = core_store.Store(db)  # the server has stopped: the file is free
+    store = core_store.open_file(db)  # the server has stopped: the file is free
     try:
         rows = store.recent_decisions().sort_values("audit_seq")
     finally:
