@@ -1,8 +1,8 @@
 """Verifying the audit trail: the whole chain (streamed, constant memory), or only what was
 added since the last verification of the whole chain, and the record of each verification.
 
-A whole verification reads every entry and every event row; at a million predictions that is
-tens of seconds. It runs on demand (`python -m core audit verify`, the Admin and Governance
+A whole verification reads every entry and every event row, in bulk and in windows of seqs
+(constant memory). It runs on demand (`python -m core audit verify`, the Admin and Governance
 pages) and is itself recorded, with the entry it verified through. The Governance page then
 checks only what came after: that entry still has the hash that was verified, and every entry
 and row added since chains onto it and matches. An edit to an older row is found by the next
@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from core import audit
+from core import audit, audit_windows
 from core.clock import now_utc
 from core.store import TABLES, Event, Store
 from core.store.records import RECORDS, AuditVerification, chain_content
@@ -36,7 +36,11 @@ class TrailStatus:
 def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
                  since: tuple[int, str] = (0, audit.GENESIS)) -> tuple[list[str], tuple[int, str]]:
     """(problems, head) for the store's chain after `since` (default: all of it); empty
-    problems means intact. Reads a consistent picture while others keep writing."""
+    problems means intact. Reads a consistent picture while others keep writing.
+
+    In bulk, a batch of entries at a time (core.audit_windows), as long as each is intact; from
+    the first that is not, audit.walk_chain names every problem from there on, as if it had
+    walked the whole chain (the batches before it had none)."""
     upto = store.last_seq()
     after = since[0]
     problems = []
@@ -45,14 +49,50 @@ def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
         if at != since[1]:
             problems.append(f"entry {after}: hash differs from when it was verified (altered or "
                             "removed)" if at else f"entry {after}: removed since it was verified")
-    rows = {table: store.iter_rows(table, after=after, upto=upto) for table in TABLES}
-    found, last = audit.verify_chain(store.iter_audit(after=after, upto=upto), rows, head=head,
-                                     since=since, content_of=_expected)
-    problems += found
+    head_seq = None if head is None else head[0]
+    with store.bounded_memory(entries=upto - after):
+        (low, prev), hash_at_head = audit_windows.intact_through(
+            since, store.entry_batches(after=after, upto=upto),
+            {table: store.row_batches(table, after=after, upto=upto) for table in TABLES},
+            entries_ok=lambda seqs: _entries_ok(store, seqs),
+            rows_ok=lambda table, rows: _rows_ok(store, table, rows), head_seq=head_seq)
+        rows = {table: store.iter_rows(table, after=low, upto=upto) for table in TABLES}
+        found, last, walked = audit.walk_chain(store.iter_audit(after=low, upto=upto), rows,
+                                               since=(low, prev), content_of=_expected,
+                                               head_seq=head_seq)
+    if head_seq is not None and head_seq > low:
+        hash_at_head = walked
+    problems += found + audit.head_problems(head, since=since, last=last, hash_at_head=hash_at_head)
     for table in TABLES:  # rows above the head read: each must have an entry (appended since)
         problems += [f"{table} row with audit seq {seq} has no audit entry (inserted)"
                      for seq in store.rows_without_entry(table, above=upto)]
     return problems, last
+
+
+FEW = 64  # entries of a window checked again one query each; more: one pass over their span
+
+
+def _at(read, seqs: list[int], key: str):
+    """The dicts `read(after=, upto=)` gives at `seqs` (ascending)."""
+    if len(seqs) <= FEW:
+        for seq in seqs:
+            yield from read(after=seq - 1, upto=seq)
+        return
+    wanted = set(seqs)
+    yield from (r for r in read(after=seqs[0] - 1, upto=seqs[-1]) if r[key] in wanted)
+
+
+def _entries_ok(store: Store, seqs: list[int]) -> bool:
+    """Whether those entries' hashes match their fields, by core.audit's own rule."""
+    return all(audit.entry_hash_of(e) == e["entry_hash"] for e in _at(store.iter_audit, seqs, "seq"))
+
+
+def _rows_ok(store: Store, table: str, rows: list[tuple[int, str]]) -> bool:
+    """Whether the table's row at each seq matches the content_json of its entry, by
+    core.audit's own rule (the bulk check found each entry's row, once)."""
+    content = dict(rows)
+    return not any(audit.row_problems(content[row["audit_seq"]], table, row, _expected)
+                   for row in _at(lambda **kw: store.iter_rows(table, **kw), list(content), "audit_seq"))
 
 
 def _expected(table: str, row: dict) -> dict:
