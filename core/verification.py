@@ -33,14 +33,17 @@ class TrailStatus:
     checked_since: int  # entries checked incrementally after it
 
 
+WALK_UP_TO = 2_000  # entries walked one by one: fewer than the bulk check's set-up costs
+
+
 def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
                  since: tuple[int, str] = (0, audit.GENESIS)) -> tuple[list[str], tuple[int, str]]:
     """(problems, head) for the store's chain after `since` (default: all of it); empty
     problems means intact. Reads a consistent picture while others keep writing.
 
-    In bulk, a batch of entries at a time (core.audit_windows), as long as each is intact; from
-    the first that is not, audit.walk_chain names every problem from there on, as if it had
-    walked the whole chain (the batches before it had none)."""
+    More than WALK_UP_TO entries are checked in bulk, a batch at a time (core.audit_windows), as
+    long as each is intact; from the first that is not, audit.walk_chain names every problem
+    from there on, as if it had walked the whole chain (the batches before it had none)."""
     upto = store.last_seq()
     after = since[0]
     problems = []
@@ -50,12 +53,14 @@ def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
             problems.append(f"entry {after}: hash differs from when it was verified (altered or "
                             "removed)" if at else f"entry {after}: removed since it was verified")
     head_seq = None if head is None else head[0]
+    (low, prev), hash_at_head = since, None
     with store.bounded_memory(entries=upto - after):
-        (low, prev), hash_at_head = audit_windows.intact_through(
-            since, store.entry_batches(after=after, upto=upto),
-            {table: store.row_batches(table, after=after, upto=upto) for table in TABLES},
-            entries_ok=lambda seqs: _entries_ok(store, seqs),
-            rows_ok=lambda table, rows: _rows_ok(store, table, rows), head_seq=head_seq)
+        if upto - after > WALK_UP_TO:
+            (low, prev), hash_at_head = audit_windows.intact_through(
+                since, store.entry_batches(after=after, upto=upto),
+                {table: store.row_batches(table, after=after, upto=upto) for table in TABLES},
+                entries_ok=lambda seqs: _entries_ok(store, seqs),
+                rows_ok=lambda table, rows: _rows_ok(store, table, rows), head_seq=head_seq)
         rows = {table: store.iter_rows(table, after=low, upto=upto) for table in TABLES}
         found, last, walked = audit.walk_chain(store.iter_audit(after=low, upto=upto), rows,
                                                since=(low, prev), content_of=_expected,

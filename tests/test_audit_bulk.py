@@ -12,7 +12,7 @@ import pytest
 from store_oracle import drop_guards, sql
 
 import core
-from core import audit, audit_windows, auth
+from core import audit, audit_windows, auth, verification
 from core import store as core_store
 from core.clock import now_utc
 from core.config import get_settings
@@ -63,8 +63,10 @@ def chain(tmp_path_factory):
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    """Batches of 4 entries: the fixture's chain spans several, so a problem can be in any."""
+    """Batches of 4 entries, checked in bulk from 4: the fixture's chain spans several batches,
+    so a problem can be in any."""
     monkeypatch.setattr(chain_windows, "BATCH_ROWS", 4)
+    monkeypatch.setattr(verification, "WALK_UP_TO", 4)
 
 
 def walked(store: Store, head: tuple[int, str] | None = None) -> tuple[list[str], tuple[int, str]]:
@@ -217,4 +219,5 @@ def test_duckdb_settings_are_put_back_after_a_long_verification(chain, monkeypat
         assert settings() == during != before
     assert settings() == before
     monkeypatch.setattr(chain_windows, "BOUND_ABOVE", 4)  # the fixture's chain counts as long
+    monkeypatch.setattr(verification, "WALK_UP_TO", 4)
     assert verify_audit(chain)[0] == [] and settings() == before

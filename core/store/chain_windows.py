@@ -30,7 +30,7 @@ from core.store.records import CONTENT_FORMAT, RECORDS, SECRET_PREFIX
 # one thread per query (the entries and the rows are read at once, each by its own thread).
 VERIFY_SETTINGS = {"memory_limit": "64MB", "threads": "1"}
 BOUND_ABOVE = 20_000  # entries: a shorter chain is read without VERIFY_SETTINGS
-BATCH_ROWS = 5_000
+BATCH_ROWS = 2_500
 STREAM_BUFFER = "1MB"  # what DuckDB computes ahead of a stream (default 10 MB)
 
 
