@@ -129,7 +129,7 @@ def test_an_intact_chain_is_checked_in_bulk_to_its_head(chain, small_batches):
 
 
 def test_values_sql_writes_otherwise_are_settled_by_python(tmp_path):
-    store = Store(tmp_path / "odd.duckdb")
+    store = core_store.open_file(tmp_path / "odd.duckdb")
     try:
         odd = "x\x1fy"  # a control character: to_json escapes it in upper case, canonical_json not
         at = now_utc().replace(microsecond=0)  # isoformat without microseconds
@@ -191,7 +191,7 @@ STORED_OUT_OF_ORDER = [TAMPERING["a row stored out of order"], TAMPERING["an ent
 def test_bulk_verify_names_what_the_walk_names(chain, small_batches, tmp_path, statements):
     head = chain.head()
     chain.copy_to(tmp_path / "copy.duckdb")
-    copy = Store(tmp_path / "copy.duckdb")
+    copy = core_store.open_file(tmp_path / "copy.duckdb")
     try:
         drop_guards(copy)
         mid, late = head[0] // 2, head[0] - 2

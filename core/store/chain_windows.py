@@ -21,9 +21,9 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-import duckdb
 import pyarrow as pa
 
+from core.store import duckdb_dialect as dialect
 from core.store.records import CONTENT_FORMAT, RECORDS, SECRET_PREFIX
 
 # DuckDB while a chain is verified: each block is read once, so its cache holds little of use;
@@ -115,14 +115,8 @@ class ChainWindowReads:
                             "WHERE audit_seq > $1 AND audit_seq <= $2", after, upto)
 
     def _stream(self, sql: str, after: int, upto: int) -> Iterator[pa.RecordBatch]:
-        cur = self._cursor()
-        cur.execute(f"SET streaming_buffer_size = '{STREAM_BUFFER}'")  # this cursor only
-        reader = cur.sql(sql, params=[after, upto]).to_arrow_reader(BATCH_ROWS)
-        try:
-            yield from reader
-        finally:  # also when the reader is left early: its transaction ends here
-            reader.close()
-            cur.close()
+        return dialect.arrow_batches(self._cursor(), sql, [after, upto], rows=BATCH_ROWS,
+                                     buffer=STREAM_BUFFER)
 
     @contextlib.contextmanager
     def bounded_memory(self, *, entries: int):
@@ -148,12 +142,4 @@ class ChainWindowReads:
                 self._bounded -= 1
                 if self._bounded == 0:
                     for name, value in self._settings_before.items():
-                        with contextlib.suppress(duckdb.Error):
-                            self._put_back(name, value)
-
-    def _put_back(self, name: str, value: str) -> None:
-        # The default again if it was the default (a limit read as "18.8 GiB" and set again
-        # would lose its last digits); else the value read before.
-        self._cursor().execute(f"RESET {name}")
-        if self._one("SELECT current_setting(?)", [name])[0] != value:
-            self._cursor().execute(f"SET {name} = '{value}'")
+                        dialect.put_back_setting(self._cursor(), name, value)
