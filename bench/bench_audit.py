@@ -37,7 +37,7 @@ from core.store import open_store
 from core.verification import verify_audit
 store = open_store(get_settings().db)
 start = time.perf_counter()
-problems, head = verify_audit(store)
+problems, head = verify_audit(store, bound_memory=True)  # as `python -m core audit verify`
 elapsed = time.perf_counter() - start
 print(len(problems), head[0], elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

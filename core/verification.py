@@ -11,6 +11,7 @@ whole verification, not by the incremental check; the page says which it shows.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +38,15 @@ WALK_UP_TO = 2_000  # entries walked one by one: fewer than the bulk check's set
 
 
 def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
-                 since: tuple[int, str] = (0, audit.GENESIS)) -> tuple[list[str], tuple[int, str]]:
+                 since: tuple[int, str] = (0, audit.GENESIS), bound_memory: bool = False
+                 ) -> tuple[list[str], tuple[int, str]]:
     """(problems, head) for the store's chain after `since` (default: all of it); empty
     problems means intact. Reads a consistent picture while others keep writing.
+
+    `bound_memory`: hold the database's memory and threads down while a long chain is read
+    (Store.bounded_memory), for a process that does nothing else meanwhile (the audit and
+    restore commands). DuckDB applies those settings to the whole database, so the running
+    service, where clinicians keep scoring while an administrator verifies, leaves them alone.
 
     More than WALK_UP_TO entries are checked in bulk, a batch at a time (core.audit_windows), as
     long as each is intact; from the first that is not, audit.walk_chain names every problem
@@ -54,7 +61,8 @@ def verify_audit(store: Store, *, head: tuple[int, str] | None = None,
                             "removed)" if at else f"entry {after}: removed since it was verified")
     head_seq = None if head is None else head[0]
     (low, prev), hash_at_head = since, None
-    with store.bounded_memory(entries=upto - after):
+    bounded = store.bounded_memory(entries=upto - after) if bound_memory else contextlib.nullcontext()
+    with bounded:
         if upto - after > WALK_UP_TO:
             (low, prev), hash_at_head = audit_windows.intact_through(
                 since, store.entry_batches(after=after, upto=upto),
@@ -114,10 +122,10 @@ def record_verification(store: Store, problems: list[str], head: tuple[int, str]
         first_problem=problems[0] if problems else ""))])
 
 
-def verify_whole(store: Store, *, by: str, head: tuple[int, str] | None = None
-                 ) -> tuple[list[str], tuple[int, str]]:
+def verify_whole(store: Store, *, by: str, head: tuple[int, str] | None = None,
+                 bound_memory: bool = False) -> tuple[list[str], tuple[int, str]]:
     """Verify the whole chain and record that it was done (with its result)."""
-    problems, last = verify_audit(store, head=head)
+    problems, last = verify_audit(store, head=head, bound_memory=bound_memory)
     record_verification(store, problems, last, by=by)
     return problems, last
 
