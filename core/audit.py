@@ -55,6 +55,16 @@ def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
     go on (0 and GENESIS: the whole chain). `content_of(table, row)`: the content a whole-row
     entry (format 2) must hold for that row. Returns (problems, head); problems name the first
     bad entry first, and are empty when intact."""
+    problems, last, hash_at_head = walk_chain(entries, event_rows, since=since, content_of=content_of,
+                                              head_seq=None if head is None else head[0])
+    return problems + head_problems(head, since=since, last=last, hash_at_head=hash_at_head), last
+
+
+def walk_chain(entries, event_rows: dict[str, Iterator[dict]], *, since: tuple[int, str],
+               content_of: Callable[[str, dict], dict] | None, head_seq: int | None = None
+               ) -> tuple[list[str], tuple[int, str], str | None]:
+    """verify_chain without the published head: (problems, last entry, hash of the entry at
+    `head_seq` if walked)."""
     problems: list[str] = []
     prev, expected = since[1], since[0] + 1
     cursors = {t: iter(rows) for t, rows in event_rows.items()}
@@ -70,7 +80,7 @@ def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
 
     for e in entries:
         seq = e["seq"]
-        if head is not None and seq == head[0]:
+        if seq == head_seq:
             hash_at_head = e["entry_hash"]
         where = f"entry {seq} ({e['kind']})"
         if seq != expected:
@@ -79,10 +89,7 @@ def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
             problems.append(f"{where}: previous-entry hash does not match the chain")
         if sha256_text(e["content_json"]) != e["content_sha256"]:
             problems.append(f"{where}: content does not match its hash (altered)")
-        recomputed = entry_hash(prev_hash=e["prev_hash"], seq=seq, at=e["recorded_at"],
-                                kind=e["kind"], actor=e["actor"], subject=e["subject"],
-                                event_table=e["event_table"], content_sha256=e["content_sha256"])
-        if recomputed != e["entry_hash"]:
+        if entry_hash_of(e) != e["entry_hash"]:
             problems.append(f"{where}: entry hash does not match its fields (altered)")
         table = e["event_table"]
         inserted_before(table, seq)
@@ -96,15 +103,30 @@ def verify_chain(entries, event_rows: dict[str, Iterator[dict]], *,
         prev, expected = e["entry_hash"], expected + 1
     for table in cursors:
         inserted_before(table, float("inf"))
-    last = (expected - 1, prev)
-    if head is not None:
-        seq, digest = head
-        if seq > last[0]:
-            problems.append(f"entry {last[0] + 1}: the chain ends at {last[0]} but the published "
-                            f"head is {seq} (entries were removed from the end)")
-        elif seq > since[0] and hash_at_head != digest:
-            problems.append(f"entry {seq}: hash differs from the published head")
-    return problems, last
+    return problems, (expected - 1, prev), hash_at_head
+
+
+def entry_hash_of(entry: dict) -> str:
+    """The hash an audit entry (as the store reads it) should have, from its fields."""
+    return entry_hash(prev_hash=entry["prev_hash"], seq=entry["seq"], at=entry["recorded_at"],
+                      kind=entry["kind"], actor=entry["actor"], subject=entry["subject"],
+                      event_table=entry["event_table"], content_sha256=entry["content_sha256"])
+
+
+def head_problems(head: tuple[int, str] | None, *, since: tuple[int, str], last: tuple[int, str],
+                  hash_at_head: str | None) -> list[str]:
+    """What the published head (seq, entry hash) says of a chain verified after `since` up to
+    `last`, whose entry at the head's seq had `hash_at_head`: the end cut off, or that entry
+    changed."""
+    if head is None:
+        return []
+    seq, digest = head
+    if seq > last[0]:
+        return [f"entry {last[0] + 1}: the chain ends at {last[0]} but the published head is "
+                f"{seq} (entries were removed from the end)"]
+    if seq > since[0] and hash_at_head != digest:
+        return [f"entry {seq}: hash differs from the published head"]
+    return []
 
 
 WHOLE_ROW_PREFIX = '{"_format":2,'  # canonical JSON sorts "_format" before every column name

@@ -54,7 +54,7 @@ def run_audit(args) -> int:
         print(f"{seq}:{digest}")
         return 0
     head = parse_head(args.head) if args.head else None
-    problems, (seq, digest) = verify_whole(store, head=head, by=args.by)
+    problems, (seq, digest) = verify_whole(store, head=head, by=args.by, bound_memory=True)
     if problems:
         print(f"audit chain FAILED: first bad entry: {problems[0]}")
         for problem in problems[1:20]:

@@ -55,7 +55,7 @@ def restore(backup_file: Path, db: Path) -> Restored:
         tmp.unlink(missing_ok=True)
     store = open_file(db)
     try:
-        problems, head = verify_audit(store)
+        problems, head = verify_audit(store, bound_memory=True)
     finally:
         store.close()
     if problems:  # cannot happen unless the file changed under us: say so, keep both files
@@ -123,7 +123,7 @@ def _verified_copy(backup_file: Path, db: Path, deployment_id: str | None) -> Pa
         copy_file(backup_file, tmp, deployment_id=deployment_id)
         store = open_file(tmp)  # applies this version's migrations and guards, as a start would
         try:
-            problems, _ = verify_audit(store)
+            problems, _ = verify_audit(store, bound_memory=True)
             store.checkpoint()
         finally:
             store.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.store.aggregates import MonitoringReads
 from core.store.base import StoreBase
+from core.store.chain_windows import ChainWindowReads
 from core.store.interface import Store
 from core.store.queries import AccessReads, OutcomeReads, RecordReads, ReviewReads
 from core.store.records import RECORDS, Event
@@ -21,7 +22,7 @@ __all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS
 
 
 class DuckDBStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
-                  MonitoringReads):
+                  MonitoringReads, ChainWindowReads):
     """A store in an embedded DuckDB file; create with `open_store` so each file has one per
     process."""
 

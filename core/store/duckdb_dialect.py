@@ -136,3 +136,28 @@ def insert(cur: Connection, table: str, columns: list[str], rows: list[list[Any]
     # Column-wise Arrow table: built in C from the transposed rows, read by DuckDB directly.
     batch = pa.table(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)))  # noqa: F841
     cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM batch")
+
+
+def arrow_batches(cur: Connection, sql: str, params: list, *, rows: int, buffer: str):
+    """A query's result as Arrow record batches of `rows`, streamed in stored order (DuckDB
+    computes at most `buffer` ahead, on this cursor only); the cursor is closed at the end, or
+    when the caller stops early."""
+    cur.execute(f"SET streaming_buffer_size = '{buffer}'")
+    reader = cur.sql(sql, params=params).to_arrow_reader(rows)
+    try:
+        yield from reader
+    finally:
+        reader.close()
+        cur.close()
+
+
+def put_back_setting(cur: Connection, name: str, value: str) -> None:
+    """A database setting as it was read before (`value`): the default again if it was the
+    default (a limit read as "18.8 GiB" and set again would lose its last digits). Errors are
+    not raised: the setting stays as it is."""
+    try:
+        cur.execute(f"RESET {name}")
+        if cur.execute("SELECT current_setting(?)", [name]).fetchone()[0] != value:
+            cur.execute(f"SET {name} = '{value}'")
+    except duckdb.Error:
+        pass

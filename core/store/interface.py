@@ -11,6 +11,7 @@ a filter `f` = (start, end, model version or None) over [start, end).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -87,6 +88,18 @@ class Store(Protocol):
 
     def rows_without_entry(self, table: str, *, above: int) -> list[int]:
         """Audit seqs above `above` of the table's rows that no audit entry of it has."""
+
+    def entry_batches(self, *, after: int, upto: int) -> Iterator:
+        """Entries with after < seq <= upto as Arrow batches in stored order, each with the
+        text its entry hash is computed from (entry_text)."""
+
+    def row_batches(self, table: str, *, after: int, upto: int) -> Iterator | None:
+        """A table's rows with after < audit_seq <= upto as Arrow batches in stored order:
+        audit_seq and row_json (its whole-row content); None when the table has no bulk form."""
+
+    def bounded_memory(self, *, entries: int) -> AbstractContextManager:
+        """A context in which a chain of `entries` entries is read with the database's cache
+        bounded (when it is long), its settings put back after."""
 
     def last_verification(self) -> dict | None:
         """The latest recorded verification of the whole chain."""
