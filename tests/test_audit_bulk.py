@@ -42,9 +42,11 @@ def chain(tmp_path_factory):
         auth.add_user("alice", roles=["admin"], password="a-long-password", by="setup")
         auth.record_access("alice", "sign_in", "password", source="10.0.0.1")
         activate("v1", by="alice", reason="validated")
-        queued = core.score({**TYPICAL_PATIENT, "patient_ref": "BULK-Q", "lvef": None}, user="dr")
+        queued = core.score({**TYPICAL_PATIENT, "patient_ref": "BULK-Q", "lvef": None}, user="dr",
+                            source="form")
         with pytest.raises(core.InvalidInput):
-            core.score({**TYPICAL_PATIENT, "patient_ref": "BULK-X", "age": "old"}, user="dr")
+            core.score({**TYPICAL_PATIENT, "patient_ref": "BULK-X", "age": "old"}, user="dr",
+                       source="form")
         decide({"prediction_id": queued.prediction_id, "decision": "agree", "reason_code": "other",
                 "comment": 'a "quoted" comment\\with a backslash'}, user="rev", display_name="Dr Rev")
         record_outcome({"prediction_id": queued.prediction_id, "event": True,
@@ -53,7 +55,8 @@ def chain(tmp_path_factory):
         record_signoff(signer_name="Dr IRB", signer_role="IRB", signed_on="2026-11-01",
                        scope="architecture", model_version="v1", by="alice")
         for i in range(20):
-            core.score({**TYPICAL_PATIENT, "patient_ref": f"BULK-{i}", "age": 50 + i}, user="dr")
+            core.score({**TYPICAL_PATIENT, "patient_ref": f"BULK-{i}", "age": 50 + i}, user="dr",
+                       source="form")
         set_suspended(True, by="alice", reason="checking")
         purge_expired(store, days=1, by="dpo")
         assert all(store.count(table) >= 1 for table in TABLES if table != "audit_verifications")
