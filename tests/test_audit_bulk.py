@@ -6,22 +6,15 @@ problems the row-by-row walk (the definition) names, wherever in the chain they 
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 
 import pytest
+from chain_support import every_table_store
 from store_oracle import drop_guards, sql
 
-import core
-from core import audit, audit_windows, auth, verification
+from core import audit, audit_windows, verification
 from core import store as core_store
 from core.clock import now_utc
-from core.config import get_settings
-from core.governance import record_signoff
-from core.maintenance import purge_expired, record_configuration
-from core.outcomes import record_outcome
-from core.review import decide
-from core.serving import activate
-from core.stop_switch import set_suspended
 from core.store import TABLES, Event, Store, chain_windows
 from core.store.records import RECORDS, AccessEvent, OutcomeRecord, chain_content
 from core.verification import _expected, verify_audit
@@ -30,38 +23,11 @@ from core.verification import _expected, verify_audit
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """A store with rows in every event table and some thirty entries, made by the product."""
-    from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
-
     path = tmp_path_factory.mktemp("bulk") / "store.duckdb"
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "0",
-                            "APP_PATIENT_KEY": TEST_PATIENT_KEY}.items():
-            mp.setenv(name, value)
-        store = core_store.open_store(path)
-        record_configuration(store, get_settings(), by="setup")
-        auth.add_user("alice", roles=["admin"], password="a-long-password", by="setup")
-        auth.record_access("alice", "sign_in", "password", source="10.0.0.1")
-        activate("v1", by="alice", reason="validated")
-        queued = core.score({**TYPICAL_PATIENT, "patient_ref": "BULK-Q", "lvef": None}, user="dr",
-                            source="form")
-        with pytest.raises(core.InvalidInput):
-            core.score({**TYPICAL_PATIENT, "patient_ref": "BULK-X", "age": "old"}, user="dr",
-                       source="form")
-        decide({"prediction_id": queued.prediction_id, "decision": "agree", "reason_code": "other",
-                "comment": 'a "quoted" comment\\with a backslash'}, user="rev", display_name="Dr Rev")
-        record_outcome({"prediction_id": queued.prediction_id, "event": True,
-                        "event_date": date.today(), "measured_value": 6.0, "source": "lab"},
-                       user="dr")
-        record_signoff(signer_name="Dr IRB", signer_role="IRB", signed_on="2026-11-01",
-                       scope="architecture", model_version="v1", by="alice")
-        for i in range(20):
-            core.score({**TYPICAL_PATIENT, "patient_ref": f"BULK-{i}", "age": 50 + i}, user="dr",
-                       source="form")
-        set_suspended(True, by="alice", reason="checking")
-        purge_expired(store, days=1, by="dpo")
+    with every_table_store(path, "BULK", comment='a "quoted" comment\\with a backslash',
+                           more_scores=20) as store:
         assert all(store.count(table) >= 1 for table in TABLES if table != "audit_verifications")
         yield store
-        core_store.close_all()
 
 
 @pytest.fixture

@@ -9,19 +9,14 @@ from datetime import date, datetime, timedelta
 
 import duckdb
 import pytest
+from chain_support import every_table_store
 from conftest import REPO
 from store_oracle import drop_guards, sql
 
 import core
 from core import auth
 from core import store as core_store
-from core.config import get_settings
-from core.governance import record_signoff
-from core.maintenance import purge_expired, record_configuration
-from core.outcomes import record_outcome
-from core.review import decide
 from core.serving import activate
-from core.stop_switch import set_suspended
 from core.store import TABLES
 from core.verification import record_verification, verify_audit
 
@@ -29,36 +24,13 @@ from core.verification import record_verification, verify_audit
 @pytest.fixture(scope="module")
 def every_table(tmp_path_factory, request):
     """A store with at least one row in every event table, made by the product's own calls."""
-    from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
-
     path = tmp_path_factory.mktemp("columns") / "store.duckdb"
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "0",
-                            "APP_PATIENT_KEY": TEST_PATIENT_KEY}.items():
-            mp.setenv(name, value)
-        store = core_store.open_store(path)
-        record_configuration(store, get_settings(), by="setup")
-        auth.add_user("alice", roles=["admin"], password="a-long-password", by="setup")
-        auth.record_access("alice", "sign_in", "password", source="10.0.0.1")
-        activate("v1", by="alice", reason="validated")
-        queued = core.score({**TYPICAL_PATIENT, "patient_ref": "COL-1", "lvef": None}, user="dr", source="form")
-        with pytest.raises(core.InvalidInput):
-            core.score({**TYPICAL_PATIENT, "patient_ref": "COL-2", "age": "old"}, user="dr", source="form")
-        decide({"prediction_id": queued.prediction_id, "decision": "agree", "reason_code": "other",
-                "comment": "checked"}, user="rev", display_name="Dr Rev")
-        record_outcome({"prediction_id": queued.prediction_id, "event": True,
-                        "event_date": date.today(), "measured_value": 6.0, "source": "lab"},
-                       user="dr")
-        record_signoff(signer_name="Dr IRB", signer_role="IRB", signed_on="2026-11-01",
-                       scope="architecture", model_version="v1", by="alice")
-        set_suspended(True, by="alice", reason="checking")
-        purge_expired(store, days=1, by="dpo")
+    with every_table_store(path, "COL") as store:
         problems, head = verify_audit(store)
         record_verification(store, problems, head, by="alice")
         assert verify_audit(store)[0] == []
         assert all(store.count(table) >= 1 for table in TABLES), {t: store.count(t) for t in TABLES}
         yield store
-        core_store.close_all()
 
 
 def changed(value):

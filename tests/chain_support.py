@@ -1,0 +1,61 @@
+"""A store with rows in every event table, made by the product's own calls: the audit tests'
+common ground (every column checked, the bulk check against the walk)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import pytest
+from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
+
+import core
+from core import auth
+from core import store as core_store
+from core.config import get_settings
+from core.governance import record_signoff
+from core.maintenance import purge_expired, record_configuration
+from core.outcomes import record_outcome
+from core.review import decide
+from core.serving import activate
+from core.stop_switch import set_suspended
+from core.store import Store
+
+
+@contextmanager
+def every_table_store(path: Path, ref: str, *, comment: str = "checked",
+                      more_scores: int = 0) -> Iterator[Store]:
+    """The store at `path` with at least one row in each event table but audit_verifications:
+    patients named `ref`-..., a review comment, `more_scores` further predictions. Closed after."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "0",
+                            "APP_PATIENT_KEY": TEST_PATIENT_KEY}.items():
+            mp.setenv(name, value)
+        store = core_store.open_store(path)
+        record_configuration(store, get_settings(), by="setup")
+        auth.add_user("alice", roles=["admin"], password="a-long-password", by="setup")
+        auth.record_access("alice", "sign_in", "password", source="10.0.0.1")
+        activate("v1", by="alice", reason="validated")
+        queued = core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-Q", "lvef": None}, user="dr",
+                            source="form")
+        with pytest.raises(core.InvalidInput):
+            core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-X", "age": "old"}, user="dr",
+                       source="form")
+        decide({"prediction_id": queued.prediction_id, "decision": "agree", "reason_code": "other",
+                "comment": comment}, user="rev", display_name="Dr Rev")
+        record_outcome({"prediction_id": queued.prediction_id, "event": True,
+                        "event_date": date.today(), "measured_value": 6.0, "source": "lab"},
+                       user="dr")
+        record_signoff(signer_name="Dr IRB", signer_role="IRB", signed_on="2026-11-01",
+                       scope="architecture", model_version="v1", by="alice")
+        for i in range(more_scores):
+            core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-{i}", "age": 50 + i}, user="dr",
+                       source="form")
+        set_suspended(True, by="alice", reason="checking")
+        purge_expired(store, days=1, by="dpo")
+        try:
+            yield store
+        finally:
+            core_store.close_all()
