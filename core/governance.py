@@ -208,8 +208,8 @@ def report_markdown(snap: dict) -> str:
         lines += ["**SYNTHETIC MODEL - NOT FOR CLINICAL USE.**", ""]
     state = snap["service"]
     lines += [f"Scoring status: {'SUSPENDED' if is_suspended(state) else 'active'}"
-              + (f" (last change {state[2]:%Y-%m-%d %H:%M} by {md_text(state[1])}: "
-                 f"{md_text(state[3])})" if state else ""), "",
+              + (f" (last change {state.created_at:%Y-%m-%d %H:%M} by {md_text(state.user_name)}: "
+                 f"{md_text(state.reason)})" if state else ""), "",
               "## The five evaluator questions", ""]
     for i, (q, answer) in enumerate(snap["questions"], 1):
         lines += [f"### {i}. {q}", "", answer, ""]

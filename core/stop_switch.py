@@ -17,9 +17,9 @@ from core.store.records import ServiceEvent
 from core.text import actor, reason_text
 
 
-def is_suspended(state: tuple | None) -> bool:
+def is_suspended(state: ServiceEvent | None) -> bool:
     """Whether a service state (Store.service_state()) has the stop switch on."""
-    return bool(state) and state[0] == "suspend"
+    return state is not None and state.action == "suspend"
 
 
 def check_not_suspended(store: Store, *, fresh: bool = False) -> None:
@@ -27,9 +27,9 @@ def check_not_suspended(store: Store, *, fresh: bool = False) -> None:
     now, not within its second of caching)."""
     state = store.service_state(fresh=fresh)
     if is_suspended(state):
-        _, by, when, reason = state
-        raise ScoringSuspended(f"the model is suspended since {when:%Y-%m-%d %H:%M} UTC by {by}: "
-                               f"{reason}. No risk can be shown; use usual clinical care.")
+        raise ScoringSuspended(f"the model is suspended since {state.created_at:%Y-%m-%d %H:%M} UTC "
+                               f"by {state.user_name}: {state.reason}. No risk can be shown; use "
+                               "usual clinical care.")
 
 
 def set_suspended(suspended: bool, *, by: str, reason: str) -> None:

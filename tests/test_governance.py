@@ -88,6 +88,8 @@ def test_stop_switch_suspends_and_resumes(journeys, valid_payload, tmp_path):
         core.score(valid_payload, user="dr.clin", source="form")
     assert journeys.count("predictions") == before
     set_suspended(False, by="pi", reason="investigated: entry error")
+    state = journeys.service_state(fresh=True)  # a typed record, read by name
+    assert (state.action, state.user_name, state.reason) == ("resume", "pi", "investigated: entry error")
     assert core.score(valid_payload, user="dr.clin", source="form").routing == "auto_finalised"
     history = oracle.rows(journeys, "service_events")
     assert list(history["action"]) == ["suspend", "resume"]

@@ -29,8 +29,8 @@ except CoreError as exc:
 state = snap["service"]
 suspended = is_suspended(state)
 if suspended:
-    st.error(f"Scoring is SUSPENDED since {state[2]:%Y-%m-%d %H:%M} UTC by {md_text(state[1])}: "
-             f"{md_text(state[3])}")
+    st.error(f"Scoring is SUSPENDED since {state.created_at:%Y-%m-%d %H:%M} UTC by "
+             f"{md_text(state.user_name)}: {md_text(state.reason)}")
 else:
     st.success(f"Scoring is active. Serving model {snap['artefact'].version}.")
 

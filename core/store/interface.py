@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
-from core.store.records import Event
+from core.store.records import Event, ServiceEvent
 
 
 @runtime_checkable
@@ -50,7 +50,7 @@ class Store(Protocol):
     def active_activation(self, *, fresh: bool = False) -> tuple[str, str] | None:
         """(version, model_sha256) of the latest activation; None when never activated."""
 
-    def service_state(self, *, fresh: bool = False) -> tuple[str, str, datetime, str] | None:
+    def service_state(self, *, fresh: bool = False) -> ServiceEvent | None:
         """(action, by, when, reason) of the latest suspend or resume; None when never."""
 
     def last_configuration(self) -> str | None:

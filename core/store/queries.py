@@ -8,6 +8,7 @@ from datetime import datetime
 import pandas as pd
 
 from core.audit import GENESIS
+from core.store.records import ServiceEvent
 from core.store.schema import RENAMED, TABLES
 
 # The decision (outcome) in force: the one no later record supersedes.
@@ -46,11 +47,12 @@ class RecordReads:
         return self._state("activation", "SELECT version, model_sha256 FROM model_activations "
                            "ORDER BY audit_seq DESC LIMIT 1", fresh=fresh)
 
-    def service_state(self, *, fresh: bool = False) -> tuple[str, str, datetime, str] | None:
-        """(action, by, when, reason) of the latest suspend/resume, or None. Within STATE_TTL_S
-        of another process's change; the prediction write itself reads it `fresh`."""
-        return self._state("service", "SELECT action, user_name, created_at, reason FROM "
-                           "service_events ORDER BY audit_seq DESC LIMIT 1", fresh=fresh)
+    def service_state(self, *, fresh: bool = False) -> ServiceEvent | None:
+        """The latest suspend/resume (its record), or None. Within STATE_TTL_S of another
+        process's change; the prediction write itself reads it `fresh`."""
+        row = self._state("service", "SELECT event_id, created_at, user_name, action, reason FROM "
+                          "service_events ORDER BY audit_seq DESC LIMIT 1", fresh=fresh)
+        return ServiceEvent(*row) if row else None
 
     def last_configuration(self) -> str | None:
         """The settings last recorded (JSON)."""
