@@ -17,7 +17,14 @@ from typing import Any
 import pandas as pd
 
 from core.store import duckdb_dialect as dialect
-from core.store.schema import APPEND_ONLY, MIGRATIONS, TABLES
+from core.store.schema import (
+    APPEND_ONLY,
+    GENERIC_OUTCOME,
+    MEASURED,
+    MIGRATIONS,
+    TABLES,
+    legacy_measured_column,
+)
 
 
 def private_files() -> None:
@@ -51,6 +58,7 @@ class StoreBase:
         self._cached: dict[str, tuple[float, Any]] = {}  # state reads, for STATE_TTL_S
         self._migrate()
         self._guard()
+        self._renamed = self._renames()
 
     # ---- plumbing ---------------------------------------------------------------------
 
@@ -83,12 +91,34 @@ class StoreBase:
             cur.execute("BEGIN")
             try:
                 cur.execute(sql)
+                if version == GENERIC_OUTCOME:
+                    self._rename_legacy_measured(cur)
                 cur.execute("INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)",
                             [version, name])
                 cur.execute("COMMIT")
             except dialect.Error:
                 cur.execute("ROLLBACK")
                 raise
+
+    @staticmethod
+    def _rename_legacy_measured(cur) -> None:
+        """An earlier release's outcomes table: its measured column becomes MEASURED, and the
+        rename is kept (verification reads older entries under the old name)."""
+        columns = [r[0] for r in cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'outcomes' "
+            "ORDER BY ordinal_position").fetchall()]
+        legacy = legacy_measured_column(columns)
+        if legacy is not None:  # the name comes from the store's own schema, never from input
+            cur.execute(f'ALTER TABLE outcomes RENAME COLUMN "{legacy}" TO {MEASURED}')
+            cur.execute("INSERT INTO renamed_columns VALUES ('outcomes', ?, ?)", [legacy, MEASURED])
+
+    def _renames(self) -> dict[str, dict[str, str]]:
+        """Columns a migration renamed, per table (old name -> new name): audit entries recorded
+        before the rename still name the old column."""
+        out: dict[str, dict[str, str]] = {}
+        for table, old, new in self._all("SELECT table_name, old_name, new_name FROM renamed_columns"):
+            out.setdefault(table, {})[old] = new
+        return out
 
     def _guard(self) -> None:
         """(Re)create the append-only triggers; a backup copy does not carry them, so every open does."""

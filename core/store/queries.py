@@ -9,7 +9,7 @@ import pandas as pd
 
 from core.audit import GENESIS
 from core.store.records import ServiceEvent
-from core.store.schema import RENAMED, TABLES
+from core.store.schema import TABLES
 
 # The decision (outcome) in force: the one no later record supersedes.
 CURRENT_DECISIONS = (
@@ -109,7 +109,7 @@ class RecordReads:
         so bounding both sides by one head reads a consistent picture while others write."""
         if table not in TABLES:
             raise ValueError(f"unknown event table {table}")
-        renamed = RENAMED.get(table, {})
+        renamed = self._renamed.get(table, {})
         for row in self._windows(f"SELECT * FROM {table} WHERE audit_seq > ? AND audit_seq <= ? "
                                  "ORDER BY audit_seq", after, upto):
             for old, new in renamed.items():  # also as entries made before a rename name it

@@ -4,8 +4,6 @@ recorded in schema_migrations), the event tables' columns, and which tables are 
 A migration that has run is history: existing stores were made by it, so its text is never
 edited; a later migration changes what it made."""
 
-import re
-
 from core.store.records import RECORDS
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -66,7 +64,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE outcomes (
             outcome_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
             user_name TEXT NOT NULL, prediction_id TEXT NOT NULL, event BOOLEAN NOT NULL,
-            event_date DATE, max_potassium DOUBLE, source TEXT NOT NULL, supersedes TEXT);
+            event_date DATE, measured_value DOUBLE, source TEXT NOT NULL, supersedes TEXT);
     """),
     (6, "m006_governance", """
         CREATE TABLE service_events (
@@ -97,23 +95,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             first_problem TEXT NOT NULL);
     """),
     # The measured value that defines an outcome is named by each model's spec, not the store.
+    # A store made by an earlier release named the column after that release's one outcome:
+    # legacy_measured_column() renames it, and the rename is kept in renamed_columns, because
+    # the audit entries recorded before it still name the old column.
     (9, "m009_generic_outcome_value", """
-        ALTER TABLE outcomes RENAME COLUMN max_potassium TO measured_value;
+        CREATE TABLE IF NOT EXISTS renamed_columns (
+            table_name TEXT NOT NULL, old_name TEXT NOT NULL, new_name TEXT NOT NULL);
     """),
 ]
-# Columns a migration renamed, per table (old name -> new name): audit entries recorded before
-# the rename still name the old column, and verification reads the row under both names.
+GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
+MEASURED = "measured_value"
 
 
-def _renamed() -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for _, _, sql in MIGRATIONS:
-        for table, old, new in re.findall(r"ALTER TABLE (\w+) RENAME COLUMN (\w+) TO (\w+)", sql):
-            out.setdefault(table, {})[old] = new
-    return out
-
-
-RENAMED = _renamed()
+def legacy_measured_column(columns: list[str]) -> str | None:
+    """The measured-value column of an outcomes table made before m009 (the one column that
+    is not an OutcomeRecord field), or None when the table already has `measured_value`."""
+    if MEASURED in columns:
+        return None
+    legacy = [c for c in columns if c not in TABLES["outcomes"]]
+    if len(legacy) != 1:
+        raise ValueError(f"cannot tell the outcomes table's measured column among {legacy}")
+    return legacy[0]
 
 # Event tables and their columns, in insert order, from their records (core/store/records.py).
 # Table names never come from input.
@@ -123,4 +125,4 @@ AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table"
                  "content_sha256", "prev_hash", "entry_hash"]
 # Tables that refuse UPDATE and DELETE (and so TRUNCATE) in the database itself; phi_inputs
 # refuses UPDATE only, because the retention purge deletes from it.
-APPEND_ONLY = ["audit_log", "schema_migrations", "store_identity"]
+APPEND_ONLY = ["audit_log", "schema_migrations", "store_identity", "renamed_columns"]
