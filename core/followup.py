@@ -4,50 +4,31 @@ its outcome history (oldest first) and the outcome in force."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import SpecError
-from core.frames import plain, plain_rows
+from core.frames import PredictionSummary, plain, plain_rows
 from core.outcomes import horizon_days
 from core.store import Store, open_store
 
 DUE_LIMIT = 500  # the most overdue this many are listed
 
 
-class DuePrediction(BaseModel):
+class DuePrediction(PredictionSummary):
     """A prediction past the outcome horizon of its own model version with no outcome recorded."""
 
-    model_config = ConfigDict(frozen=True)
-
-    prediction_id: str
-    created_at: datetime  # UTC
-    patient_ref: str | None  # None once the retention purge removed it
-    risk: float
-    risk_class: Literal["high", "low"]
-    routing: Literal["auto_finalised", "review"]
-    model_version: str
     user_name: str  # who scored it
     horizon_days: int
     days_overdue: int
 
 
-class ScoredPrediction(BaseModel):
+class ScoredPrediction(PredictionSummary):
     """A recorded prediction, as the outcome of it is entered against."""
 
-    model_config = ConfigDict(frozen=True)
-
-    prediction_id: str
-    created_at: datetime  # UTC
-    patient_ref: str | None
     user_name: str
-    risk: float
-    risk_class: Literal["high", "low"]
-    routing: Literal["auto_finalised", "review"]
-    model_version: str
 
 
 class OutcomeEntry(BaseModel):

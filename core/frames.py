@@ -1,12 +1,15 @@
-"""Store reads as plain rows: the Python values a typed read record is built from."""
+"""Store reads as plain rows: the Python values a typed read record is built from; and what
+every typed read of a recorded prediction carries."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 
 def plain(value: Any) -> Any:
@@ -28,3 +31,17 @@ def plain(value: Any) -> Any:
 def plain_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Each row of a frame as a dict of plain values, in the frame's order."""
     return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+class PredictionSummary(BaseModel):
+    """A recorded prediction as every read of one names it (the journeys add their own fields)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prediction_id: str
+    created_at: datetime  # UTC
+    patient_ref: str | None  # None once the retention purge removed it
+    risk: float
+    risk_class: Literal["high", "low"]
+    routing: Literal["auto_finalised", "review"]
+    model_version: str

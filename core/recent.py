@@ -4,12 +4,9 @@ reviewer, or reviewed, with the decision in force)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
 
 from core.config import get_settings
-from core.frames import plain_rows
+from core.frames import PredictionSummary, plain_rows
 from core.review import label
 from core.store import Store, open_store
 
@@ -17,23 +14,14 @@ STATUS = {"auto_finalised": "auto-finalised", "review": "awaiting clinical revie
 REVIEWED = "clinically reviewed"
 
 
-class RecentPrediction(BaseModel):
+class RecentPrediction(PredictionSummary):
     """One of a user's recorded predictions, with the review decision in force (if any)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    prediction_id: str
-    created_at: datetime  # UTC
-    patient_ref: str | None  # None once the retention purge removed it
-    risk: float
-    risk_class: Literal["high", "low"]
     confidence: float
-    routing: Literal["auto_finalised", "review"]
     status: str  # STATUS of its routing, or REVIEWED once a reviewer decided
     review: str  # core.review.label: "agreed", "overridden to ...", "pending", "not needed"
     reviewer_name: str | None
     decided_at: datetime | None  # UTC
-    model_version: str
 
 
 def recent_predictions(user: str, *, limit: int = 20, store: Store | None = None
