@@ -446,7 +446,7 @@ def test_prediction_state_follows_review_and_outcome(api):
     assert after["outcome"]["measured_value"] == 6.1
     reads = oracle.rows(api.store, "access_events", action="api_read")
     assert list(reads["user_name"]) == ["client:reviewer-system"] * 3 + ["client:pi-system"]
-    assert set(reads["source"]) == {"api testclient"}
+    assert set(reads["source"]) == {"testclient"}
     assert chain_intact()
 
 
