@@ -52,7 +52,7 @@ ACTION = {
 SECURED = [op for op in OPERATIONS if op[1] not in HEALTH]
 PATIENT_REF = "ACC-0001"
 CHALLENGE = 'Bearer realm="api"'
-SOURCE = "api testclient"
+SOURCE = "testclient"
 
 
 @pytest.fixture
@@ -205,9 +205,9 @@ def test_throttle_answers_429_after_twenty_refused_tokens_and_records_it_once(wo
     events = _new_events(seen)
     assert events == [{"user_name": auth.ANONYMOUS, "action": "api_throttled",
                        "detail": "too many refused tokens, GET /model",
-                       "source": "api 203.0.113.7"}]
+                       "source": "203.0.113.7"}]
     refused = oracle.rows(world.store, "access_events", action="api_token_refused")
-    assert list(refused["source"]) == ["api 203.0.113.7"] * security.throttle.limit
+    assert list(refused["source"]) == ["203.0.113.7"] * security.throttle.limit
 
     # another address is not held back by this one's refusals
     other = api_client(host="198.51.100.2")

@@ -78,8 +78,6 @@ def test_api_keeps_its_contract(case, contract):
     _call_and_validate(case, contract)
 
 
-@pytest.mark.xfail(strict=True, reason="times in a prediction's state and the review queue have "
-                   "no UTC offset, which the document's date-time requires")
 @schema.include(name=NAIVE_TIMES).parametrize()
 @GENERATION
 def test_api_keeps_its_contract_reading_predictions(case, contract):
