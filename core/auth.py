@@ -37,7 +37,9 @@ DEMO_ACCOUNTS = {f"{DEMO_PREFIX}{role}": (role, f"Demo {ROLE_LABELS[role].lower(
                  for role in ROLES}
 ANONYMOUS = "(anonymous)"  # who a refusal names when nobody is signed in
 ACCESS_ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused_locked", "locked", "unlocked",
-                  "sign_out", "idle_sign_out", "session_ended", "access_denied")
+                  "sign_out", "idle_sign_out", "session_ended", "access_denied",
+                  # a command run through the running service's admin socket (core.admin_channel)
+                  "admin_command")
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
