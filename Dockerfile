@@ -25,7 +25,8 @@ RUN groupadd --system --gid 10001 app \
 
 # Code and model artefacts belong to root: the app user can read them, never change them.
 COPY .streamlit/config.toml .streamlit/config.toml
-COPY app.py ./
+COPY app.py serve.py ./
+COPY api/ api/
 COPY core/ core/
 COPY ui/ ui/
 COPY views/ views/
@@ -33,7 +34,7 @@ COPY specs/ specs/
 COPY deploy/ deploy/
 COPY model_artifacts/ model_artifacts/
 RUN chmod -R a-w /app/model_artifacts \
-    && python -m compileall -q core
+    && python -m compileall -q core api
 
 # Settings come only from the environment (and secret files, see deploy/start.sh); none are
 # baked in. APP_PATIENT_KEY has no default: outside demo mode the service refuses to start

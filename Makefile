@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with Python 3.11+ and make:
-#   make run   - create .venv, install the pinned requirements, start the app (demo mode)
+#   make run   - create .venv, install the pinned requirements, start the server (UI and API, demo mode)
 #   make test  - install the dev requirements, run lint and the full suite
 PYTHON ?= python3
 VENV := .venv
@@ -21,7 +21,7 @@ venv: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 run: venv
-	APP_DEMO=$${APP_DEMO:-1} $(PY) -m streamlit run app.py --server.port $(PORT)
+	APP_DEMO=$${APP_DEMO:-1} $(PY) -m uvicorn serve:app --port $(PORT)
 
 lint: dev
 	$(PY) -m ruff check .

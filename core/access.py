@@ -20,7 +20,8 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "monitor": ("pi",),  # the monitoring figures and alerts
     "govern": ("pi", "admin"),  # governance: the evaluator questions, sign-offs, the stop switch
     "administer": ("admin",),  # accounts, model activation, backups, audit verification
-    "read_model_card": ROLES,  # every signed-in role
+    "read_model_card": ROLES,  # every signed-in role (and the serving model's facts)
+    "read_prediction": ("clinician", "reviewer", "pi"),  # a prediction's state, by its id (API)
 }
 
 

@@ -35,7 +35,7 @@ from core.config import get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
 from core.exports import SafeDictWriter
 from core.features import model_frame
-from core.scoring import prediction_events, record_rejections
+from core.scoring import Source, check_source, prediction_events, record_rejections
 from core.serving import active_artefact
 from core.spec import Spec, validate_many
 from core.stop_switch import check_not_suspended
@@ -51,14 +51,16 @@ _GIVEN_STOPS: ContextVar[list[int] | None] = ContextVar("batch_stop_requests", d
 
 
 def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool = True,
-                on_start: Callable[[int], None] | None = None) -> dict:
+                on_start: Callable[[int], None] | None = None, source: Source = "batch") -> dict:
     """Score every row of input_csv into output_csv; returns counts.
 
     InvalidInput (nothing scored) when the file cannot be read or its header does not fit the
     model; a refused header is recorded as one rejected input. The file is read in chunks, so
     memory does not grow with its length. The output appears, whole, only once every row is
     recorded: it is written to a hidden file beside it and renamed at the end. BatchStopped when
-    Ctrl-C or a stop signal ends the run between two chunks."""
+    Ctrl-C or a stop signal ends the run between two chunks. `source`: "batch" for a file given
+    to the command, "api" for one uploaded to the API (core.scoring.SOURCES)."""
+    check_source(source)
     settings = get_settings()
     store = open_store(settings.db)
     check_not_suspended(store)
@@ -70,7 +72,7 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
         problems = header_problems(artefact.spec, header)
         if problems:
             record_rejections(store, artefact, [({"file_header": header}, problems)], user=user,
-                              source="batch")
+                              source=source)
             raise InvalidInput(problems)
         counts = {"rows": n_rows, "scored": 0, "review": 0, "rejected": 0}
         if on_start is not None:  # the file is accepted and a stop request is now honoured
@@ -89,7 +91,7 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
                 if rows.fieldnames != header:
                     raise changed(input_csv, "its header is not the one checked")
                 for lines, scored, review in _score_rows(rows, header, store, artefact, settings,
-                                                         user, stop_requests):
+                                                         user, source, stop_requests):
                     out.writerows(lines)
                     counts["scored"] += scored
                     counts["review"] += review
@@ -156,7 +158,7 @@ def _stop_requests() -> Iterator[list[int]]:
 
 
 def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settings, user: str,
-                stop_requests: list[int]) -> Iterator[tuple[list[dict], int, int]]:
+                source: str, stop_requests: list[int]) -> Iterator[tuple[list[dict], int, int]]:
     """Validate, predict and record the rows chunk by chunk; yield each chunk's output lines,
     scored and review counts once the chunk is committed (a failed commit raises here).
     BatchStopped before a new chunk once a stop was requested."""
@@ -181,11 +183,11 @@ def _score_rows(rows: Iterator[dict], header: list[str], store, artefact, settin
             if good:
                 inputs = [(ref, values) for _, ref, values in good]
                 pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
-                events = prediction_events(artefact, inputs, pred, user=user, source="batch", key=key)
+                events = prediction_events(artefact, inputs, pred, user=user, source=source, key=key)
                 review = int(pred.review.sum())
             lines = _output_rows(good, events, bad)
             future = writer.submit(_commit_after, stop, in_flight and in_flight[0], store, artefact,
-                                   events, bad, user)
+                                   events, bad, user, source)
             if in_flight:
                 yield _once_committed(in_flight)
             in_flight = (future, lines, len(events), review)
@@ -249,12 +251,12 @@ def _commit_after(stop: threading.Event, previous: Future | None, *chunk) -> Non
     _commit(*chunk)
 
 
-def _commit(store, artefact, events: list, bad: list, user: str) -> None:
+def _commit(store, artefact, events: list, bad: list, user: str, source: str) -> None:
     """Record one chunk: its predictions, then its rejected rows."""
     store.append(events, precondition=lambda: check_not_suspended(store, fresh=True))
     if bad:
         record_rejections(store, artefact, [(rec, errs) for _, rec, errs in bad], user=user,
-                          source="batch")
+                          source=source)
 
 
 def _output_rows(good: list, events: list, bad: list) -> list[dict]:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from core import admin_channel, cli_ops
+from core import admin_channel, cli_clients, cli_ops
 from core.config import get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
 
@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     uu.add_argument("--by", default=getpass.getuser(), help="who makes the change (recorded)")
     usub.add_parser("list", help="accounts, roles and whether they are active")
     cli_ops.add_parsers(sub)
+    cli_clients.add_parsers(sub)
     return p
 
 
@@ -129,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
 
         settings = get_settings()
         record_configuration(open_store(settings.db), settings, by=f"command {args.command}")
-    return {**COMMANDS, **cli_ops.COMMANDS}[args.command](args)
+    return {**COMMANDS, **cli_ops.COMMANDS, **cli_clients.COMMANDS}[args.command](args)
 
 
 def _reporting(command) -> int:
@@ -276,7 +277,7 @@ def _users(args) -> int:
 
 
 # Commands that write the store record the effective configuration first, when it changed.
-WRITES_STORE = {"score-batch", "users", "outcomes", "retention", "backup"}
+WRITES_STORE = {"score-batch", "users", "clients", "outcomes", "retention", "backup"}
 # Commands that never open the store (models verify too): they run where they are typed.
 RUN_HERE = {"train", "import-model", "model-card"}
 COMMANDS = {"train": _train, "import-model": _import_model, "models": _models,

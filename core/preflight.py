@@ -78,3 +78,30 @@ def start(settings: Settings, *, by: str) -> list[str]:
     record_configuration(open_store(settings.db), settings, by=by)
     _started.add(key)
     return []
+
+
+def readiness(settings: Settings | None = None) -> dict[str, str]:
+    """Whether this process can score and record now: each check's problem ("" when it
+    passes): the store answers and its file is writable, the serving model's files match their
+    hashes, the stop switch is off."""
+    import os
+
+    from core.stop_switch import is_suspended
+
+    checks = {"store": "", "model": "", "stop_switch": ""}
+    try:
+        settings = settings or get_settings()
+        store = open_store(settings.db)
+        store.head()
+        if not os.access(settings.db, os.W_OK):
+            checks["store"] = f"the store file {settings.db.name} is not writable"
+        state = store.service_state(fresh=True)
+        version = artifacts.serving_version(store.active_activation(fresh=True), settings.models)
+    except CoreError as exc:
+        checks["store"] = str(exc)
+        return checks
+    if is_suspended(state):
+        checks["stop_switch"] = f"scoring is suspended: {state.reason}"
+    found = artifacts.verify(settings.models, version) if version else ["no model version to serve"]
+    checks["model"] = "; ".join(found)
+    return checks

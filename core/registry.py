@@ -66,3 +66,38 @@ def model_registry(settings: Settings | None = None) -> Registry:
                                      serving=version == serving))
     return Registry(versions=versions, serving=serving,
                     activations=[Activation(**row) for row in plain_rows(store.activations())])
+
+
+class ServingModel(BaseModel):
+    """The version that serves now, as an integration asks for it: its spec (every input, the
+    outcome), the routing rule that sends a prediction to review, and its evaluation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    model_sha256: str
+    title: str
+    created_at: str
+    synthetic_data: bool
+    suspended: bool  # the stop switch: while on, nothing is scored
+    spec: dict
+    routing_rule: dict
+    metrics: dict
+    evaluation: dict
+
+
+def serving_model(settings: Settings | None = None) -> ServingModel:
+    """The serving version, verified and loaded (ArtefactMismatch when it cannot serve)."""
+    from core.serving import active_artefact
+    from core.stop_switch import is_suspended
+
+    settings = settings or get_settings()
+    store = open_store(settings.db)
+    artefact = active_artefact(store, settings)
+    mf = artefact.manifest
+    return ServingModel(
+        version=artefact.version, model_sha256=artefact.sha256, title=artefact.spec.title,
+        created_at=mf["created_at"], synthetic_data=mf["synthetic_data"],
+        suspended=is_suspended(store.service_state()), spec=artefact.spec.model_dump(mode="json"),
+        routing_rule=artefact.predictor.rule.model_dump(mode="json"), metrics=mf["metrics"],
+        evaluation=artefact.evaluation)

@@ -24,7 +24,7 @@ from core.errors import InvalidInput, safe_repr
 from core.features import model_frame
 from core.predict import Predictions
 from core.serving import active_artefact
-from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, validate_payload
+from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, validate_many, validate_payload
 from core.stop_switch import check_not_suspended
 from core.store import Event, Store, open_store
 from core.store.records import Prediction, RejectedInput
@@ -100,6 +100,50 @@ def score(payload: Mapping, *, user: str, source: Source) -> ScoreResult:
     key = settings.patient_key_bytes()
     return record_predictions(store, artefact, [(ref, values)], pred, user=user,
                               source=source, key=key)[0]
+
+
+class ScoredOne(BaseModel):
+    """One payload of a list scored together: its index, and its result or its problems."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    status: Literal["scored", "rejected"]
+    prediction: ScoreResult | None = None
+    problems: list[dict] = []
+
+
+def score_many(payloads: list, *, user: str, source: Source) -> list[ScoredOne]:
+    """Score a list of payloads as one batch: one committed transaction for the predictions and
+    one for the rejected payloads (each recorded like core.score's); results in input order,
+    returned only once both are committed."""
+    actor(user)
+    check_source(source)
+    settings, store, artefact = _context()
+    good, bad = validate_many(artefact.spec, payloads)
+    out: dict[int, ScoredOne] = {}
+    if good:
+        inputs = [(ref, values) for _, ref, values in good]
+        pred = artefact.predictor.predict(model_frame([v for _, v in inputs], artefact.spec))
+        results = record_predictions(store, artefact, inputs, pred, user=user, source=source,
+                                     key=settings.patient_key_bytes())
+        out |= {i: ScoredOne(index=i, status="scored", prediction=r)
+                for (i, _, _), r in zip(good, results, strict=True)}
+    if bad:
+        record_rejections(store, artefact, [(payloads[i], errors) for i, errors in bad],
+                          user=user, source=source)
+        out |= {i: ScoredOne(index=i, status="rejected", problems=errors) for i, errors in bad}
+    return [out[i] for i in sorted(out)]
+
+
+def reject(payload: Any, problems: list[dict], *, user: str, source: Source) -> InvalidInput:
+    """Record a payload refused before it could be read as one (a body that is not JSON, say)
+    as a rejected input of the serving version, and return the InvalidInput to raise."""
+    actor(user)
+    check_source(source)
+    _, store, artefact = _context()
+    record_rejections(store, artefact, [(payload, problems)], user=user, source=source)
+    return InvalidInput(problems)
 
 
 def new_ids(n: int) -> list[str]:

@@ -36,4 +36,6 @@ if [[ $# -gt 0 ]]; then
 fi
 
 python deploy/preflight.py
-exec python -m streamlit run app.py
+# The one server process: the UI and the API (/api/v1), one worker (one process owns the store).
+exec python -m uvicorn serve:app --host "${STREAMLIT_SERVER_ADDRESS:-0.0.0.0}" \
+  --port "${STREAMLIT_SERVER_PORT:-8501}" --workers 1

@@ -1,4 +1,5 @@
-"""A real `streamlit run app.py` on a free port, and headless Chromium driving it."""
+"""The real server process (`uvicorn serve:app`: the UI and the API) on a free port, and
+headless Chromium driving it."""
 
 from __future__ import annotations
 
@@ -55,8 +56,7 @@ def streamlit_server(db: Path, **settings: str) -> Iterator[str]:
     env.pop("APP_PATIENT_KEY", None)
     log = open(db.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        [sys.executable, "-m", "uvicorn", "serve:app", "--port", str(port), "--host", "127.0.0.1"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -68,7 +68,7 @@ def streamlit_server(db: Path, **settings: str) -> Iterator[str]:
                         break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start: see {log.name}") from None
+                    raise RuntimeError(f"the server did not start: see {log.name}") from None
                 time.sleep(0.2)
         yield url
     finally:

@@ -12,7 +12,7 @@ import pytest
 from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
 
 import core
-from core import auth
+from core import auth, clients
 from core import store as core_store
 from core.config import get_settings
 from core.governance import record_signoff
@@ -37,6 +37,7 @@ def every_table_store(path: Path, ref: str, *, comment: str = "checked",
         record_configuration(store, get_settings(), by="setup")
         auth.add_user("alice", roles=["admin"], password="a-long-password", by="setup")
         auth.record_access("alice", "sign_in", "password", source="10.0.0.1")
+        clients.add_client("lab-system", roles=["clinician"], by="alice")
         activate("v1", by="alice", reason="validated")
         queued = core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-Q", "lvef": None}, user="dr",
                             source="form")

@@ -140,6 +140,15 @@ class Store(Protocol):
     def last_access(self, *, username: str, action: str,
                     source: str | None = None) -> datetime | None: ...
 
+    def client(self, name: str) -> dict | None:
+        """One API client's current state, with its token's sha256."""
+
+    def client_for_token(self, token_sha256: str) -> dict | None:
+        """The current state of the client a token was issued to, or None."""
+
+    def clients(self) -> list[dict]:
+        """Every API client's current state, never a token's hash."""
+
     # ---- monitoring aggregates (chart-sized, computed by the database) ---------------------
 
     def agg_override_weekly(self, f: tuple) -> pd.DataFrame: ...

@@ -264,3 +264,25 @@ class AccessReads:
                         "AND action = ? AND (CAST(? AS TEXT) IS NULL OR source = ?)",
                         [username, action, source, source])
         return row[0] if row else None
+
+    def client(self, name: str) -> dict | None:
+        """The current state of one API client (latest row), with its token's sha256."""
+        return self._record(
+            "SELECT client_name, roles_json, active, token_sha256, action, created_at, user_name "
+            "FROM client_events WHERE client_name = ? ORDER BY audit_seq DESC LIMIT 1", [name])
+
+    def client_for_token(self, token_sha256: str) -> dict | None:
+        """The current state of the client a token was issued to (whatever that state is now:
+        revoked, or holding a newer token), or None for a token never issued."""
+        return self._record(
+            "SELECT client_name, roles_json, active, token_sha256 FROM client_events WHERE "
+            "client_name = (SELECT client_name FROM client_events WHERE token_sha256 = ? AND "
+            "action = 'created' LIMIT 1) ORDER BY audit_seq DESC LIMIT 1", [token_sha256])
+
+    def clients(self) -> list[dict]:
+        """Every API client's current state, never the token's hash."""
+        return [dict(zip(("client_name", "roles_json", "active", "last_change", "changed_at",
+                          "changed_by"), row, strict=True)) for row in self._all(
+            "SELECT client_name, roles_json, active, action, created_at, user_name FROM ("
+            "SELECT * FROM client_events QUALIFY row_number() OVER (PARTITION BY client_name "
+            "ORDER BY audit_seq DESC) = 1) ORDER BY client_name")]

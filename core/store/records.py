@@ -231,6 +231,24 @@ class AuditVerification(Record):
     first_problem: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClientEvent(Record):
+    """An API client created or revoked; the latest row per client is its current state. The
+    token itself is never stored: only its sha256, which enters the chain as its own sha256."""
+
+    table: ClassVar[str] = "client_events"
+    secret: ClassVar[tuple[str, ...]] = ("token_sha256",)
+    event_id: str
+    created_at: datetime
+    user_name: str  # who made the change
+    client_name: str
+    action: str  # 'created' or 'revoked'
+    roles_json: str
+    active: bool
+    token_sha256: str
+
+
 RECORDS: dict[str, type[Record]] = {r.table: r for r in (
     Prediction, RejectedInput, ModelActivation, UserEvent, AccessEvent, RetentionPurge,
-    ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification)}
+    ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification,
+    ClientEvent)}

@@ -102,6 +102,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE IF NOT EXISTS renamed_columns (
             table_name TEXT NOT NULL, old_name TEXT NOT NULL, new_name TEXT NOT NULL);
     """),
+    (10, "m010_api_clients", """
+        CREATE TABLE client_events (
+            event_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, client_name TEXT NOT NULL, action TEXT NOT NULL,
+            roles_json TEXT NOT NULL, active BOOLEAN NOT NULL, token_sha256 TEXT NOT NULL);
+    """),
 ]
 GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
 MEASURED = "measured_value"

@@ -1,0 +1,24 @@
+"""The one server process: the Streamlit UI and the REST API (/api/v1) over one store.
+
+Start it with plain uvicorn, one worker (the embedded store is one process's file):
+
+    APP_DEMO=1 .venv/bin/python -m uvicorn serve:app --host 0.0.0.0 --port 8501
+
+(`streamlit run app.py` still serves the UI alone, without the API.)"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import streamlit as st
+from starlette.routing import Mount
+
+from api import PREFIX, create_api
+
+
+@asynccontextmanager
+async def lifespan(app):
+    yield
+
+
+app = st.App("app.py", routes=[Mount(PREFIX, app=create_api())], lifespan=lifespan)
