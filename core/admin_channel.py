@@ -248,8 +248,8 @@ class Channel:
             finally:
                 self._one_at_a_time.release()
             run.send({"exit": code})
-        except (OSError, ValueError) as exc:  # the caller went away or sent something else
-            log.info("admin socket: connection ended: %s", exc)
+        except (OSError, ValueError, CoreError) as exc:  # the caller went away, sent something
+            log.info("admin socket: connection ended: %s", exc)  # else, or the store failed
             if run is not None:
                 run.send({"err": f"error: {exc}\n"})
                 run.send({"exit": 2})

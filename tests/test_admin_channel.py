@@ -25,10 +25,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 import store_oracle as oracle
 from admin_support import REPO, as_nobody, can_run_as_nobody, command, service
+from browser_support import streamlit_server
 from conftest import MODELS, TEST_PATIENT_KEY
 
 from core import admin_channel
@@ -45,9 +47,9 @@ REVIEW = "review"  # the routing of a prediction sent to a reviewer
 
 def environment(db: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "APP_DB": str(db), "APP_MODELS": str(MODELS),
-           "APP_PATIENT_KEY": TEST_PATIENT_KEY, "APP_DEMO": "0", **extra}
+           "APP_PATIENT_KEY": TEST_PATIENT_KEY, "APP_DEMO": "0"}
     env.pop("APP_BATCH_CHUNK_ROWS", None)
-    return env
+    return {**env, **extra}
 
 
 @pytest.fixture
@@ -142,6 +144,49 @@ def test_every_command_runs_in_the_service_that_holds_the_store(db: Path, tmp_pa
     assert [(inspect(backup).deployment_id,)] == oracle.sql(store, "SELECT deployment_id FROM store_identity")
     assert verify_audit(store)[0] == []
     assert not admin_channel.socket_path(db).exists()  # removed at stop
+
+
+@pytest.mark.slow
+def test_commands_reach_the_one_server_process(tmp_path: Path):
+    """`uvicorn serve:app`, the UI and the API: its lifespan listens on the admin socket."""
+    db = tmp_path / "store.duckdb"
+    env = {**os.environ, "APP_DB": str(db), "APP_MODELS": str(MODELS), "APP_DEMO": "1"}
+    env.pop("APP_PATIENT_KEY", None)
+    work = tmp_path / "work"
+    work.mkdir()
+    patients(work / "patients.csv", 20)
+    sock = admin_channel.socket_path(db)
+    with streamlit_server(db) as url:
+        assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o600
+
+        def run(*args: str, input: str | None = None) -> str:
+            done = command(*args, env=env, cwd=work, input=input)
+            assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
+            return done.stdout
+
+        assert run("users", "add", "ward.admin", "--role", "admin", input=PASSWORD + "\n") \
+            == "added ward.admin (admin)\n"
+        token = run("clients", "add", "lab-system", "--role", "clinician", "--by", "it").splitlines()[-1]
+        assert run("models", "activate", "v1", "--by", "it", "--reason", "validated").startswith("active: v1")
+        assert run("score-batch", "--input", "patients.csv", "--output", "scored.csv", "--quiet") \
+            .startswith("20 rows: 20 scored")
+        assert run("audit", "verify").startswith("audit chain intact")
+        backup = Path(run("backup", "backups").removeprefix("backup written: ").strip())
+        with httpx.Client(base_url=f"{url}/api/v1") as http:  # served all along, by the same process
+            assert http.get("/health/ready").status_code == 200
+            model = http.get("/model", headers={"Authorization": f"Bearer {token}"})
+            assert model.status_code == 200, model.text
+    assert not sock.exists()  # removed at shutdown
+    assert backup.parent == work / "backups" and backup.is_file()
+    store = stopped_store(db)
+    assert "ward.admin" in set(store.users()["username"])
+    assert store.count("predictions") == 20 and store.count("client_events") == 1
+    assert oracle.rows(store, "model_activations")["user_name"].tolist() == ["it"]
+    assert oracle.rows(store, "access_events", action="admin_command")["detail"].tolist() == [
+        f"python -m core {c} (exit 0)" for c in ("users add", "clients add", "models activate",
+                                                 "score-batch", "audit verify")]
+    log = (tmp_path / "streamlit.log").read_text()
+    assert PASSWORD not in log and token not in log
 
 
 @pytest.fixture
