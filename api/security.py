@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.problems import ApiProblem
-from core import access, auth, clients
+from core import access, auth, clients, session
 from core.clients import ApiClient
 
 bearer = HTTPBearer(auto_error=False, description="An API client's token: "
@@ -22,9 +22,10 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
 
 
 def address(request: Request) -> str:
-    """Where a call comes from, as access events record it."""
-    host = request.client.host if request.client else "unknown"
-    return f"api {host}"
+    """Where a call comes from, as access events record it: the peer, or the address a
+    trusted proxy (APP_TRUSTED_PROXIES) forwarded for, as for the UI."""
+    return session.client_source(request.client.host if request.client else None,
+                                 request.headers.get("x-forwarded-for"))
 
 
 def route_of(request: Request) -> str:
