@@ -285,7 +285,7 @@ async def discovery(client: Annotated[ApiClient, Depends(caller("read_model_card
     return Discovery(services=[_service(spec, version)])
 
 
-def _errors(exc: ValidationError, prefix: str = "") -> tuple[list[Problem], list[str]]:
+def _errors(exc: ValidationError) -> tuple[list[Problem], list[str]]:
     """The field problems of a request that does not fit its shape (answered), and each as
     recorded: the field and the kind of problem, never a value."""
     out, notes = [], []
@@ -296,10 +296,10 @@ def _errors(exc: ValidationError, prefix: str = "") -> tuple[list[Problem], list
         if e["type"] == "value_error" and rest and re.fullmatch(r"[A-Za-z]+", field):
             loc, message = f"{loc}.{field}" if loc else field, rest  # a check naming its field
         secret = loc.startswith("fhirAuthorization")
-        out.append(problem(prefix + (loc or WHOLE_PAYLOAD), message, e.get("input"),
+        out.append(problem(loc or WHOLE_PAYLOAD, message, e.get("input"),
                            shown="(not shown)" if secret else None))
         kind = message if e["type"] == "value_error" else e["type"].replace("_", " ")
-        notes.append(f"{prefix + (loc or WHOLE_PAYLOAD)}: {kind}")
+        notes.append(f"{loc or WHOLE_PAYLOAD}: {kind}")
     return out, notes
 
 

@@ -15,7 +15,8 @@ from browser_support import streamlit_server
 from conftest import MODELS, REPO, run_core
 from store_oracle import rows, sql
 
-from core import clients, store as core_store
+from core import clients
+from core import store as core_store
 from core.errors import UserError
 from core.verification import verify_whole
 
