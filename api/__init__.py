@@ -65,6 +65,7 @@ def create_api() -> FastAPI:
             doc["info"]["description"] += f" This document describes model version {version}."
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(_request_schemas(spec))
+            cds_hooks.describe(doc, spec)
             for path in doc["paths"].values():
                 for operation in path.values():
                     name = operation.pop("x-request-schema", None)

@@ -37,7 +37,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.json_schema import models_json_schema
@@ -162,20 +161,13 @@ class PatientViewContext(Inbound):
 
 
 class CdsRequest(Inbound):
-    hook: str
+    hook: Literal["patient-view"]  # HOOK: the one hook this service is invoked on
     hookInstance: uuid.UUID
     fhirServer: str | None = Field(default=None, max_length=2000)
     fhirAuthorization: FhirAuthorization | None = None
     context: PatientViewContext
     prefetch: dict[str, Any] | None = None
     extension: dict[str, Any] | None = None
-
-    @field_validator("hook")
-    @classmethod
-    def _our_hook(cls, hook: str) -> str:
-        if hook != HOOK:
-            raise ValueError(f"this service is invoked on {HOOK}")
-        return hook
 
     @model_validator(mode="after")
     def _server_with_token(self) -> CdsRequest:
@@ -228,6 +220,16 @@ def request_schemas() -> dict[str, Any]:
     _, defs = models_json_schema([(CdsRequest, "validation"), (FeedbackRequest, "validation")],
                                  ref_template="#/components/schemas/{model}")
     return defs["$defs"]
+
+
+def describe(doc: dict, spec: Spec) -> None:
+    """The OpenAPI document of a serving version: `{service}` is that version's service id."""
+    for path, item in doc["paths"].items():
+        for operation in item.values() if "{service}" in path else ():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "service":
+                    parameter["schema"] = {"type": "string", "enum": [service_id(spec)],
+                                           "title": "Service"}
 
 
 def request_body(name: str) -> dict:

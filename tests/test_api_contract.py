@@ -47,10 +47,13 @@ def contract(fresh_store, monkeypatch):
 
 # The document's request schemas cannot say everything the API checks: the reason codes are the
 # deployment's settings, an override needs a comment, an outcome's date must fall within its
-# prediction's horizon, free text has no control characters, and a CSV body must have the
-# model's columns. For these operations a schema-valid request may rightly be refused (422).
+# prediction's horizon, free text has no control characters, a CSV body must have the model's
+# columns, and a CDS Hooks call's prefetched inputs must be the model's. For these operations a schema-valid request may rightly be refused (422).
 RULES_BEYOND_SCHEMA = {"POST /outcomes", "POST /predictions/{prediction_id}/review",
-                       "POST /predictions/csv"}
+                       "POST /predictions/csv",
+                       # CDS Hooks: `prefetch.inputs` is the model's inputs (412 without, 422 when
+                       # they do not validate); feedback names a card this client was given
+                       "POST /cds-services/{service}", "POST /cds-services/{service}/feedback"}
 # Known contract break, reported: these answer times without an offset ("2026-12-01T17:05:22")
 # where the document says date-time (RFC 3339 needs the offset; ScoreResult's times have it).
 NAIVE_TIMES = ["GET /predictions/{prediction_id}", "GET /review-queue"]
@@ -95,7 +98,8 @@ def test_document_names_every_route_and_the_serving_model():
         ("POST", "/predictions"), ("POST", "/predictions/batch"), ("POST", "/predictions/csv"),
         ("GET", "/predictions/{prediction_id}"), ("POST", "/outcomes"), ("GET", "/review-queue"),
         ("POST", "/predictions/{prediction_id}/review"), ("GET", "/model"), ("GET", "/model/card"),
-        ("GET", "/health/live"), ("GET", "/health/ready")}
+        ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/cds-services"),
+        ("POST", "/cds-services/{service}"), ("POST", "/cds-services/{service}/feedback")}
 
 
 def test_store_stays_verifiable_after_generated_requests(contract):
