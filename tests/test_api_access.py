@@ -56,7 +56,7 @@ ACTION = {
 SECURED = [op for op in OPERATIONS if op[1] not in HEALTH]
 PATIENT_REF = "ACC-0001"
 CHALLENGE = 'Bearer realm="api"'
-SOURCE = "api testclient"
+SOURCE = "testclient"  # the test client's peer address
 
 
 def v1_spec():
@@ -215,7 +215,9 @@ def test_a_revoked_client_is_refused_at_once(world):
 def test_throttle_answers_429_after_twenty_refused_tokens_and_records_it_once(world):
     http = api_client(host="203.0.113.7")
     for i in range(security.throttle.limit):
-        response = http.get("/model", headers=bearer(f"crs_guess-{i}"))
+        # an address the caller claims for itself changes nothing: the peer is no trusted proxy
+        response = http.get("/model", headers={**bearer(f"crs_guess-{i}"),
+                                               "X-Forwarded-For": f"192.0.2.{i}"})
         assert response.status_code == 401, (i, response.text)
     seen = len(oracle.rows(world.store, "access_events"))
 
@@ -228,9 +230,9 @@ def test_throttle_answers_429_after_twenty_refused_tokens_and_records_it_once(wo
     events = _new_events(seen)
     assert events == [{"user_name": auth.ANONYMOUS, "action": "api_throttled",
                        "detail": "too many refused tokens, GET /model",
-                       "source": "api 203.0.113.7"}]
+                       "source": "203.0.113.7"}]
     refused = oracle.rows(world.store, "access_events", action="api_token_refused")
-    assert list(refused["source"]) == ["api 203.0.113.7"] * security.throttle.limit
+    assert list(refused["source"]) == ["203.0.113.7"] * security.throttle.limit
 
     # another address is not held back by this one's refusals
     other = api_client(host="198.51.100.2")
@@ -247,3 +249,17 @@ def test_throttle_lifts_when_the_window_has_passed(world, monkeypatch):
     assert world.http.get("/model", headers=bearer(world.tokens["pi"])).status_code == 429
     time.sleep(0.6)
     assert world.http.get("/model", headers=bearer(world.tokens["pi"])).status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_each_forwarded_address(world, monkeypatch):
+    monkeypatch.setenv("APP_TRUSTED_PROXIES", '["10.0.0.0/24"]')
+    proxy = api_client(host="10.0.0.5")
+    for _ in range(security.throttle.limit):
+        assert proxy.get("/model", headers={"X-Forwarded-For": "192.0.2.1"}).status_code == 401
+    assert proxy.get("/model", headers={**bearer(world.tokens["pi"]),
+                                        "X-Forwarded-For": "192.0.2.1"}).status_code == 429
+    # the proxy's other clients are not held back by one client's refusals
+    assert proxy.get("/model", headers={**bearer(world.tokens["pi"]),
+                                        "X-Forwarded-For": "192.0.2.2"}).status_code == 200
+    sources = set(oracle.rows(world.store, "access_events")["source"])
+    assert sources == {"192.0.2.1"}

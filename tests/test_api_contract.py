@@ -48,15 +48,13 @@ def contract(fresh_store, monkeypatch):
 # The document's request schemas cannot say everything the API checks: the reason codes are the
 # deployment's settings, an override needs a comment, an outcome's date must fall within its
 # prediction's horizon, free text has no control characters, a CSV body must have the model's
-# columns, and a CDS Hooks call's prefetched inputs must be the model's. For these operations a schema-valid request may rightly be refused (422).
+# columns, and a CDS Hooks call's prefetched inputs must be the model's. For these operations a
+# schema-valid request may rightly be refused (422).
 RULES_BEYOND_SCHEMA = {"POST /outcomes", "POST /predictions/{prediction_id}/review",
                        "POST /predictions/csv",
                        # CDS Hooks: `prefetch.inputs` is the model's inputs (412 without, 422 when
                        # they do not validate); feedback names a card this client was given
                        "POST /cds-services/{service}", "POST /cds-services/{service}/feedback"}
-# Known contract break, reported: these answer times without an offset ("2026-12-01T17:05:22")
-# where the document says date-time (RFC 3339 needs the offset; ScoreResult's times have it).
-NAIVE_TIMES = ["GET /predictions/{prediction_id}", "GET /review-queue"]
 GENERATION = settings(max_examples=25, deadline=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
 
@@ -75,17 +73,9 @@ def _call_and_validate(case, contract) -> None:
     case.call_and_validate(headers=contract["headers"], excluded_checks=excluded)
 
 
-@schema.exclude(name=NAIVE_TIMES).parametrize()
+@schema.parametrize()
 @GENERATION
 def test_api_keeps_its_contract(case, contract):
-    _call_and_validate(case, contract)
-
-
-@pytest.mark.xfail(strict=True, reason="times in a prediction's state and the review queue have "
-                   "no UTC offset, which the document's date-time requires")
-@schema.include(name=NAIVE_TIMES).parametrize()
-@GENERATION
-def test_api_keeps_its_contract_reading_predictions(case, contract):
     _call_and_validate(case, contract)
 
 
