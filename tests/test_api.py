@@ -63,7 +63,7 @@ def _csv(rows: list[dict]) -> bytes:
 
 def _core_errors(spec, payload) -> list[dict]:
     with pytest.raises(InvalidInput) as exc:
-        validate_payload(spec, payload)
+        validate_payload(spec, payload, strict=True)  # JSON's own types, as for every API payload
     return exc.value.errors
 
 
@@ -246,7 +246,25 @@ BAD_PAYLOADS = {
     "not a category": {**PATIENT, "nyha_class": "V"},
     "a patient reference with spaces": {**PATIENT, "patient_ref": "John Smith"},
     "a whole number expected": {**PATIENT, "age": 70.5},
+    "text for a number": {**PATIENT, "age": "70", "egfr": "58.0"},
+    "a number for yes/no": {**PATIENT, "nsaid": 0, "diabetes": "no"},
 }
+
+
+def test_json_types_are_the_documents_while_a_form_reads_text(api, v1):
+    """The API takes JSON's own types only (its document's); the same values typed into the
+    form or a file are text, read as such. 70.0 is the whole number 70 in JSON."""
+    lenient = {**PATIENT, "age": "70", "nsaid": 0}
+    refused = api.http.post("/predictions", json=lenient, headers=api.as_role["clinician"])
+    assert refused.status_code == 422
+    assert {e["field"]: e["message"] for e in refused.json()["errors"]} == {
+        "age": "must be a number", "nsaid": "must be true or false"}
+    assert core.score(lenient, user="dr.form", source="form").risk == core.score(
+        PATIENT, user="dr.form", source="form").risk
+    whole = api.http.post("/predictions", json={**PATIENT, "age": 70.0},
+                          headers=api.as_role["clinician"])
+    assert whole.status_code == 201 and whole.json()["risk"] == core.score(
+        PATIENT, user="dr.form", source="form").risk
 
 
 @pytest.mark.parametrize("name", list(BAD_PAYLOADS))
