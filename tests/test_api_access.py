@@ -31,7 +31,8 @@ from conftest import TYPICAL_PATIENT
 
 import core
 from api import security
-from core import access, auth, clients
+from api.cds_hooks import service_id
+from core import access, artifacts, auth, clients
 from core.clients import FailureThrottle
 from core.config import ROLES
 
@@ -48,11 +49,21 @@ ACTION = {
     ("POST", "/predictions/{prediction_id}/review"): "review",
     ("GET", "/model"): "read_model_card",
     ("GET", "/model/card"): "read_model_card",
+    ("GET", "/cds-services"): "read_model_card",
+    ("POST", "/cds-services/{service}"): "score",
+    ("POST", "/cds-services/{service}/feedback"): "score",
 }
 SECURED = [op for op in OPERATIONS if op[1] not in HEALTH]
 PATIENT_REF = "ACC-0001"
 CHALLENGE = 'Bearer realm="api"'
 SOURCE = "testclient"  # the test client's peer address
+
+
+def v1_spec():
+    """The serving version's spec (the suite's v1), whose title names the CDS service."""
+    from conftest import MODELS
+
+    return artifacts.load(MODELS, "v1").spec
 
 
 @pytest.fixture
@@ -72,7 +83,8 @@ def world(fresh_store, monkeypatch):
 
 def _request(world, method: str, path: str) -> dict:
     """httpx arguments for a call that the operation's right role can make successfully."""
-    url = path.replace("{prediction_id}", world.queued.prediction_id)
+    sid = service_id(v1_spec())
+    url = path.replace("{prediction_id}", world.queued.prediction_id).replace("{service}", sid)
     patient = {**TYPICAL_PATIENT, "patient_ref": "ACC-0002"}
     header = ",".join(["patient_ref", *TYPICAL_PATIENT])
     row = ",".join(["ACC-0003", *(str(v).lower() if isinstance(v, bool) else str(v)
@@ -87,6 +99,17 @@ def _request(world, method: str, path: str) -> dict:
         "/predictions/{prediction_id}/review": {"json": {
             "decision": "agree", "reason_code": "clinical context not captured by the model"}},
     }
+    if path.startswith("/cds-services/"):
+        hook = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+                "context": {"userId": "Practitioner/example", "patientId": "ACC-0004"},
+                "prefetch": {"inputs": TYPICAL_PATIENT}}
+        # a card the clinician's client was given, to report on
+        shown = core.score({**TYPICAL_PATIENT, "patient_ref": "ACC-0005"},
+                           user="client:clinician-system", source="api")
+        bodies["/cds-services/{service}"] = {"json": hook}
+        bodies["/cds-services/{service}/feedback"] = {"json": {"feedback": [{
+            "card": shown.prediction_id, "outcome": "overridden",
+            "outcomeTimestamp": "2026-12-01T10:00:00Z"}]}}
     documented = DOC["paths"][path][method.lower()].get("requestBody")
     default = {"json": {}} if documented else {}
     return {"method": method, "url": url, **bodies.get(path, default)}
@@ -101,7 +124,7 @@ def _no_data(world, response) -> None:
     """A refusal says why, and nothing of any patient or prediction."""
     body = response.json()
     assert set(body) == {"type", "title", "status", "detail"}, body
-    for leak in (PATIENT_REF, "ACC-0002", "ACC-0003", world.queued.prediction_id,
+    for leak in (PATIENT_REF, "ACC-0002", "ACC-0003", "ACC-0004", "ACC-0005", world.queued.prediction_id,
                  str(world.queued.risk), "risk", "patient_ref"):
         assert leak not in response.text, (leak, response.text)
     assert "Traceback" not in response.text

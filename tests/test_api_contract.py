@@ -47,10 +47,14 @@ def contract(fresh_store, monkeypatch):
 
 # The document's request schemas cannot say everything the API checks: the reason codes are the
 # deployment's settings, an override needs a comment, an outcome's date must fall within its
-# prediction's horizon, free text has no control characters, and a CSV body must have the
-# model's columns. For these operations a schema-valid request may rightly be refused (422).
+# prediction's horizon, free text has no control characters, a CSV body must have the model's
+# columns, and a CDS Hooks call's prefetched inputs must be the model's. For these operations a
+# schema-valid request may rightly be refused (422).
 RULES_BEYOND_SCHEMA = {"POST /outcomes", "POST /predictions/{prediction_id}/review",
-                       "POST /predictions/csv"}
+                       "POST /predictions/csv",
+                       # CDS Hooks: `prefetch.inputs` is the model's inputs (412 without, 422 when
+                       # they do not validate); feedback names a card this client was given
+                       "POST /cds-services/{service}", "POST /cds-services/{service}/feedback"}
 # A list answers 200 with each patient scored or rejected (as a file is), so a schema-violating
 # patient in it is rejected in the answer, not refused with a 4xx: only one patient's call is.
 STRICT_OPERATIONS = {"POST /predictions"}
@@ -87,7 +91,8 @@ def test_document_names_every_route_and_the_serving_model():
         ("POST", "/predictions"), ("POST", "/predictions/batch"), ("POST", "/predictions/csv"),
         ("GET", "/predictions/{prediction_id}"), ("POST", "/outcomes"), ("GET", "/review-queue"),
         ("POST", "/predictions/{prediction_id}/review"), ("GET", "/model"), ("GET", "/model/card"),
-        ("GET", "/health/live"), ("GET", "/health/ready")}
+        ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/cds-services"),
+        ("POST", "/cds-services/{service}"), ("POST", "/cds-services/{service}/feedback")}
 
 
 def test_store_stays_verifiable_after_generated_requests(contract):
