@@ -117,7 +117,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             override_reason_display TEXT NOT NULL, user_comment TEXT NOT NULL,
             outcome_timestamp TIMESTAMP NOT NULL);
     """),
+    # A store migrated by an earlier m009 (which renamed the measured column without keeping the
+    # rename) has no renamed_columns table: made here, and the rename recovered from the chain.
+    (12, "m012_renamed_columns_kept", """
+        CREATE TABLE IF NOT EXISTS renamed_columns (
+            table_name TEXT NOT NULL, old_name TEXT NOT NULL, new_name TEXT NOT NULL);
+    """),
 ]
+RENAMES_KEPT = 12  # the migration that makes sure renamed_columns exists
 GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
 MEASURED = "measured_value"
 
