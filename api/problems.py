@@ -48,7 +48,8 @@ class ProblemDetail(BaseModel):
 
 
 TITLES = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Content too large",
+          405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
+          413: "Content too large",
           415: "Unsupported media type", 422: "Invalid input", 429: "Too many requests",
           500: "Internal error", 503: "Service unavailable"}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
@@ -62,7 +63,7 @@ def _csv(rows: list[dict]) -> bytes:
 
 def _core_errors(spec, payload) -> list[dict]:
     with pytest.raises(InvalidInput) as exc:
-        validate_payload(spec, payload)
+        validate_payload(spec, payload, strict=True)  # JSON's own types, as for every API payload
     return exc.value.errors
 
 
@@ -211,7 +212,7 @@ def test_score_csv_refuses_a_file_that_is_not_the_models_input(api, v1, text, fi
         assert {n for n in header if n not in known_fields(v1.spec)} <= set(named)
     else:
         assert named == fields
-    assert "/tmp" not in response.text and "input.csv" not in response.text  # no server path
+    assert tempfile.gettempdir() not in response.text and "input.csv" not in response.text  # no server path
     assert added(before, counts()) == REJECTED  # recorded once, nothing scored
     rejection = last_rejection()
     assert (rejection["source"], rejection["user_name"]) == ("api", "client:clinician-system")
@@ -245,7 +246,25 @@ BAD_PAYLOADS = {
     "not a category": {**PATIENT, "nyha_class": "V"},
     "a patient reference with spaces": {**PATIENT, "patient_ref": "John Smith"},
     "a whole number expected": {**PATIENT, "age": 70.5},
+    "text for a number": {**PATIENT, "age": "70", "egfr": "58.0"},
+    "a number for yes/no": {**PATIENT, "nsaid": 0, "diabetes": "no"},
 }
+
+
+def test_json_types_are_the_documents_while_a_form_reads_text(api, v1):
+    """The API takes JSON's own types only (its document's); the same values typed into the
+    form or a file are text, read as such. 70.0 is the whole number 70 in JSON."""
+    lenient = {**PATIENT, "age": "70", "nsaid": 0}
+    refused = api.http.post("/predictions", json=lenient, headers=api.as_role["clinician"])
+    assert refused.status_code == 422
+    assert {e["field"]: e["message"] for e in refused.json()["errors"]} == {
+        "age": "must be a number", "nsaid": "must be true or false"}
+    assert core.score(lenient, user="dr.form", source="form").risk == core.score(
+        PATIENT, user="dr.form", source="form").risk
+    whole = api.http.post("/predictions", json={**PATIENT, "age": 70.0},
+                          headers=api.as_role["clinician"])
+    assert whole.status_code == 201 and whole.json()["risk"] == core.score(
+        PATIENT, user="dr.form", source="form").risk
 
 
 @pytest.mark.parametrize("name", list(BAD_PAYLOADS))
@@ -583,20 +602,33 @@ def test_openapi_document_describes_the_serving_version(api, v1):
     assert list(body_of) == ["text/csv"]
 
 
-# ---- known faults, reported: each test passes once its fault is fixed (then drop the mark) ------
+# ---- times and readiness ------------------------------------------------------------------------
 
 
 def test_times_in_a_state_and_the_queue_carry_their_utc_offset(api):
     queued = _queued(api)
     state = api.http.get(f"/predictions/{queued.prediction_id}", headers=api.as_role["reviewer"])
     item = api.http.get("/review-queue", headers=api.as_role["reviewer"]).json()["items"][0]
-    for text in (state.json()["created_at"], item["created_at"]):
+    decided = api.http.post(f"/predictions/{queued.prediction_id}/review", headers=api.as_role[
+        "reviewer"], json={"decision": "agree", "reason_code": REASON})
+    api.http.post("/outcomes", json={"prediction_id": queued.prediction_id, "event": True,
+                                     "event_date": date.today().isoformat(), "source": "lab feed"},
+                  headers=api.as_role["clinician"])
+    after = api.http.get(f"/predictions/{queued.prediction_id}", headers=api.as_role["reviewer"])
+    times = [state.json()["created_at"], item["created_at"], decided.json()["recorded_at"],
+             after.json()["review"]["decided_at"], after.json()["outcome"]["recorded_at"],
+             queued.created_at.isoformat()]
+    for text in times:
         assert datetime.fromisoformat(text).utcoffset() == timedelta(0), text
 
 
 def test_readiness_says_not_ready_when_the_configuration_cannot_score(api, monkeypatch):
     monkeypatch.delenv("APP_PATIENT_KEY")
+    before = counts()
     scored = api.http.post("/predictions", json=PATIENT, headers=api.as_role["clinician"])
     assert scored.status_code == 503, scored.text  # unavailable, not an internal error
-    problem_json(scored)
-    assert api.http.get("/health/ready").status_code == 503
+    assert "APP_PATIENT_KEY" in problem_json(scored)["detail"]
+    ready = api.http.get("/health/ready")
+    assert ready.status_code == 503
+    assert "APP_PATIENT_KEY" in ready.json()["checks"]["configuration"]
+    assert added(before, counts()) == {}

@@ -31,7 +31,8 @@ from conftest import TYPICAL_PATIENT
 
 import core
 from api import security
-from core import access, auth, clients
+from api.cds_hooks import service_id
+from core import access, artifacts, auth, clients
 from core.clients import FailureThrottle
 from core.config import ROLES
 
@@ -48,11 +49,21 @@ ACTION = {
     ("POST", "/predictions/{prediction_id}/review"): "review",
     ("GET", "/model"): "read_model_card",
     ("GET", "/model/card"): "read_model_card",
+    ("GET", "/cds-services"): "read_model_card",
+    ("POST", "/cds-services/{service}"): "score",
+    ("POST", "/cds-services/{service}/feedback"): "score",
 }
 SECURED = [op for op in OPERATIONS if op[1] not in HEALTH]
 PATIENT_REF = "ACC-0001"
 CHALLENGE = 'Bearer realm="api"'
-SOURCE = "testclient"
+SOURCE = "testclient"  # the test client's peer address
+
+
+def v1_spec():
+    """The serving version's spec (the suite's v1), whose title names the CDS service."""
+    from conftest import MODELS
+
+    return artifacts.load(MODELS, "v1").spec
 
 
 @pytest.fixture
@@ -72,7 +83,8 @@ def world(fresh_store, monkeypatch):
 
 def _request(world, method: str, path: str) -> dict:
     """httpx arguments for a call that the operation's right role can make successfully."""
-    url = path.replace("{prediction_id}", world.queued.prediction_id)
+    sid = service_id(v1_spec())
+    url = path.replace("{prediction_id}", world.queued.prediction_id).replace("{service}", sid)
     patient = {**TYPICAL_PATIENT, "patient_ref": "ACC-0002"}
     header = ",".join(["patient_ref", *TYPICAL_PATIENT])
     row = ",".join(["ACC-0003", *(str(v).lower() if isinstance(v, bool) else str(v)
@@ -87,6 +99,17 @@ def _request(world, method: str, path: str) -> dict:
         "/predictions/{prediction_id}/review": {"json": {
             "decision": "agree", "reason_code": "clinical context not captured by the model"}},
     }
+    if path.startswith("/cds-services/"):
+        hook = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+                "context": {"userId": "Practitioner/example", "patientId": "ACC-0004"},
+                "prefetch": {"inputs": TYPICAL_PATIENT}}
+        # a card the clinician's client was given, to report on
+        shown = core.score({**TYPICAL_PATIENT, "patient_ref": "ACC-0005"},
+                           user="client:clinician-system", source="api")
+        bodies["/cds-services/{service}"] = {"json": hook}
+        bodies["/cds-services/{service}/feedback"] = {"json": {"feedback": [{
+            "card": shown.prediction_id, "outcome": "overridden",
+            "outcomeTimestamp": "2026-12-01T10:00:00Z"}]}}
     documented = DOC["paths"][path][method.lower()].get("requestBody")
     default = {"json": {}} if documented else {}
     return {"method": method, "url": url, **bodies.get(path, default)}
@@ -101,7 +124,7 @@ def _no_data(world, response) -> None:
     """A refusal says why, and nothing of any patient or prediction."""
     body = response.json()
     assert set(body) == {"type", "title", "status", "detail"}, body
-    for leak in (PATIENT_REF, "ACC-0002", "ACC-0003", world.queued.prediction_id,
+    for leak in (PATIENT_REF, "ACC-0002", "ACC-0003", "ACC-0004", "ACC-0005", world.queued.prediction_id,
                  str(world.queued.risk), "risk", "patient_ref"):
         assert leak not in response.text, (leak, response.text)
     assert "Traceback" not in response.text
@@ -192,7 +215,9 @@ def test_a_revoked_client_is_refused_at_once(world):
 def test_throttle_answers_429_after_twenty_refused_tokens_and_records_it_once(world):
     http = api_client(host="203.0.113.7")
     for i in range(security.throttle.limit):
-        response = http.get("/model", headers=bearer(f"crs_guess-{i}"))
+        # an address the caller claims for itself changes nothing: the peer is no trusted proxy
+        response = http.get("/model", headers={**bearer(f"crs_guess-{i}"),
+                                               "X-Forwarded-For": f"192.0.2.{i}"})
         assert response.status_code == 401, (i, response.text)
     seen = len(oracle.rows(world.store, "access_events"))
 
@@ -224,3 +249,17 @@ def test_throttle_lifts_when_the_window_has_passed(world, monkeypatch):
     assert world.http.get("/model", headers=bearer(world.tokens["pi"])).status_code == 429
     time.sleep(0.6)
     assert world.http.get("/model", headers=bearer(world.tokens["pi"])).status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_each_forwarded_address(world, monkeypatch):
+    monkeypatch.setenv("APP_TRUSTED_PROXIES", '["10.0.0.0/24"]')
+    proxy = api_client(host="10.0.0.5")
+    for _ in range(security.throttle.limit):
+        assert proxy.get("/model", headers={"X-Forwarded-For": "192.0.2.1"}).status_code == 401
+    assert proxy.get("/model", headers={**bearer(world.tokens["pi"]),
+                                        "X-Forwarded-For": "192.0.2.1"}).status_code == 429
+    # the proxy's other clients are not held back by one client's refusals
+    assert proxy.get("/model", headers={**bearer(world.tokens["pi"]),
+                                        "X-Forwarded-For": "192.0.2.2"}).status_code == 200
+    sources = set(oracle.rows(world.store, "access_events")["source"])
+    assert sources == {"192.0.2.1"}
