@@ -147,6 +147,7 @@ def test_every_command_runs_in_the_service_that_holds_the_store(db: Path, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("browser")  # a real server: one at a time, as the browser tests' are
 def test_commands_reach_the_one_server_process(tmp_path: Path):
     """`uvicorn serve:app`, the UI and the API: its lifespan listens on the admin socket."""
     db = tmp_path / "store.duckdb"
