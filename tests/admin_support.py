@@ -66,17 +66,20 @@ def command(*args: str, env: dict[str, str], cwd: Path = REPO, input: str | None
 
 
 def as_nobody(*, dac_override: bool = False) -> list[str]:
-    """setpriv's command line for user nobody; `dac_override`: keeping the capability that
-    passes over file permissions (such a process reaches a 0600 socket, not its credentials)."""
-    caps = ["--inh-caps=+dac_override", "--ambient-caps=+dac_override"] if dac_override else []
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *caps]
+    """setpriv's command line for user nobody. It keeps CAP_DAC_READ_SEARCH, so it can read the
+    code in a private checkout (a clean clone in a 0700 folder) yet write nothing, and so open
+    no 0600 socket; `dac_override`: also the capability that passes over every file permission
+    (such a process reaches a 0600 socket, not its credentials)."""
+    caps = "+dac_read_search,+dac_override" if dac_override else "+dac_read_search"
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            f"--inh-caps={caps}", f"--ambient-caps={caps}"]
 
 
 def can_run_as_nobody() -> bool:
     if os.geteuid() != 0:
         return False
     try:
-        done = subprocess.run([*as_nobody(dac_override=True), sys.executable, "-c", "import core"],
+        done = subprocess.run([*as_nobody(), sys.executable, "-c", "import core"],
                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                               capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
