@@ -3,7 +3,8 @@
 Starts both servers on free loopback ports and measures, for each, sequential p50/p99 latency of
 one request scoring one patient and the throughput of 8 concurrent clients (requests/s), with one
 keep-alive connection per client and a warm-up first. The sequential requests of the two servers
-are interleaved in blocks, so both see the same machine load; the concurrent runs take turns.
+are interleaved in blocks and the concurrent runs split in rounds the servers take turns in, so
+both see the same machine load.
 
 The project's side: `python -m uvicorn serve:app` in demo mode over a fresh temporary store, an
 API client made with `python -m core clients add bench --role clinician`, and
@@ -339,7 +340,9 @@ def sequential(sides: list[Side], n: int, warmup: int, blocks: int, floor: int) 
         c.close()
 
 
-def concurrent(side: Side, clients: int, per_client: int, warmup: int) -> None:
+def concurrent(side: Side, clients: int, per_client: int, warmup: int, start: int = 0) -> None:
+    """One round: `clients` threads, each its own connection, `per_client` timed requests each
+    after `warmup`; the round's wall and CPU times add to the side's."""
     barrier = threading.Barrier(clients + 1)
     per_thread: list[list[float]] = [[] for _ in range(clients)]
     kept: list[list] = [[] for _ in range(clients)]
@@ -347,9 +350,9 @@ def concurrent(side: Side, clients: int, per_client: int, warmup: int) -> None:
     def worker(j: int) -> None:
         own = Side(side.name, side.url, side.headers, side.bodies)  # its own response list
         with side.client() as c:
-            own.run(c, j * 37, warmup, keep=True, times=None)
+            own.run(c, start + j * 37, warmup, keep=True, times=None)
             barrier.wait()
-            own.run(c, j * 37 + warmup, per_client, keep=True, times=per_thread[j])
+            own.run(c, start + j * 37 + warmup, per_client, keep=True, times=per_thread[j])
         kept[j] = own.responses
 
     threads = [threading.Thread(target=worker, args=(j,)) for j in range(clients)]
@@ -360,11 +363,11 @@ def concurrent(side: Side, clients: int, per_client: int, warmup: int) -> None:
     server0 = side.server.cpu()
     for t in threads:
         t.join()
-    side.concurrent_wall = time.perf_counter() - t0
-    side.client_cpu = time.process_time() - cpu0
-    side.server_cpu = side.server.cpu() - server0
-    side.throughput = clients * per_client / side.concurrent_wall
-    side.concurrent_ms = [ms for times in per_thread for ms in times]
+    side.concurrent_wall += time.perf_counter() - t0
+    side.client_cpu += time.process_time() - cpu0
+    side.server_cpu += side.server.cpu() - server0
+    side.concurrent_ms += [ms for times in per_thread for ms in times]
+    side.throughput = len(side.concurrent_ms) / side.concurrent_wall
     for responses in kept:
         side.responses += responses
 
@@ -499,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--per-client", type=int, default=500,
                         help="timed requests per concurrent client (default 500)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds the concurrent requests are split in, the servers taking "
+                        "turns, so both see the same machine load (default 4)")
     parser.add_argument("--warmup", type=int, default=200,
                         help="untimed sequential requests per server first (default 200); each "
                         "concurrent client sends a tenth of this before the timed run")
@@ -573,11 +579,15 @@ def main(argv: list[str] | None = None) -> int:
         api.server.wait_ready(f"http://127.0.0.1:{api_port}/api/v1/health/ready", 120)
         mlf.server.wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", 120)
         print(f"servers ready; {args.sequential} sequential requests each (after "
-              f"{args.warmup} warm-up), then {args.clients} clients x {args.per_client}",
-              flush=True)
+              f"{args.warmup} warm-up), then {args.clients} clients x {args.per_client} in "
+              f"{args.rounds} rounds", flush=True)
         sequential([api, mlf], args.sequential, args.warmup, args.blocks, args.floor)
-        for side in (api, mlf):
-            concurrent(side, args.clients, args.per_client, max(1, args.warmup // 10))
+        rounds = max(1, min(args.rounds, args.per_client))
+        for r in range(rounds):  # the servers take turns, each going first in every other round
+            n = args.per_client // rounds + (r < args.per_client % rounds)
+            for side in ((api, mlf) if r % 2 == 0 else (mlf, api)):
+                concurrent(side, args.clients, n, max(1, args.warmup // 10) if r == 0 else 2,
+                           start=r * 101)
     finally:
         for side in (api, mlf):
             if side.server:
@@ -601,14 +611,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for side, problems in ((api, api_problems + recorded_problems), (mlf, mlf_problems)):
         p50, p99 = percentile(side.sequential_ms, 0.5), percentile(side.sequential_ms, 0.99)
-        n_conc = args.clients * args.per_client
+        n_conc = len(side.concurrent_ms)
         rows[side.name] = (p50, side.throughput)
         print(f"{side.name:<8}{p50:>9.2f}{p99:>9.2f}{statistics.fmean(side.sequential_ms):>9.2f}"
               f"{side.throughput:>12.0f}{percentile(side.concurrent_ms, 0.5):>10.2f}"
               f"{percentile(side.concurrent_ms, 0.99):>10.2f}"
               f"{side.server_cpu * 1000 / n_conc:>16.2f}{len(problems):>8}")
     for side in (api, mlf):
-        print(f"  {side.name} concurrent run: {side.concurrent_wall:.2f} s wall, server CPU "
+        print(f"  {side.name} concurrent runs: {side.concurrent_wall:.2f} s wall, server CPU "
               f"{side.server_cpu:.2f} s, this client process CPU {side.client_cpu:.2f} s")
     if args.floor:
         for side, route in ((api, "GET /api/v1/health/live"), (mlf, "GET /ping")):
