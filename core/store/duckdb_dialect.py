@@ -54,8 +54,9 @@ def own_files(path: Path) -> list[Path]:
 def opening_error(path: Path, exc: Exception) -> StoreUnavailable:
     """StoreLocked when another process holds the file, else StoreUnavailable with the reason."""
     if "lock" in str(exc).lower():
-        return StoreLocked(f"the store at {path} is in use by another process (the running "
-                           "service, or another command); stop it first")
+        return StoreLocked(f"the store at {path} is in use by another process (another command, "
+                           "or a service that does not answer on the store's admin socket); wait "
+                           "for it to end")
     return StoreUnavailable(f"cannot open the store at {path}: {exc}")
 
 

@@ -108,6 +108,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             user_name TEXT NOT NULL, client_name TEXT NOT NULL, action TEXT NOT NULL,
             roles_json TEXT NOT NULL, active BOOLEAN NOT NULL, token_sha256 TEXT NOT NULL);
     """),
+    # What clinicians did with the cards a hospital system showed them (CDS Hooks feedback).
+    (11, "m011_cds_feedback", """
+        CREATE TABLE cds_feedback (
+            feedback_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, prediction_id TEXT NOT NULL, outcome TEXT NOT NULL,
+            override_reason_system TEXT NOT NULL, override_reason_code TEXT NOT NULL,
+            override_reason_display TEXT NOT NULL, user_comment TEXT NOT NULL,
+            outcome_timestamp TIMESTAMP NOT NULL);
+    """),
 ]
 GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
 MEASURED = "measured_value"
