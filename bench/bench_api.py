@@ -91,6 +91,20 @@ class Patient:
     recorded_risk: float  # the risk core records (and answers) for this payload
 
 
+BOOLEAN_TEXT = {"yes": True, "true": True, "no": False, "false": False}
+
+
+def json_value(kind: str | None, text: str):
+    """A CSV cell in the JSON type the API's document gives its field."""
+    if kind == "integer":
+        return int(text)
+    if kind == "number":
+        return float(text)
+    if kind == "boolean":
+        return BOOLEAN_TEXT.get(text.strip().lower(), text)
+    return text
+
+
 def load_patients(artefact, csv_path: Path) -> list[Patient]:
     """The sample patients with the risk core computes for each, one patient per call as the
     API scores them."""
@@ -107,10 +121,8 @@ def load_patients(artefact, csv_path: Path) -> list[Patient]:
             for name, text in row.items():
                 if text == "":
                     continue  # an empty cell: the field is omitted
-                kind = kinds.get(name)
-                payload[name] = (int(text) if kind == "integer" else float(text)
-                                 if kind == "number" else text)
-            ref, values = validate_payload(spec, payload)
+                payload[name] = json_value(kinds.get(name), text)
+            ref, values = validate_payload(spec, payload, strict=True)  # as the API validates
             frame = model_frame([values], spec)
             pred = artefact.predictor.predict(frame)
             event = prediction_events(artefact, [(ref, values)], pred, user=CLIENT, source="api",
@@ -383,7 +395,7 @@ def in_process(artefact, patients: list[Patient], n: int, folder: Path) -> dict[
     from core.inputs import validate_payload
 
     os.environ.update(APP_DEMO="1", APP_DB=str(folder / "in-process.duckdb"))
-    frames = [model_frame([validate_payload(artefact.spec, p.payload)[1]], artefact.spec)
+    frames = [model_frame([validate_payload(artefact.spec, p.payload, strict=True)[1]], artefact.spec)
               for p in patients]
     splits = [pd.DataFrame(p.frame_split["data"], columns=p.frame_split["columns"])
               for p in patients]
