@@ -26,8 +26,9 @@ Targets: API p50 <= 1/3 of MLflow's p50; API 8-client throughput >= 3x MLflow's;
     .venv/bin/python bench/bench_api.py [--sequential 2000] [--clients 8] [--per-client 500]
         [--mlflow-venv DIR]
 
-The MLflow virtualenv (--mlflow-venv, default /tmp/bench-api-mlflow-3.17.2) is made on the first
-run (about a minute, from the package index) and reused while its requirements are unchanged. Exits
+The MLflow virtualenv (--mlflow-venv, default bench-api-mlflow-3.17.2 in the system's temporary
+folder) is made on the first run (about a minute, from the package index) and reused while its
+requirements are unchanged. Exits
 1 when a target is missed or a check fails. Uses a temporary store; the artefacts are only read.
 """
 
