@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import cds_hooks, followup, model, predictions, problems
+from core import artifacts
 from core.config import get_settings
 from core.errors import CoreError
 from core.serving import serving_version
@@ -61,7 +62,7 @@ def create_api() -> FastAPI:
         doc["info"]["x-model-version"] = version
         doc.setdefault("components", {}).setdefault("schemas", {}).update(cds_hooks.request_schemas())
         if version is not None:
-            spec = scoring_artefact_spec(version)
+            spec = artifacts.load(get_settings().models, version).spec
             doc["info"]["description"] += f" This document describes model version {version}."
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(_request_schemas(spec))
@@ -78,10 +79,4 @@ def create_api() -> FastAPI:
 
     api.openapi = openapi
     return api
-
-
-def scoring_artefact_spec(version: str):
-    from core import artifacts
-
-    return artifacts.load(get_settings().models, version).spec
 

@@ -57,9 +57,9 @@ from core.cds_feedback import (
 from core.clients import ApiClient
 from core.config import get_settings
 from core.display import pct
-from core.errors import ArtefactMismatch, InvalidInput, Problem, problem
+from core.errors import InvalidInput, Problem, problem
 from core.scoring import ScoreResult, reject, score
-from core.serving import scoring_artefact, serving_version
+from core.serving import scoring_artefact, serving_artefact
 from core.session import is_trusted_proxy
 from core.spec import PATIENT_REF, WHOLE_PAYLOAD, Spec
 from core.text import md_text
@@ -272,11 +272,8 @@ def _service(spec: Spec, version: str) -> CdsService:
 
 
 def _serving_spec() -> tuple[Spec, str]:
-    settings = get_settings()
-    version = serving_version(settings)
-    if version is None:
-        raise ArtefactMismatch(f"no model is active and {settings.models} names no default version")
-    return artifacts.load(settings.models, version).spec, version
+    artefact = serving_artefact()
+    return artefact.spec, artefact.version
 
 
 @router.get("/cds-services", response_model=Discovery, response_model_exclude_none=True,

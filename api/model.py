@@ -10,14 +10,11 @@ from pydantic import BaseModel
 
 from api.problems import responses
 from api.security import caller
-from core import artifacts
 from core.clients import ApiClient
-from core.config import get_settings
-from core.errors import ArtefactMismatch
 from core.model_card import render
 from core.preflight import readiness
 from core.registry import ServingModel, serving_model
-from core.serving import serving_version
+from core.serving import serving_artefact
 
 router = APIRouter()
 Reader = Annotated[ApiClient, Depends(caller("read_model_card"))]
@@ -41,12 +38,7 @@ def model(client: Reader) -> ServingModel:
                 "description": "The serving version's model card (Markdown)"}},
             summary="The serving model's card, generated from its artefact")
 def card(client: Reader) -> PlainTextResponse:
-    settings = get_settings()
-    version = serving_version(settings)
-    if version is None:
-        raise ArtefactMismatch(f"no model is active and {settings.models} names no default version")
-    return PlainTextResponse(render(artifacts.load(settings.models, version)),
-                             media_type="text/markdown")
+    return PlainTextResponse(render(serving_artefact()), media_type="text/markdown")
 
 
 @router.get("/health/live", response_model=Health, tags=["health"],

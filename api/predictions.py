@@ -41,17 +41,21 @@ class ScoredList(BaseModel):
     results: list[ScoredOne]
 
 
+async def _refused_body(client: ApiClient, why: str) -> InvalidInput:
+    """Record a body that could not be read as a payload as a rejected input (why, no value);
+    the InvalidInput to raise."""
+    return await run_in_threadpool(reject, {"body": why}, [problem(WHOLE_PAYLOAD, why, None, shown="")],
+                                   user=client.principal, source="api")
+
+
 async def _payload(request: Request, client: ApiClient) -> Any:
     """The body's JSON value; a body that is none is recorded as a rejected input first."""
     try:
         return await read_json(request)
     except Unreadable as exc:
-        raise await run_in_threadpool(reject, {"body": str(exc)}, [problem(WHOLE_PAYLOAD, str(exc),
-                                      None, shown="")], user=client.principal, source="api"
-                                      ) from None
+        raise await _refused_body(client, str(exc)) from None
     except ApiProblem as exc:
-        await run_in_threadpool(reject, {"body": exc.detail}, [problem(WHOLE_PAYLOAD, exc.detail,
-                                None, shown="")], user=client.principal, source="api")
+        await _refused_body(client, exc.detail)
         raise
 
 
@@ -97,8 +101,7 @@ async def score_csv(request: Request, client: Scorer) -> FileResponse:
     try:
         check_media_type(request, "text/csv")
     except ApiProblem as exc:
-        await run_in_threadpool(reject, {"body": exc.detail}, [problem(WHOLE_PAYLOAD, exc.detail,
-                                None, shown="")], user=client.principal, source="api")
+        await _refused_body(client, exc.detail)
         raise
     folder = tempfile.TemporaryDirectory(prefix="api-csv-")
     try:
@@ -108,8 +111,7 @@ async def score_csv(request: Request, client: Scorer) -> FileResponse:
                 async for chunk in chunks(request, CSV_LIMIT):
                     fh.write(chunk)
             except ApiProblem as exc:
-                await run_in_threadpool(reject, {"body": exc.detail}, [problem(
-                    WHOLE_PAYLOAD, exc.detail, None, shown="")], user=client.principal, source="api")
+                await _refused_body(client, exc.detail)
                 raise
         try:
             counts = await run_in_threadpool(score_batch, source, target, user=client.principal,

@@ -231,22 +231,23 @@ def _chained(texts: pa.Array, hashes: np.ndarray, prev: bytes) -> bool:
     """Whether each entry text starts with the hash of the entry before it: `prev` for the
     first, the row before in `hashes` (one digest per row) for the others."""
     before = np.vstack([np.frombuffer(prev, np.uint8), hashes[:-1]])
-    head = _ends(texts, start=True)
-    if head is None:
-        return False
-    width = len(before)
-    return np.array_equal(head, np.hstack([np.broadcast_to(_OPEN, (width, 2)), before,
-                                           np.broadcast_to(_CLOSE, (width, 2))]))
+    return _framed(_ends(texts, start=True), before, _OPEN, _CLOSE)
 
 
 def _holds_content_hash(texts: pa.Array, contents: np.ndarray) -> bool:
     """Whether each entry text ends with the digest of its content (a row of `contents`)."""
-    tail = _ends(texts, start=False)
-    if tail is None:
+    return _framed(_ends(texts, start=False), contents, _TAIL_OPEN, _TAIL_CLOSE)
+
+
+def _framed(edges: np.ndarray | None, digests: np.ndarray, opening: np.ndarray,
+            closing: np.ndarray) -> bool:
+    """Whether each row of `edges` is its digest between `opening` and `closing` (2 bytes each);
+    False when a text had no such edge (None)."""
+    if edges is None:
         return False
-    width = len(contents)
-    return np.array_equal(tail, np.hstack([np.broadcast_to(_TAIL_OPEN, (width, 2)), contents,
-                                           np.broadcast_to(_TAIL_CLOSE, (width, 2))]))
+    width = len(digests)
+    return np.array_equal(edges, np.hstack([np.broadcast_to(opening, (width, 2)), digests,
+                                            np.broadcast_to(closing, (width, 2))]))
 
 
 def _ends(texts: pa.Array, *, start: bool) -> np.ndarray | None:

@@ -85,11 +85,7 @@ def add_user(username: str, *, roles: list[str], password: str, display_name: st
                         "(no @: an email is a single sign-on identity)")
     if username.startswith(DEMO_PREFIX) and not get_settings().demo:
         raise UserError(f"names starting with '{DEMO_PREFIX}' are reserved for demo accounts")
-    roles = sorted(set(roles or []))
-    unknown = [r for r in roles if r not in ROLES]
-    if not roles or unknown:
-        raise UserError(f"roles must be one or more of {', '.join(ROLES)}"
-                        + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    roles = checked_roles(roles)
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     try:
@@ -101,6 +97,17 @@ def add_user(username: str, *, roles: list[str], password: str, display_name: st
         raise UserError(f"user {username} already exists")
     _change(store, username, action="created", display_name=display_name,
             roles=roles, active=True, password_hash=_hasher.hash(password), by=by)
+
+
+def checked_roles(roles: list[str] | None) -> list[str]:
+    """One or more known roles, sorted and once each (UserError naming any unknown one): an
+    account's, or an API client's."""
+    roles = sorted(set(roles or []))
+    unknown = [r for r in roles if r not in ROLES]
+    if not roles or unknown:
+        raise UserError(f"roles must be one or more of {', '.join(ROLES)}"
+                        + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return roles
 
 
 def disable_user(username: str, *, by: str) -> None:

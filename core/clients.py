@@ -17,8 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from core.auth import USERNAME_PATTERN, now_utc
-from core.config import ROLES, get_settings
+from core.auth import USERNAME_PATTERN, checked_roles, now_utc
+from core.config import get_settings
 from core.errors import UserError
 from core.store import Event, Store, open_store
 from core.store.records import ClientEvent
@@ -69,11 +69,7 @@ def add_client(name: str, *, roles: list[str], by: str) -> str:
     name = (name or "").strip().lower()
     if not USERNAME_PATTERN.match(name):
         raise UserError("a client name is 2-64 characters: lower-case letters, digits and . _ -")
-    roles = sorted(set(roles or []))
-    unknown = [r for r in roles if r not in ROLES]
-    if not roles or unknown:
-        raise UserError(f"roles must be one or more of {', '.join(ROLES)}"
-                        + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    roles = checked_roles(roles)
     store = _store()
     if store.client(name):
         raise UserError(f"client {name} already exists (revoked clients keep their name)")

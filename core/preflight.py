@@ -21,8 +21,9 @@ from core.errors import CoreError
 from core.store import open_store
 
 
-def problems(settings: Settings | None = None) -> tuple[list[str], str]:
-    """(problems, summary): the problems that must stop the service (empty: it may serve)."""
+def problems(settings: Settings | None = None, *, model: bool = True) -> tuple[list[str], str]:
+    """(problems, summary): the problems that must stop the service (empty: it may serve).
+    `model` False: the configuration's only, not the serving model's (readiness checks that)."""
     try:
         settings = settings or get_settings()
         settings.patient_key_bytes()
@@ -48,6 +49,8 @@ def problems(settings: Settings | None = None) -> tuple[list[str], str]:
                 "was used in demo mode. Production needs its own store: set APP_DB to a new file "
                 "(demo mode has its own default, data/demo.duckdb), or disable them with "
                 "`python -m core users disable NAME --by YOU`")
+    if not model:
+        return found, ""
     version = artifacts.serving_version(active, settings.models)
     if version is None:
         return [*found, f"no model version to serve in {settings.models} (no activation, no "
@@ -100,11 +103,11 @@ def readiness(settings: Settings | None = None) -> dict[str, str]:
         version = artifacts.serving_version(store.active_activation(fresh=True), settings.models)
     except (CoreError, ValidationError) as exc:
         checks["store"] = str(exc) if isinstance(exc, CoreError) else "the settings are not valid"
-        checks["configuration"] = "; ".join(problems(settings)[0])
+        checks["configuration"] = "; ".join(problems(settings, model=False)[0])
         return checks
     if is_suspended(state):
         checks["stop_switch"] = f"scoring is suspended: {state.reason}"
     found = artifacts.verify(settings.models, version) if version else ["no model version to serve"]
     checks["model"] = "; ".join(found)
-    checks["configuration"] = "; ".join(p for p in problems(settings)[0] if p not in found)
+    checks["configuration"] = "; ".join(problems(settings, model=False)[0])
     return checks

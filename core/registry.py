@@ -86,12 +86,12 @@ class ServingModel(BaseModel):
 
 def serving_model(settings: Settings | None = None) -> ServingModel:
     """The serving version, verified and loaded (ArtefactMismatch when it cannot serve)."""
-    from core.serving import active_artefact
+    from core.serving import serving_artefact
     from core.stop_switch import is_suspended
 
     settings = settings or get_settings()
+    artefact = serving_artefact(settings)
     store = open_store(settings.db)
-    artefact = active_artefact(store, settings)
     mf = artefact.manifest
     return ServingModel(
         version=artefact.version, model_sha256=artefact.sha256, title=artefact.spec.title,

@@ -34,13 +34,19 @@ def serving_version(settings: Settings | None = None) -> str | None:
     return artifacts.serving_version(open_store(settings.db).active_activation(), settings.models)
 
 
+def serving_artefact(settings: Settings | None = None) -> artifacts.Artefact:
+    """The serving version, verified and loaded, whether or not scoring is suspended (its
+    facts, its card): ArtefactMismatch or StoreUnavailable when it cannot be read."""
+    settings = settings or get_settings()
+    return active_artefact(open_store(settings.db), settings)
+
+
 def scoring_artefact(settings: Settings | None = None) -> artifacts.Artefact:
     """The serving version, verified and loaded, for a page about to score: ScoringSuspended
     while the stop switch is on, ArtefactMismatch or StoreUnavailable when it cannot serve."""
     settings = settings or get_settings()
-    store = open_store(settings.db)
-    check_not_suspended(store)
-    return active_artefact(store, settings)
+    check_not_suspended(open_store(settings.db))
+    return serving_artefact(settings)
 
 
 def serving_title(default: str = "Clinical risk") -> str:
