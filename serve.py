@@ -8,17 +8,25 @@ Start it with plain uvicorn, one worker (the embedded store is one process's fil
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 import streamlit as st
 from starlette.routing import Mount
 
 from api import PREFIX, create_api
+from core import admin_channel
 
 
 @asynccontextmanager
 async def lifespan(app):
-    yield
+    # From start to shutdown this process holds the store; `python -m core` commands reach it
+    # through the store's admin socket (core.admin_channel).
+    channel = admin_channel.start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(channel.stop)  # waits for a running command, off the event loop
 
 
 app = st.App("app.py", routes=[Mount(PREFIX, app=create_api())], lifespan=lifespan)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import followup, model, predictions, problems
+from api import cds_hooks, followup, model, predictions, problems
 from core.config import get_settings
 from core.errors import CoreError
 from core.serving import serving_version
@@ -45,7 +45,7 @@ def create_api() -> FastAPI:
                               "and read the model's facts. Every call needs an API client's "
                               "bearer token; every error is application/problem+json.")
     problems.install(api)
-    for router in (predictions.router, followup.router, model.router):
+    for router in (predictions.router, followup.router, model.router, cds_hooks.router):
         api.include_router(router)
     cached: dict[str, dict] = {}
 
@@ -59,11 +59,13 @@ def create_api() -> FastAPI:
         doc = get_openapi(title=api.title, version=api.version, description=api.description,
                           routes=api.routes, servers=[{"url": PREFIX}])
         doc["info"]["x-model-version"] = version
+        doc.setdefault("components", {}).setdefault("schemas", {}).update(cds_hooks.request_schemas())
         if version is not None:
             spec = scoring_artefact_spec(version)
             doc["info"]["description"] += f" This document describes model version {version}."
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(_request_schemas(spec))
+            cds_hooks.describe(doc, spec)
             for path in doc["paths"].values():
                 for operation in path.values():
                     name = operation.pop("x-request-schema", None)

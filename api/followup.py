@@ -90,7 +90,7 @@ def review_queue(request: Request, client: Annotated[ApiClient, Depends(caller("
 async def decision(prediction_id: str, request: Request,
                    client: Annotated[ApiClient, Depends(caller("review"))]) -> JSONResponse:
     body: dict[str, Any] = await _body(request)
-    if body.get("prediction_id", prediction_id) != prediction_id:
+    if body.get("prediction_id") not in (None, prediction_id):  # absent or null: the path's
         raise InvalidInput([problem("prediction_id", "differs from the prediction in the path",
                                     body["prediction_id"])])
     name = body.pop("reviewer_name", None)

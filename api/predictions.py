@@ -21,7 +21,7 @@ from api.security import caller, record_read
 from core import score
 from core.batch import score_batch
 from core.clients import ApiClient
-from core.errors import problem
+from core.errors import InvalidInput, problem, safe_repr
 from core.prediction_state import PredictionState, prediction_state
 from core.scoring import ScoredOne, ScoreResult, reject, score_many
 from core.spec import WHOLE_PAYLOAD
@@ -111,14 +111,31 @@ async def score_csv(request: Request, client: Scorer) -> FileResponse:
                 await run_in_threadpool(reject, {"body": exc.detail}, [problem(
                     WHOLE_PAYLOAD, exc.detail, None, shown="")], user=client.principal, source="api")
                 raise
-        counts = await run_in_threadpool(score_batch, source, target, user=client.principal,
-                                         progress=False, source="api")
+        try:
+            counts = await run_in_threadpool(score_batch, source, target, user=client.principal,
+                                             progress=False, source="api")
+        except InvalidInput as exc:
+            raise await _unreadable_file(exc, source, client) from None
     except BaseException:
         folder.cleanup()
         raise
     headers = {f"X-Rows-{k.title()}": str(v) for k, v in counts.items()}
     return FileResponse(target, media_type="text/csv", filename="scored.csv", headers=headers,
                         background=BackgroundTask(folder.cleanup))
+
+
+async def _unreadable_file(exc: InvalidInput, source: Path, client: ApiClient) -> InvalidInput:
+    """A body that is no CSV file at all (empty, not UTF-8, an open quote) is refused by the batch
+    path's first read, which names the file it read: here that is the server's temporary copy,
+    so the problem is the body's, recorded as a rejected input like any unreadable body. Any
+    other refusal (a header that does not fit the model) the batch path has recorded itself."""
+    here = safe_repr(str(source))
+    if not any(e["value"] == here for e in exc.errors):
+        return exc
+    problems = [problem(WHOLE_PAYLOAD, e["message"], None, shown="") if e["value"] == here else e
+                for e in exc.errors]
+    return await run_in_threadpool(reject, {"body": [e["message"] for e in problems]}, problems,
+                                   user=client.principal, source="api")
 
 
 @router.get("/predictions/{prediction_id}", response_model=PredictionState,

@@ -17,6 +17,7 @@ from core.errors import (
     AlreadyDecided,
     AlreadyRecorded,
     ArtefactMismatch,
+    ConfigError,
     CoreError,
     InvalidInput,
     NotFound,
@@ -47,7 +48,8 @@ class ProblemDetail(BaseModel):
 
 
 TITLES = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Content too large",
+          405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
+          413: "Content too large",
           415: "Unsupported media type", 422: "Invalid input", 429: "Too many requests",
           500: "Internal error", 503: "Service unavailable"}
 
@@ -71,7 +73,8 @@ def problem_response(status: int, detail: str, *, errors: list | None = None,
 # A core error's status; the first class in the list that the error is an instance of wins.
 STATUS_OF: list[tuple[type[CoreError], int]] = [
     (InvalidInput, 422), (NotFound, 404), (AlreadyDecided, 409), (AlreadyRecorded, 409),
-    (ScoringSuspended, 503), (StoreUnavailable, 503), (ArtefactMismatch, 503), (UserError, 400),
+    (ScoringSuspended, 503), (StoreUnavailable, 503), (ArtefactMismatch, 503), (ConfigError, 503),
+    (UserError, 400),
 ]
 
 

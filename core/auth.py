@@ -39,7 +39,9 @@ ANONYMOUS = "(anonymous)"  # who a refusal names when nobody is signed in
 ACCESS_ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused_locked", "locked", "unlocked",
                   "sign_out", "idle_sign_out", "session_ended", "access_denied",
                   # the REST API: a refused bearer token, a throttled address, a read of patient data
-                  "api_token_refused", "api_throttled", "api_read")
+                  "api_token_refused", "api_throttled", "api_read",
+                  # a command run through the running service's admin socket (core.admin_channel)
+                  "admin_command")
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -44,6 +45,9 @@ OUTPUT_COLUMNS = ["row", "status", "prediction_id", "patient_ref", "risk", "risk
                   "confidence", "routing", "reasons", "errors", "model_version"]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, stop, closed terminal
 COLLECT_EVERY_ROWS = 50_000  # young objects are checked for reference cycles this often
+# Stop requests a caller passes in (signal numbers), for a run in a thread of a serving process,
+# where signals never arrive: see stop_requests_from.
+_GIVEN_STOPS: ContextVar[list[int] | None] = ContextVar("batch_stop_requests", default=None)
 
 
 def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool = True,
@@ -113,12 +117,28 @@ def score_batch(input_csv: Path, output_csv: Path, *, user: str, progress: bool 
 
 
 @contextmanager
+def stop_requests_from(requests: list[int]) -> Iterator[None]:
+    """Within the context, a score_batch in this thread stops before its next chunk once
+    `requests` holds a signal number, appended by another thread (the admin socket's caller
+    pressed Ctrl-C, or went away); no signal handler is installed."""
+    token = _GIVEN_STOPS.set(requests)
+    try:
+        yield
+    finally:
+        _GIVEN_STOPS.reset(token)
+
+
+@contextmanager
 def _stop_requests() -> Iterator[list[int]]:
     """Ctrl-C, a stop signal or a closed terminal asks the run to stop before its next chunk;
     the signals received are listed in what this yields. An exception raised at an arbitrary
     moment could land inside a library that swallows it, so the first request only sets this
     flag; a second one exits at once. Signals reach only the main thread; elsewhere, nothing
     is installed."""
+    given = _GIVEN_STOPS.get()
+    if given is not None:
+        yield given
+        return
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from core import cli_clients, cli_ops
+from core import admin_channel, cli_clients, cli_ops
 from core.config import get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
 
@@ -72,15 +72,71 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command: inside the running service when it holds the store and the command opens
+    it (core.admin_channel), else in this process."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    try:
-        if args.command in WRITES_STORE or getattr(args, "action", None) == "activate":
-            from core.maintenance import record_configuration
-            from core.store import open_store
+    return _reporting(lambda: _forward_or_run(args, argv))
 
-            settings = get_settings()
-            record_configuration(open_store(settings.db), settings, by=f"command {args.command}")
-        return {**COMMANDS, **cli_ops.COMMANDS, **cli_clients.COMMANDS}[args.command](args)
+
+def parse_args(argv: list[str], *, user: str | None = None) -> argparse.Namespace:
+    """A command line parsed as `main` parses it; `user`: who runs it, the default of every
+    option that defaults to the OS user running the command (`--by`, `--user`), for a command
+    that the service runs on someone's behalf."""
+    parser = _parser()
+    if user is not None:
+        _default_user(parser, getpass.getuser(), user)
+    return parser.parse_args(argv)
+
+
+def _default_user(parser: argparse.ArgumentParser, me: str, user: str) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _default_user(sub, me, user)
+        elif action.option_strings and action.default == me:
+            action.default = user
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed command in this process; its exit code (errors are printed, not raised)."""
+    return _reporting(lambda: _run(args))
+
+
+def asks_password(args: argparse.Namespace) -> bool:
+    """Whether the command reads a password (at a prompt, or from stdin when piped)."""
+    return args.command == "users" and args.action == "add"
+
+
+def runs_here(args: argparse.Namespace) -> bool:
+    """Commands that only read or write artefacts, never the store, run where they are typed."""
+    return args.command in RUN_HERE or (args.command, getattr(args, "action", None)) == ("models", "verify")
+
+
+def _forward_or_run(args: argparse.Namespace, argv: list[str]) -> int:
+    if not runs_here(args):
+        code = admin_channel.forward(argv, get_settings().db,
+                                     read_password=_read_password if asks_password(args) else None,
+                                     stops_at_a_chunk=args.command == "score-batch")
+        if code is not None:
+            return code
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command in WRITES_STORE or getattr(args, "action", None) == "activate":
+        from core.maintenance import record_configuration
+        from core.store import open_store
+
+        settings = get_settings()
+        record_configuration(open_store(settings.db), settings, by=f"command {args.command}")
+    return {**COMMANDS, **cli_ops.COMMANDS, **cli_clients.COMMANDS}[args.command](args)
+
+
+def _reporting(command) -> int:
+    """The exit code of `command()`; an error core raises on purpose is printed, not raised."""
+    try:
+        return command()
     except InvalidInput as exc:  # every problem, one per line
         print("error: invalid input:\n" + "\n".join(f"  {e['field']}: {e['message']}"
                                                     for e in exc.errors), file=sys.stderr)
@@ -199,7 +255,9 @@ def _users(args) -> int:
     from core import auth
 
     if args.action == "add":
-        auth.add_user(args.username, roles=args.roles, password=_read_password(),
+        password = getattr(args, "password", None)  # sent with the command to the service
+        auth.add_user(args.username, roles=args.roles,
+                      password=_read_password() if password is None else password,
                       display_name=args.name, by=args.by)
         print(f"added {args.username.strip().lower()} ({', '.join(sorted(set(args.roles)))})")
     elif args.action == "disable":
@@ -220,5 +278,7 @@ def _users(args) -> int:
 
 # Commands that write the store record the effective configuration first, when it changed.
 WRITES_STORE = {"score-batch", "users", "clients", "outcomes", "retention", "backup"}
+# Commands that never open the store (models verify too): they run where they are typed.
+RUN_HERE = {"train", "import-model", "model-card"}
 COMMANDS = {"train": _train, "import-model": _import_model, "models": _models,
             "score-batch": _score_batch, "users": _users}

@@ -6,8 +6,8 @@ import getpass
 import sys
 from pathlib import Path
 
+from core.admin_channel import serving_command
 from core.config import get_settings
-from core.store import open_store
 
 
 def add_parsers(sub) -> None:
@@ -40,12 +40,13 @@ def add_parsers(sub) -> None:
     b = sub.add_parser("backup", help="write a consistent copy of the store into DIR")
     b.add_argument("directory", type=Path)
     rs = sub.add_parser("restore", help="replace the store with a verified backup of this "
-                                        "deployment (service stopped); the replaced store is kept")
+                                        "deployment; the replaced store is kept")
     rs.add_argument("backup_file", type=Path)
 
 
 def run_audit(args) -> int:
     from core.maintenance import parse_head
+    from core.store import open_store
     from core.verification import verify_whole
 
     store = open_store(get_settings().db)
@@ -54,7 +55,10 @@ def run_audit(args) -> int:
         print(f"{seq}:{digest}")
         return 0
     head = parse_head(args.head) if args.head else None
-    problems, (seq, digest) = verify_whole(store, head=head, by=args.by, bound_memory=True)
+    # The database's memory is held down for a command of its own, not in the running service,
+    # where it would apply to every clinician's request meanwhile.
+    problems, (seq, digest) = verify_whole(store, head=head, by=args.by,
+                                           bound_memory=not serving_command())
     if problems:
         print(f"audit chain FAILED: first bad entry: {problems[0]}")
         for problem in problems[1:20]:
@@ -66,6 +70,7 @@ def run_audit(args) -> int:
 
 def run_retention(args) -> int:
     from core.maintenance import purge_expired
+    from core.store import open_store
 
     settings = get_settings()
     days = args.days if args.days is not None else settings.retention_days
@@ -76,6 +81,7 @@ def run_retention(args) -> int:
 
 def run_backup(args) -> int:
     from core.maintenance import backup
+    from core.store import open_store
 
     print(f"backup written: {backup(open_store(get_settings().db), args.directory)}")
     return 0
@@ -85,7 +91,7 @@ def run_restore(args) -> int:
     from core.restore import restore
 
     settings = get_settings()
-    done = restore(args.backup_file, settings.db)
+    done = restore(args.backup_file, settings.db, shared=serving_command())
     print(f"restored {args.backup_file} to {settings.db}; audit chain intact ({done.entries} "
           f"entries, head {done.head[0]}:{done.head[1]})")
     if done.replaced_copy:

@@ -174,3 +174,8 @@ class NoRole(SignInFailed):
 
 class SignInExpired(SignInFailed):
     """The identity token behind this sign-in has expired: sign in with the provider again."""
+
+
+class AdminSocketRefused(CoreError):
+    """The running service's admin socket is not open to this OS user (only to the service's own
+    and root)."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import SpecError
-from core.frames import PredictionSummary, plain, plain_rows
+from core.frames import PredictionSummary, UtcDatetime, plain, plain_rows
 from core.outcomes import horizon_days
 from core.store import Store, open_store
 
@@ -37,7 +37,7 @@ class OutcomeEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     outcome_id: str
-    created_at: datetime  # UTC
+    created_at: UtcDatetime
     user_name: str
     event: bool
     event_date: date | None

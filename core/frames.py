@@ -4,12 +4,21 @@ every typed read of a recorded prediction carries."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+
+def _utc_text(value: datetime) -> str:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+# A time the store keeps as naive UTC: a datetime in Python (as pages format it), and in JSON
+# the ISO text with its offset (+00:00), as an API's date-time must have one.
+UtcDatetime = Annotated[datetime, PlainSerializer(_utc_text, return_type=str, when_used="json")]
 
 
 def plain(value: Any) -> Any:
@@ -39,7 +48,7 @@ class PredictionSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     prediction_id: str
-    created_at: datetime  # UTC
+    created_at: UtcDatetime
     patient_ref: str | None  # None once the retention purge removed it
     risk: float
     risk_class: Literal["high", "low"]

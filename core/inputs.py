@@ -32,6 +32,14 @@ def _reject_bool(value: Any) -> Any:
     return value
 
 
+def _whole(value: Any) -> Any:
+    # JSON has one kind of number: 70.0 is the integer 70 (as JSON Schema reads it), 70.5 is not.
+    value = _reject_bool(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
 def _reject_non_str(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("must be one of the listed options (text)")
@@ -42,7 +50,8 @@ def _field_for(feature: Feature) -> tuple[Any, Any]:
     if feature.numeric:
         base = int if feature.type == "integer" else float
         inner = Annotated[base, Field(ge=feature.hard_min, le=feature.hard_max, allow_inf_nan=False)]
-        kind = Annotated[inner if feature.required else inner | None, BeforeValidator(_reject_bool)]
+        kind = Annotated[inner if feature.required else inner | None,
+                         BeforeValidator(_whole if base is int else _reject_bool)]
     elif feature.type == "boolean":
         kind = bool
     else:
@@ -69,14 +78,17 @@ def _build_input_model(spec: Spec) -> type[BaseModel]:
     )
 
 
-def validate_payload(spec: Spec, payload: Any) -> tuple[str, dict[str, Any]]:
-    """Check one payload against the spec: (patient_ref, features) or InvalidInput listing all problems."""
+def validate_payload(spec: Spec, payload: Any, *, strict: bool = False) -> tuple[str, dict[str, Any]]:
+    """Check one payload against the spec: (patient_ref, features) or InvalidInput listing all
+    problems. `strict`: JSON types exactly as the API's document has them (a number for a
+    number, true or false for a yes/no input); otherwise text is read as a form or a file gives it."""
     if not isinstance(payload, Mapping):
         raise InvalidInput([problem(WHOLE_PAYLOAD, "must be a mapping of field names to values", payload)])
     problems = [problem(safe_repr(k), "field names must be text", k)
                 for k in payload if not isinstance(k, str)]
     try:
-        model = spec.input_model.model_validate({k: v for k, v in payload.items() if isinstance(k, str)})
+        model = spec.input_model.model_validate({k: v for k, v in payload.items() if isinstance(k, str)},
+                                                strict=strict)
     except ValidationError as exc:
         problems += [_translate(spec, e) for e in exc.errors()]
     if problems:
@@ -85,7 +97,7 @@ def validate_payload(spec: Spec, payload: Any) -> tuple[str, dict[str, Any]]:
     return values.pop(PATIENT_REF), values
 
 
-def validate_many(spec: Spec, payloads: list[Any]
+def validate_many(spec: Spec, payloads: list[Any], *, strict: bool = False
                   ) -> tuple[list[tuple[int, str, dict]], list[tuple[int, list[Problem]]]]:
     """validate_payload for a batch: ([(index, patient_ref, features)], [(index, errors)]).
 
@@ -95,13 +107,13 @@ def validate_many(spec: Spec, payloads: list[Any]
              if type(p) is dict and all(type(k) is str for k in p)]
     bad_rows = set(range(len(payloads))) - set(plain)
     try:
-        models = dict(zip(plain, spec.list_adapter.validate_python([payloads[i] for i in plain]),
-                          strict=True))
+        models = dict(zip(plain, spec.list_adapter.validate_python([payloads[i] for i in plain],
+                                                                   strict=strict), strict=True))
     except ValidationError as exc:
         bad_rows |= {plain[e["loc"][0]] for e in exc.errors()}
         ok = [i for i in plain if i not in bad_rows]
-        models = dict(zip(ok, spec.list_adapter.validate_python([payloads[i] for i in ok]),
-                          strict=True))
+        models = dict(zip(ok, spec.list_adapter.validate_python([payloads[i] for i in ok],
+                                                                strict=strict), strict=True))
     good = []
     for i, model in models.items():
         values = dict(model.__dict__)  # flat model of plain values: same as model_dump()
@@ -109,7 +121,7 @@ def validate_many(spec: Spec, payloads: list[Any]
     errors = []
     for i in sorted(bad_rows):
         try:
-            validate_payload(spec, payloads[i])
+            validate_payload(spec, payloads[i], strict=strict)
         except InvalidInput as exc:
             errors.append((i, exc.errors))
     return good, errors
@@ -132,14 +144,18 @@ def _translate(spec: Spec, err: dict) -> Problem:
             f"must be between {_fmt(feature.hard_min)} and {_fmt(feature.hard_max)}{unit}; "
             "values outside are not physiologically plausible"
         )
+    elif kind == "int_type" and isinstance(value, float):
+        message = "must be a whole number"
     elif kind in ("float_parsing", "float_type", "int_parsing", "int_type"):
         message = "must be a number"
     elif kind == "int_from_float":
         message = "must be a whole number"
     elif kind == "literal_error" and feature:
         message = "must be one of: " + ", ".join(feature.categories or [])
-    elif kind in ("bool_parsing", "bool_type"):
+    elif kind == "bool_parsing":
         message = "must be yes or no"
+    elif kind == "bool_type":
+        message = "must be true or false"
     elif kind == "string_too_long":
         message = f"must be at most {spec.patient_reference.max_length} characters"
     elif kind == "string_pattern_mismatch":

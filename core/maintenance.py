@@ -1,7 +1,8 @@
 """Operations on the store: retention purge, configuration records and backup.
 
-They run inside the process that owns the DuckDB file: either a `python -m core ...` command
-while the app is stopped, or the app's admin page while it runs (DuckDB allows one writer).
+They run inside the process that owns the DuckDB file (DuckDB allows one writer): the running
+service (its Admin page, or a `python -m core ...` command through its admin socket), or a
+command that opened the store itself while no service runs.
 """
 
 from __future__ import annotations

@@ -3,14 +3,14 @@ is it waiting for a reviewer, what did the reviewer decide, and what outcome is 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from core.config import get_settings
 from core.errors import NotFound
-from core.frames import PredictionSummary
+from core.frames import PredictionSummary, UtcDatetime
 from core.review import label
 from core.store import Store, open_store
 
@@ -23,7 +23,7 @@ class ReviewState(BaseModel):
     direction: Literal["none", "upgrade", "downgrade"]
     reason_code: str
     reviewer_name: str
-    decided_at: datetime  # UTC
+    decided_at: UtcDatetime
     decision_id: str
     summary: str  # the decision in words: "agreed", "overridden to high (upgrade)"
 
@@ -36,7 +36,7 @@ class OutcomeState(BaseModel):
     event_date: date | None
     measured_value: float | None
     source: str
-    recorded_at: datetime  # UTC
+    recorded_at: UtcDatetime
 
 
 class PredictionState(PredictionSummary):

@@ -82,13 +82,14 @@ def start(settings: Settings, *, by: str) -> list[str]:
 
 def readiness(settings: Settings | None = None) -> dict[str, str]:
     """Whether this process can score and record now: each check's problem ("" when it
-    passes): the store answers and its file is writable, the serving model's files match their
-    hashes, the stop switch is off."""
+    passes): the configuration (the start-up checks: settings, the patient key, no demo account
+    outside demo mode), the store answers and its file is writable, the serving model's files
+    match their hashes, the stop switch is off."""
     import os
 
     from core.stop_switch import is_suspended
 
-    checks = {"store": "", "model": "", "stop_switch": ""}
+    checks = {"configuration": "", "store": "", "model": "", "stop_switch": ""}
     try:
         settings = settings or get_settings()
         store = open_store(settings.db)
@@ -97,11 +98,13 @@ def readiness(settings: Settings | None = None) -> dict[str, str]:
             checks["store"] = f"the store file {settings.db.name} is not writable"
         state = store.service_state(fresh=True)
         version = artifacts.serving_version(store.active_activation(fresh=True), settings.models)
-    except CoreError as exc:
-        checks["store"] = str(exc)
+    except (CoreError, ValidationError) as exc:
+        checks["store"] = str(exc) if isinstance(exc, CoreError) else "the settings are not valid"
+        checks["configuration"] = "; ".join(problems(settings)[0])
         return checks
     if is_suspended(state):
         checks["stop_switch"] = f"scoring is suspended: {state.reason}"
     found = artifacts.verify(settings.models, version) if version else ["no model version to serve"]
     checks["model"] = "; ".join(found)
+    checks["configuration"] = "; ".join(p for p in problems(settings)[0] if p not in found)
     return checks

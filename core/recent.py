@@ -3,10 +3,8 @@ reviewer, or reviewed, with the decision in force)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from core.config import get_settings
-from core.frames import PredictionSummary, plain_rows
+from core.frames import PredictionSummary, UtcDatetime, plain_rows
 from core.review import label
 from core.store import Store, open_store
 
@@ -21,7 +19,7 @@ class RecentPrediction(PredictionSummary):
     status: str  # STATUS of its routing, or REVIEWED once a reviewer decided
     review: str  # core.review.label: "agreed", "overridden to ...", "pending", "not needed"
     reviewer_name: str | None
-    decided_at: datetime | None  # UTC
+    decided_at: UtcDatetime | None
 
 
 def recent_predictions(user: str, *, limit: int = 20, store: Store | None = None

@@ -3,14 +3,12 @@ facts, which one serves, and the activation history (who made which version serv
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict
 
 from core import artifacts
 from core.config import Settings, get_settings
 from core.errors import ArtefactMismatch
-from core.frames import plain_rows
+from core.frames import UtcDatetime, plain_rows
 from core.store import open_store
 
 
@@ -32,7 +30,7 @@ class Activation(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    created_at: datetime  # UTC
+    created_at: UtcDatetime
     version: str
     model_sha256: str
     user_name: str

@@ -6,6 +6,12 @@ version knows) -> copied into a hidden file beside the store -> that copy is ope
 verified -> the live store is opened, which fails while a service holds it, and stays open (and
 so locked) until the swap is done -> the live file gets a dated second name -> the verified copy
 takes the store's name in one atomic rename. A failure at any step leaves the live store as it was.
+
+In the running service (a restore run for its admin socket), this process holds the store: it
+is released only for the two moments the live file is read and then replaced, while the
+service's other requests wait for it (core.store.released); between them, and while the backup's
+copy is verified, the service keeps serving, and what it records meanwhile is in the replaced
+store's dated copy.
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from pathlib import Path
 
 from core.clock import now_utc
 from core.errors import RestoreRefused, StoreLocked, StoreUnavailable
-from core.store import Store, open_file
+from core.store import Store, open_file, open_store, released
 from core.store.files import SCHEMA_VERSION, StoreFile, copy_file, inspect, is_duckdb_file
-from core.verification import verify_audit
+from core.verification import forget_checked, verify_audit
 
 
 @dataclass(frozen=True)
@@ -33,35 +39,45 @@ class Restored:
     entries_replaced: int  # entries of the replaced store (kept in its dated copy)
 
 
-def restore(backup_file: Path, db: Path) -> Restored:
+def restore(backup_file: Path, db: Path, *, shared: bool = False) -> Restored:
     """Put a verified backup in place of the store file; RestoreRefused (nothing changed) when
     the backup is missing, not a store, of another deployment or newer schema, fails its audit
-    verification, or when a service holds the store."""
+    verification, or when another process holds the store.
+
+    `shared`: this process is the running service, which holds the store and goes on serving
+    from the restored one (verified then as its own store, its memory settings left alone)."""
     backup_file, db = Path(backup_file), Path(db)
     candidate = _check_candidate(backup_file, db)
-    live_info = _live_info(db)
+    with released(db):
+        live_info = _live_info(db)
     if live_info is not None:
         _same_deployment(candidate, live_info, backup_file, db)
     tmp = _verified_copy(backup_file, db, candidate.deployment_id or (
         live_info.deployment_id if live_info else None))
     try:
-        live = _hold(db) if db.exists() else None
-        try:
-            replaced = _swap(tmp, db, live)
-        finally:
-            if live is not None:
-                live.close()
+        with released(db):
+            live = _hold(db) if db.exists() else None
+            try:
+                entries_replaced = live.last_seq() if live is not None else 0
+                replaced = _swap(tmp, db, live)
+            finally:
+                if live is not None:
+                    live.close()
     finally:
         tmp.unlink(missing_ok=True)
-    store = open_file(db)
-    try:
-        problems, head = verify_audit(store, bound_memory=True)
-    finally:
-        store.close()
+    forget_checked(db)
+    if shared:
+        problems, head = verify_audit(open_store(db))
+    else:
+        store = open_file(db)
+        try:
+            problems, head = verify_audit(store, bound_memory=True)
+        finally:
+            store.close()
     if problems:  # cannot happen unless the file changed under us: say so, keep both files
         raise RestoreRefused(f"the restored store does not verify ({problems[0]}); the replaced "
                              f"store is kept as {replaced}")
-    return Restored(head[0], head, replaced, live_info.entries if live_info else 0)
+    return Restored(head[0], head, replaced, entries_replaced)
 
 
 def _check_candidate(backup_file: Path, db: Path) -> StoreFile:

@@ -15,7 +15,7 @@ from core.clock import now_utc
 from core.config import get_settings
 from core.display import confidence_meaning
 from core.errors import ArtefactMismatch
-from core.frames import plain_rows
+from core.frames import UtcDatetime, plain_rows
 from core.review import Decision, label
 from core.spec import Spec
 from core.store import Store, open_store
@@ -41,7 +41,7 @@ class QueueItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     prediction_id: str
-    created_at: datetime  # UTC
+    created_at: UtcDatetime
     age_hours: float
     age_text: str  # format_age of its age
     patient_ref: str | None  # None once the retention purge removed it
@@ -65,7 +65,7 @@ class DecisionEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     decision_id: str
-    created_at: datetime  # UTC
+    created_at: UtcDatetime
     user_name: str
     reviewer_name: str
     decision: Decision

@@ -32,6 +32,9 @@ from core.text import actor
 
 Source = Literal["form", "batch", "api"]  # who sent a payload: the scoring page, a batch file, the API
 SOURCES: tuple[str, ...] = get_args(Source)
+# Sources whose payloads are JSON, validated with JSON's own types (no "70" for 70, no 0 for
+# false), as the API's document states them; a form and a file give text, read as text.
+STRICT_SOURCES = ("api",)
 UNKNOWN_FIELD = "(unknown field)"  # how a rejected field that the model does not have is recorded
 # A probability from a statistical model is never certainty: recorded confidences are capped
 # here (so no record, page or file says 1), and pages show anything above 99.9% as "> 99.9%".
@@ -92,7 +95,7 @@ def score(payload: Mapping, *, user: str, source: Source) -> ScoreResult:
     check_source(source)
     settings, store, artefact = _context()
     try:
-        ref, values = validate_payload(artefact.spec, payload)
+        ref, values = validate_payload(artefact.spec, payload, strict=source in STRICT_SOURCES)
     except InvalidInput as exc:
         record_rejections(store, artefact, [(payload, exc.errors)], user=user, source=source)
         raise
@@ -120,7 +123,7 @@ def score_many(payloads: list, *, user: str, source: Source) -> list[ScoredOne]:
     actor(user)
     check_source(source)
     settings, store, artefact = _context()
-    good, bad = validate_many(artefact.spec, payloads)
+    good, bad = validate_many(artefact.spec, payloads, strict=source in STRICT_SOURCES)
     out: dict[int, ScoredOne] = {}
     if good:
         inputs = [(ref, values) for _, ref, values in good]

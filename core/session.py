@@ -69,6 +69,12 @@ def client_source(peer: str | None, forwarded_for: str | None, settings: Setting
     return peer
 
 
+def is_trusted_proxy(peer: str, settings: Settings | None = None) -> bool:
+    """Whether `peer` is the TLS proxy in front of the service (APP_TRUSTED_PROXIES), whose
+    forwarded headers (the client's address, the scheme it called) are believed."""
+    return _trusted(peer, (settings or get_settings()).trusted_proxies)
+
+
 def _trusted(peer: str, networks: list[str]) -> bool:
     try:
         address = ipaddress.ip_address(peer)

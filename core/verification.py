@@ -136,6 +136,11 @@ def verify_whole(store: Store | None = None, *, by: str, head: tuple[int, str] |
 _checked: dict[str, tuple[int, str, list[str]]] = {}  # store file -> (seq, hash, problems) so far
 
 
+def forget_checked(path) -> None:
+    """Forget what this process checked of a store file (a restore put another store there)."""
+    _checked.pop(str(path), None)
+
+
 def trail_status(store: Store, *, by: str) -> TrailStatus:
     """The trail as of the last whole verification plus what was added since (checked now,
     from where this process last checked). Verifies the whole chain first if it never was."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
 import core
 from core import auth, clients
 from core import store as core_store
+from core.cds_feedback import OVERRIDE_SYSTEM, record_feedback
 from core.config import get_settings
 from core.governance import record_signoff
 from core.maintenance import purge_expired, record_configuration
@@ -28,7 +29,8 @@ from core.store import Store
 def every_table_store(path: Path, ref: str, *, comment: str = "checked",
                       more_scores: int = 0) -> Iterator[Store]:
     """The store at `path` with at least one row in each event table but audit_verifications:
-    patients named `ref`-..., a review comment, `more_scores` further predictions. Closed after."""
+    patients named `ref`-..., a review (and CDS feedback) comment, `more_scores` further
+    predictions. Closed after."""
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "0",
                             "APP_PATIENT_KEY": TEST_PATIENT_KEY}.items():
@@ -49,6 +51,15 @@ def every_table_store(path: Path, ref: str, *, comment: str = "checked",
         record_outcome({"prediction_id": queued.prediction_id, "event": True,
                         "event_date": date.today(), "measured_value": 6.0, "source": "lab"},
                        user="dr")
+        shown = core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-C"}, user="client:lab-system",
+                           source="api")
+        record_feedback([{"prediction_id": shown.prediction_id, "outcome": "overridden",
+                          "override_reason_system": OVERRIDE_SYSTEM,
+                          "override_reason_code": "already-addressed",
+                          "override_reason_display": "Already addressed in the care plan",
+                          "user_comment": comment,
+                          "outcome_timestamp": datetime(2026, 11, 2, 9, 30, tzinfo=UTC)}],
+                        user="client:lab-system")
         record_signoff(signer_name="Dr IRB", signer_role="IRB", signed_on="2026-11-01",
                        scope="architecture", model_version="v1", by="alice")
         for i in range(more_scores):

@@ -87,8 +87,9 @@ class OutsideHost:
 
 
 def _probe(request: dict) -> dict:
-    """connect: is the port open? http/https: status, headers and body of a GET (https verified
-    against `ca` for the site's name, whatever address it is reached on)."""
+    """connect: is the port open? http/https: status, headers and body of a request (a GET, or
+    `method` with `headers` and a JSON `json` body; https verified against `ca` for the site's
+    name, whatever address it is reached on)."""
     address = (request["ip"], request["port"])
     if request["kind"] == "connect":
         try:
@@ -104,7 +105,10 @@ def _probe(request: dict) -> dict:
                                         server_hostname=request["site"])
     else:
         conn = http.client.HTTPConnection(*address, timeout=10)
-    conn.request("GET", request["path"], headers={"Host": host})
+    body = json.dumps(request["json"]) if "json" in request else None
+    headers = {"Host": host, **request.get("headers", {}),
+               **({"Content-Type": "application/json"} if body is not None else {})}
+    conn.request(request.get("method", "GET"), request["path"], body=body, headers=headers)
     response = conn.getresponse()
     return {"status": response.status, "headers": {k.lower(): v for k, v in response.getheaders()},
             "body": response.read().decode(errors="replace")}

@@ -137,6 +137,16 @@ TAMPERING = {
     "an altered content": [
         "UPDATE audit_log SET content_json = replace(content_json, 'dr', 'xx') WHERE seq = {late}"],
     "an altered entry": ["UPDATE audit_log SET actor = 'someone' WHERE seq = {mid}"],
+    # the entry text holds prev_hash and content_sha256: each altered, also around a quote
+    "an altered prev_hash": [
+        "UPDATE audit_log SET prev_hash = (SELECT entry_hash FROM audit_log WHERE seq = {late}) "
+        "WHERE seq = {mid}"],
+    "a prev_hash with more after it": ["UPDATE audit_log SET prev_hash = prev_hash || '\",x' "
+                                       "WHERE seq = {mid}"],
+    "an altered content hash": ["UPDATE audit_log SET content_sha256 = sha256('forged') "
+                                "WHERE seq = {late}"],
+    "a content hash after a quote": ["UPDATE audit_log SET content_sha256 = '\"' || "
+                                     "content_sha256 WHERE seq = {mid}"],
     "a deleted entry": ["DELETE FROM audit_log WHERE seq = {mid}"],
     "reordered entries": ["UPDATE audit_log SET seq = 1000 WHERE seq = {mid}",
                           "UPDATE audit_log SET seq = {mid} WHERE seq = {late}",

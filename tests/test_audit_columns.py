@@ -127,3 +127,38 @@ def test_an_old_entry_is_checked_by_the_rules_it_was_written_with(legacy_store):
     sql(legacy_store, "UPDATE predictions SET risk = 0.99 WHERE audit_seq = 5")
     problems, _ = verify_audit(legacy_store)
     assert problems[0] == "entry 5 (prediction): predictions.risk differs from what was recorded"
+
+
+def test_a_store_an_earlier_m009_renamed_without_keeping_the_rename_opens_and_verifies(
+        tmp_path, monkeypatch):
+    """A release numbered its outcome-column rename m009 but kept no record of it (no
+    renamed_columns table): such a store opens, m012 recovers the old name from its chain, and
+    its older entries still verify."""
+    import duckdb
+    from conftest import MODELS, TEST_PATIENT_KEY
+
+    path = tmp_path / "store.duckdb"
+    path.write_bytes(gzip.decompress(LEGACY.read_bytes()))
+    with duckdb.connect(str(path)) as db:  # what that release's m009 did, and nothing more
+        done = max(r[0] for r in db.execute("SELECT version FROM schema_migrations").fetchall())
+        for version, name, text in core_store.MIGRATIONS:  # that release's migrations before m009
+            if done < version < 9:
+                db.execute(text)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+        old = next(c for (c,) in db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'outcomes'"
+        ).fetchall() if c not in core_store.TABLES["outcomes"])
+        db.execute(f'ALTER TABLE outcomes RENAME COLUMN "{old}" TO measured_value')
+        db.execute("INSERT INTO schema_migrations VALUES (9, 'm009_generic_outcome_value', now())")
+    for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "0",
+                        "APP_PATIENT_KEY": TEST_PATIENT_KEY}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        store = core_store.open_store(path)
+        assert sql(store, "SELECT table_name, old_name, new_name FROM renamed_columns") == [
+            ("outcomes", old, "measured_value")]
+        assert verify_audit(store) == ([], store.head())
+        outcome = sql(store, "SELECT prediction_id FROM outcomes")[0][0]
+        assert store.current_outcome(outcome)["measured_value"] == 6.0
+    finally:
+        core_store.close_all()

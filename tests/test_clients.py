@@ -15,7 +15,8 @@ from browser_support import streamlit_server
 from conftest import MODELS, REPO, run_core
 from store_oracle import rows, sql
 
-from core import clients, store as core_store
+from core import clients
+from core import store as core_store
 from core.errors import UserError
 from core.verification import verify_whole
 
@@ -96,6 +97,7 @@ def test_the_readme_example_scores_through_the_real_server_and_no_log_holds_the_
                                                 "APP_MODELS": str(MODELS), "HOME": str(tmp_path)})
         assert done.returncode == 0, done.stderr
         out = done.stdout.splitlines()
+        assert '"prediction_id"' in out[-2], done.stdout  # scored, not refused
         token = out[-1].removeprefix("TOKEN=")
         result = json.loads(out[-2])
         assert result["patient_ref"] == "SYN-000001" and 0 <= result["risk"] <= 1

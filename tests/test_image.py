@@ -11,6 +11,7 @@ scores through the proxy; the store on the volume must verify and hold every pre
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -25,6 +26,7 @@ import duckdb
 import pytest
 from browser_support import CHROMIUM, LAUNCH_ARGS, NEEDS_CHROMIUM, score_in_browser, sign_in, wait_idle
 from compose_support import app_service, load
+from conftest import TYPICAL_PATIENT
 from playwright.sync_api import Error as PlaywrightError
 from podman_support import (
     HOST_CA_BUNDLE,
@@ -64,6 +66,7 @@ MISTAKES = {
     "deploy/certs/privkey.pem": "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
 }
 COMPLETE = {"LVEF (%)": "30", "Systolic blood pressure (mmHg)": "118"}
+
 
 
 @dataclass
@@ -312,17 +315,30 @@ def test_deploy_on_a_vm_as_the_runbook_says(podman: Podman, image: Built, tmp_pa
             except (AssertionError, PlaywrightError) as exc:  # the app's log says why, the page may not
                 pytest.fail(f"{exc}\n--- app log ---\n{deployment.log_tail()}")
             deployment.steps.append("sign in")
+            # An EHR's call: a client made inside the running container, then the API through
+            # the proxy, from outside.
+            made = podman("exec", deployment.name, "python", "-m", "core", "clients", "add", "ehr",
+                          "--role", "clinician", "--by", "test").stdout
+            token = made.strip().splitlines()[-1]
+            scored = outside.probe(kind="https", ip=outside.host_ip, port=proxy.https_port, site=SITE,
+                                   ca=str(proxy.root_ca), method="POST", path="/api/v1/predictions",
+                                   headers={"Authorization": f"Bearer {token}"},
+                                   json={**TYPICAL_PATIENT, "patient_ref": "VM-3"})
+            assert scored["status"] == 201, scored
+            recorded.append(json.loads(scored["body"])["prediction_id"])
+            deployment.steps.append("podman exec")
         upgrades = [entry for entry in access_log(proxy) if entry["request"]["uri"] == "/_stcore/stream"
                     and entry["request"]["headers"].get("Connection") == ["Upgrade"]]
         assert upgrades and all(e["request"]["remote_ip"] == outside.ip for e in upgrades), upgrades
 
-        # Beside the running app, a command that does not open the store.
-        verified = podman("exec", deployment.name, "python", "-m", "core", "models", "verify").stdout
-        assert verified.strip() == "v1: OK"
-        deployment.steps.append("podman exec")
+        assert token not in deployment.log_tail()
 
         podman("stop", "--time", "30", deployment.name, timeout=60)
-        assert podman.inspect("container", deployment.name, "{{.State.ExitCode}}") == "0"
+        # uvicorn shuts down gracefully on SIGTERM (the lifespan ends: the admin socket closes,
+        # the store is released), then re-raises the signal, so the exit status says SIGTERM.
+        assert podman.inspect("container", deployment.name, "{{.State.ExitCode}}") in ("0", "143")
+        stopped = podman("logs", deployment.name).stderr + podman("logs", deployment.name).stdout
+        assert "Application shutdown complete" in stopped and "Finished server process" in stopped
         deployment.steps.append("podman stop")
         audit = deployment.one_off("python", "-m", "core", "audit", "verify")
         assert audit.startswith("audit chain intact:"), audit

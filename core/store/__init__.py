@@ -6,6 +6,8 @@ process-wide Store of a file."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.store.aggregates import MonitoringReads
@@ -18,7 +20,7 @@ from core.store.schema import APPEND_ONLY, AUDIT_COLUMNS, MIGRATIONS, PHI_COLUMN
 from core.store.writes import ChainWrites
 
 __all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS", "TABLES", "DuckDBStore",
-           "Event", "Store", "close_all", "open_file", "open_store"]
+           "Event", "Store", "close_all", "open_file", "open_store", "released"]
 
 
 class DuckDBStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
@@ -44,6 +46,21 @@ def open_file(path: Path) -> Store:
     """A Store of its own over one file, outside the process-wide ones, for a caller that opens
     and closes a file itself (a restore's candidate copy, the live file it holds)."""
     return DuckDBStore(Path(path))
+
+
+@contextmanager
+def released(path: Path) -> Iterator[None]:
+    """While the context runs, this process holds no Store of the file: its process-wide one is
+    closed (once a write under way has committed) and `open_store` waits; after it, `open_store`
+    opens the file again. For the moments a restore reads and replaces the file of a store the
+    running service holds. Callers inside must not call `open_store`."""
+    key = str(Path(path).resolve())
+    with _stores_lock:
+        store = _stores.pop(key, None)
+        if store is not None:
+            with store._lock:
+                store.close()
+        yield
 
 
 def close_all() -> None:

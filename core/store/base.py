@@ -9,6 +9,7 @@ that say so (STATE_TTL_S).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -22,6 +23,7 @@ from core.store.schema import (
     GENERIC_OUTCOME,
     MEASURED,
     MIGRATIONS,
+    RENAMES_KEPT,
     TABLES,
     legacy_measured_column,
 )
@@ -105,6 +107,8 @@ class StoreBase:
                 cur.execute(sql)
                 if version == GENERIC_OUTCOME:
                     self._rename_legacy_measured(cur)
+                if version == RENAMES_KEPT:
+                    self._recover_unkept_rename(cur)
                 cur.execute("INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)",
                             [version, name])
                 cur.execute("COMMIT")
@@ -123,6 +127,22 @@ class StoreBase:
         if legacy is not None:  # the name comes from the store's own schema, never from input
             cur.execute(f'ALTER TABLE outcomes RENAME COLUMN "{legacy}" TO {MEASURED}')
             cur.execute("INSERT INTO renamed_columns VALUES ('outcomes', ?, ?)", [legacy, MEASURED])
+
+    @staticmethod
+    def _recover_unkept_rename(cur) -> None:
+        """A store whose measured column an earlier m009 renamed without keeping the rename: the
+        old name is the one key of its first outcome entry that the outcomes table lacks."""
+        if cur.execute("SELECT count(*) FROM renamed_columns WHERE table_name = 'outcomes'"
+                       ).fetchone()[0]:
+            return
+        row = cur.execute("SELECT content_json FROM audit_log WHERE event_table = 'outcomes' "
+                          "ORDER BY seq LIMIT 1").fetchone()
+        if row is None:
+            return
+        keys = set(json.loads(row[0]))
+        legacy = [k for k in keys if k not in TABLES["outcomes"]]
+        if MEASURED not in keys and len(legacy) == 1:
+            cur.execute("INSERT INTO renamed_columns VALUES ('outcomes', ?, ?)", [legacy[0], MEASURED])
 
     def _renames(self) -> dict[str, dict[str, str]]:
         """Columns a migration renamed, per table (old name -> new name): audit entries recorded

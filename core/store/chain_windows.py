@@ -27,11 +27,12 @@ from core.store import duckdb_dialect as dialect
 from core.store.records import CONTENT_FORMAT, RECORDS, SECRET_PREFIX
 
 # DuckDB while a chain is verified: each block is read once, so its cache holds little of use;
-# one thread per query (the entries and the rows are read at once, each by its own thread).
+# one thread (the entries and the rows are read one batch after another, by one thread).
 VERIFY_SETTINGS = {"memory_limit": "64MB", "threads": "1"}
 BOUND_ABOVE = 20_000  # entries: a shorter chain is read without VERIFY_SETTINGS
 BATCH_ROWS = 2_500
 STREAM_BUFFER = "1MB"  # what DuckDB computes ahead of a stream (default 10 MB)
+DROP_EVERY = 2  # entry batches read between two drops of DuckDB's cached blocks
 
 
 def _iso(col: str) -> list[str]:
@@ -95,10 +96,12 @@ class ChainWindowReads:
 
     def entry_batches(self, *, after: int, upto: int) -> Iterator[pa.RecordBatch]:
         """Entries with after < seq <= upto, in stored order, BATCH_ROWS at a time: seq,
-        event_table, content_json, content_sha256, prev_hash, entry_hash and entry_text."""
-        return self._stream(
-            "SELECT seq, event_table, content_json, content_sha256, prev_hash, entry_hash, "
+        event_table, content_json, entry_hash and entry_text (which holds prev_hash and
+        content_sha256, so they are not read out twice)."""
+        batches = self._stream(
+            "SELECT seq, event_table, content_json, entry_hash, "
             f"{ENTRY_TEXT} AS entry_text FROM audit_log WHERE seq > $1 AND seq <= $2", after, upto)
+        return self._dropping(batches, upto) if self._bounded else batches
 
     def row_batches(self, table: str, *, after: int, upto: int) -> Iterator[pa.RecordBatch] | None:
         """A table's rows with after < audit_seq <= upto, in stored order: audit_seq and
@@ -117,6 +120,20 @@ class ChainWindowReads:
     def _stream(self, sql: str, after: int, upto: int) -> Iterator[pa.RecordBatch]:
         return dialect.arrow_batches(self._cursor(), sql, [after, upto], rows=BATCH_ROWS,
                                      buffer=STREAM_BUFFER)
+
+    def _dropping(self, batches: Iterator[pa.RecordBatch], upto: int) -> Iterator[pa.RecordBatch]:
+        """The entry batches, DuckDB's cache of the blocks read (the entries' and the rows')
+        dropped after every DROP_EVERY of them while more entries follow, so while this query
+        still holds its own blocks (dialect.drop_cached_blocks says why, under VERIFY_SETTINGS)."""
+        cur = self._cursor()
+        try:
+            for i, batch in enumerate(batches, 1):
+                if i % DROP_EVERY == 0 and batch.num_rows and batch.column("seq")[-1].as_py() < upto:
+                    dialect.drop_cached_blocks(cur, limit=VERIFY_SETTINGS["memory_limit"])
+                yield batch
+        finally:
+            batches.close()
+            cur.close()
 
     @contextlib.contextmanager
     def bounded_memory(self, *, entries: int):

@@ -248,7 +248,26 @@ class ClientEvent(Record):
     token_sha256: str
 
 
+@dataclass(frozen=True, slots=True)
+class CdsFeedback(Record):
+    """What a clinician did with a card a hospital system showed them (CDS Hooks feedback):
+    'accepted' or 'overridden', with the override reason's coding and comment when given ('' when
+    not), and when they did it (UTC, as the client said)."""
+
+    table: ClassVar[str] = "cds_feedback"
+    feedback_id: str
+    created_at: datetime
+    user_name: str  # the API client that reported it
+    prediction_id: str  # the card's uuid
+    outcome: str
+    override_reason_system: str
+    override_reason_code: str
+    override_reason_display: str
+    user_comment: str
+    outcome_timestamp: datetime
+
+
 RECORDS: dict[str, type[Record]] = {r.table: r for r in (
     Prediction, RejectedInput, ModelActivation, UserEvent, AccessEvent, RetentionPurge,
     ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification,
-    ClientEvent)}
+    ClientEvent, CdsFeedback)}

@@ -108,7 +108,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             user_name TEXT NOT NULL, client_name TEXT NOT NULL, action TEXT NOT NULL,
             roles_json TEXT NOT NULL, active BOOLEAN NOT NULL, token_sha256 TEXT NOT NULL);
     """),
+    # What clinicians did with the cards a hospital system showed them (CDS Hooks feedback).
+    (11, "m011_cds_feedback", """
+        CREATE TABLE cds_feedback (
+            feedback_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, prediction_id TEXT NOT NULL, outcome TEXT NOT NULL,
+            override_reason_system TEXT NOT NULL, override_reason_code TEXT NOT NULL,
+            override_reason_display TEXT NOT NULL, user_comment TEXT NOT NULL,
+            outcome_timestamp TIMESTAMP NOT NULL);
+    """),
+    # A store migrated by an earlier m009 (which renamed the measured column without keeping the
+    # rename) has no renamed_columns table: made here, and the rename recovered from the chain.
+    (12, "m012_renamed_columns_kept", """
+        CREATE TABLE IF NOT EXISTS renamed_columns (
+            table_name TEXT NOT NULL, old_name TEXT NOT NULL, new_name TEXT NOT NULL);
+    """),
 ]
+RENAMES_KEPT = 12  # the migration that makes sure renamed_columns exists
 GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
 MEASURED = "measured_value"
 
