@@ -14,6 +14,8 @@ imported it and vouches for it, and the hash must match first.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import hashlib
 import json
 import threading
@@ -172,7 +174,23 @@ def load(models_dir: Path, version: str) -> Artefact:
                             predictor=Predictor(pipeline, spec, stats, rule),
                             evaluation=json.loads((path / "evaluation.json").read_text()))
         _cache[key] = artefact
+        _freeze()
         return artefact
+
+
+def _freeze() -> None:
+    """A loaded model stays for the life of the process: moved, with everything already there,
+    out of the cyclic collector's sight, so that a full collection (which would otherwise walk
+    every object of the model and of the libraries, a pause longer than many score calls) looks
+    only at what came after. Given back at exit, for the interpreter's own clean-up."""
+    global _unfreeze_at_exit
+    gc.freeze()
+    if not _unfreeze_at_exit:
+        atexit.register(gc.unfreeze)
+        _unfreeze_at_exit = True
+
+
+_unfreeze_at_exit = False
 
 
 def _major_minor(version: str) -> tuple[str, ...]:

@@ -62,6 +62,12 @@ class ArtefactMismatch(CoreError):
     """A model artefact is missing, altered, or built with an incompatible library."""
 
 
+class NotCompiled(CoreError):
+    """Inside core: a pipeline step, or an input value, that the compiled scoring path
+    (core.compiled) does not handle; the model's own pipeline serves instead. Never raised to a
+    caller."""
+
+
 class StoreUnavailable(CoreError):
     """The store cannot be opened or written; nothing was recorded."""
 

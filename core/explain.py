@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from core.features import group_by_owner, model_frame
+from core.features import Rows, group_by_owner, model_frame
 from core.spec import Spec
 
 TOP_FACTORS = 3
@@ -54,6 +54,26 @@ def perturbation_effects(logit_of: Callable[[pd.DataFrame], np.ndarray], frame: 
     eta = logit_of(pd.concat(copies, ignore_index=True))
     base = eta[:n]
     return np.column_stack([base - eta[n * (j + 1): n * (j + 2)] for j in range(len(spec.features))])
+
+
+def perturbed(rows: Rows, spec: Spec, reference: Rows) -> Rows:
+    """perturbation_effects' stacked rows without a DataFrame: the rows, then one copy per
+    feature with that feature at its reference value (`reference`: the one reference row)."""
+    n, names = len(rows), spec.names
+    out = {}
+    for j, name in enumerate(names):
+        col = rows[name]
+        stacked = np.empty(n * (len(names) + 1), dtype=col.dtype)
+        stacked.reshape(len(names) + 1, n)[:] = col
+        stacked[n * (j + 1): n * (j + 2)] = reference[name][0]
+        out[name] = stacked
+    return Rows(out)
+
+
+def effects_of(eta: np.ndarray, n: int, spec: Spec) -> np.ndarray:
+    """Rows x features from the logits of `perturbed` rows (as perturbation_effects gives)."""
+    base = eta[:n]
+    return np.column_stack([base - eta[n * (j + 1): n * (j + 2)] for j in range(len(spec.names))])
 
 
 def linear_effects(z: np.ndarray, z_reference: np.ndarray, weights: np.ndarray,

@@ -72,6 +72,8 @@ def import_model(*, pipeline: Path, data: Path, spec_path: Path, version: str, m
     rule, evaluation, more = build.evaluate_version(
         spec, make, rule, parts["test"], cohort.loc[parts["test"][0].index],
         check=None if recalibrate else lambda x: np.asarray(model.predict_proba(x))[:, 1])
+    if (held_out := make(rule).held_out_check(parts["test"][0])) is not None:
+        stats["compiled_check"] = held_out  # read by core.predict when the version is loaded
     manifest = {
         **build.manifest(spec, version=version, origin="imported", created_by=imported_by,
                          seed=seed, data=Path(data), cohort=cohort, flow=flow, parts=parts,

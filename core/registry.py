@@ -66,6 +66,17 @@ def model_registry(settings: Settings | None = None) -> Registry:
                     activations=[Activation(**row) for row in plain_rows(store.activations())])
 
 
+class ScoringPath(BaseModel):
+    """How this process computes the serving version's risks (core.compiled): the pipeline
+    compiled to array code, checked against the pipeline's own predict_proba at load, or the
+    pipeline itself; `detail` says which check was made, or why not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    compiled: bool
+    detail: str
+
+
 class ServingModel(BaseModel):
     """The version that serves now, as an integration asks for it: its spec (every input, the
     outcome), the routing rule that sends a prediction to review, and its evaluation."""
@@ -82,6 +93,7 @@ class ServingModel(BaseModel):
     routing_rule: dict
     metrics: dict
     evaluation: dict
+    scoring_path: ScoringPath
 
 
 def serving_model(settings: Settings | None = None) -> ServingModel:
@@ -98,4 +110,6 @@ def serving_model(settings: Settings | None = None) -> ServingModel:
         created_at=mf["created_at"], synthetic_data=mf["synthetic_data"],
         suspended=is_suspended(store.service_state()), spec=artefact.spec.model_dump(mode="json"),
         routing_rule=artefact.predictor.rule.model_dump(mode="json"), metrics=mf["metrics"],
-        evaluation=artefact.evaluation)
+        evaluation=artefact.evaluation,
+        scoring_path=ScoringPath(compiled=artefact.predictor.scoring_path.compiled,
+                                 detail=artefact.predictor.scoring_path.detail))

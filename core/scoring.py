@@ -21,7 +21,7 @@ from core import artifacts, audit
 from core.clock import now_utc
 from core.config import Settings, get_settings
 from core.errors import InvalidInput, safe_repr
-from core.features import model_frame
+from core.features import model_frame, model_rows
 from core.predict import Predictions
 from core.serving import active_artefact
 from core.spec import PATIENT_REF, WHOLE_PAYLOAD, WHOLE_ROW, Spec, validate_many, validate_payload
@@ -99,7 +99,7 @@ def score(payload: Mapping, *, user: str, source: Source) -> ScoreResult:
     except InvalidInput as exc:
         record_rejections(store, artefact, [(payload, exc.errors)], user=user, source=source)
         raise
-    pred = artefact.predictor.predict(model_frame([values], artefact.spec))
+    pred = artefact.predictor.predict(model_rows([values], artefact.spec))  # no DataFrame
     key = settings.patient_key_bytes()
     return record_predictions(store, artefact, [(ref, values)], pred, user=user,
                               source=source, key=key)[0]

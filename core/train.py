@@ -68,6 +68,8 @@ def train(*, data: Path, spec_path: Path, version: str, models_dir: Path,
     rule, evaluation, more = build.evaluate_version(
         spec, make, rule, parts["test"], test_cohort,
         check=lambda x: pipeline.predict_proba(x)[:, 1])
+    if (held_out := make(rule).held_out_check(parts["test"][0])) is not None:
+        stats["compiled_check"] = held_out  # read by core.predict when the version is loaded
     manifest = _manifest(spec, version, trained_by, seed, Path(data), cohort, flow, parts,
                          build.routing_section(spec, rule, evaluation, warnings + more),
                          evaluation, stats)

@@ -58,6 +58,12 @@ class StoreBase:
         # conflict on the entry's seq (see core/store/writes.py).
         self._lock = threading.RLock()
         self._cached: dict[str, tuple[float, Any]] = {}  # state reads, for STATE_TTL_S
+        self._read_with_head = threading.local()  # an append's fresh state reads, for its precondition
+        self._head_hint = 0  # a seq the chain has reached (it only grows): where the head read starts
+        # ((seq, entry hash), state) after this object's last write, or None: core/store/writes.py
+        self._known_head: tuple | None = None
+        self._write_cursor: dialect.Connection | None = None  # the appends' own, under _lock
+        self._parsed: dict = {}  # the appends' statements, parsed once (duckdb_dialect.insert)
         self._migrate()
         self._guard()
         self._renamed = self._renames()
@@ -66,6 +72,12 @@ class StoreBase:
 
     def _cursor(self) -> dialect.Connection:
         return self._con.cursor()
+
+    def _writer(self) -> dialect.Connection:
+        """The cursor of the appends (taken under _lock, so one at a time)."""
+        if self._write_cursor is None:
+            self._write_cursor = self._con.cursor()
+        return self._write_cursor
 
     def _one(self, sql: str, params: list | None = None) -> tuple | None:
         return self._cursor().execute(sql, params or []).fetchone()
@@ -147,6 +159,8 @@ class StoreBase:
             cur.execute(statement)
 
     def close(self) -> None:
+        if self._write_cursor is not None:
+            self._write_cursor.close()
         self._con.close()
 
     def checkpoint(self) -> None:

@@ -124,12 +124,21 @@ def frame(cur: Connection, sql: str, params: list) -> pd.DataFrame:
     return cur.execute(sql, params).df()
 
 
-def insert(cur: Connection, table: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """Insert rows (values in `columns` order) into a table."""
+def insert(cur: Connection, table: str, columns: list[str], rows: list[list[Any]], *,
+           parsed: dict | None = None) -> None:
+    """Insert rows (values in `columns` order) into a table. `parsed`: statements parsed
+    before, by their text (the caller's own, one per connection that uses it): one row's
+    INSERT is then not parsed again, which is a fifth of its cost."""
     names = ", ".join(columns)
     marks = ", ".join("?" for _ in columns)
     if len(rows) == 1:  # the scoring path: plain execute is faster than executemany
-        cur.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows[0])
+        sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"
+        if parsed is not None:
+            statement = parsed.get(sql)
+            if statement is None:
+                statement = parsed[sql] = cur.extract_statements(sql)[0]
+            sql = statement
+        cur.execute(sql, rows[0])
         return
     if len(rows) <= SMALL_INSERT:
         cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)

@@ -21,6 +21,18 @@ CURRENT_OUTCOMES = (
 
 STATE_TTL_S = 1.0  # the serving version and the stop switch, as another process changed them
 WINDOW = 20_000  # audit seqs read at a time when the whole chain is walked
+# The small state tables whose latest row the service reads often: name -> (table, columns).
+# An append reads the ones in STATE_WITH_HEAD again with the chain's head, in one statement
+# (core/store/writes.py), for its precondition (the stop switch).
+STATE = {"activation": ("model_activations", "version, model_sha256"),
+         "service": ("service_events", "event_id, created_at, user_name, action, reason")}
+STATE_WITH_HEAD = ("service",)
+
+
+def state_sql(name: str) -> str:
+    """The latest row of a state table: one pass, no sort (an expression, as a row or NULL)."""
+    table, columns = STATE[name]
+    return f"SELECT arg_max(row({columns}), audit_seq) FROM {table}"
 
 
 class RecordReads:
@@ -31,27 +43,30 @@ class RecordReads:
         row = self._one("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         return (row[0], row[1]) if row else (0, GENESIS)
 
-    def _state(self, name: str, sql: str, *, fresh: bool) -> tuple | None:
+    def _state(self, name: str, *, fresh: bool) -> tuple | None:
         """The latest row of a small state table, read again after STATE_TTL_S (or when
-        `fresh`); this object's own writes clear it at once."""
+        `fresh`); this object's own writes to its table clear it at once. Inside an append's
+        precondition, `fresh` is what the append read with the chain's head, in its own
+        transaction."""
         now = time.monotonic()
         cached = self._cached.get(name)
         if fresh or cached is None or cached[0] <= now:
-            cached = (now + STATE_TTL_S, self._one(sql))
+            with_head = getattr(self._read_with_head, "states", None)
+            row = with_head[name] if fresh and with_head and name in with_head else \
+                self._one(state_sql(name))[0]
+            cached = (now + STATE_TTL_S, row)
             self._cached[name] = cached
         return cached[1]
 
     def active_activation(self, *, fresh: bool = False) -> tuple[str, str] | None:
         """(version, model_sha256) of the latest activation, or None when never activated.
         Another process's activation is seen within STATE_TTL_S."""
-        return self._state("activation", "SELECT version, model_sha256 FROM model_activations "
-                           "ORDER BY audit_seq DESC LIMIT 1", fresh=fresh)
+        return self._state("activation", fresh=fresh)
 
     def service_state(self, *, fresh: bool = False) -> ServiceEvent | None:
         """The latest suspend/resume (its record), or None. Within STATE_TTL_S of another
         process's change; the prediction write itself reads it `fresh`."""
-        row = self._state("service", "SELECT event_id, created_at, user_name, action, reason FROM "
-                          "service_events ORDER BY audit_seq DESC LIMIT 1", fresh=fresh)
+        row = self._state("service", fresh=fresh)
         return ServiceEvent(*row) if row else None
 
     def last_configuration(self) -> str | None:

@@ -1,12 +1,20 @@
 """The one write path: event records and their chained audit entries, committed together.
 
-Every append reads the chain's head INSIDE its transaction and gives its entries the next seqs.
-Two appends that read the same head (another Store object, another thread, another process
-where the backend allows one) both insert the same seq; the audit log's primary key lets only
-the first commit, and the other is retried on the new head, its precondition checked again.
-So the chain stays one line and "first decision wins" holds without any lock of this process,
-and a precondition (the stop switch, the decision in force) always sees every write committed
-before the one it guards.
+Every append gives its entries the seqs after the chain's head, INSIDE its transaction. Two
+appends on the same head (another Store object, another thread, another process where the
+backend allows one) both insert the same seq; the audit log's primary key lets only the first
+commit, and the other is retried on the new head, its precondition checked again. So the chain
+stays one line and "first decision wins" holds without any lock of this process, and a
+precondition (the stop switch, the decision in force) always sees every write committed before
+the one it guards.
+
+The head an append starts from is the one this object last wrote (or read): the audit log only
+grows, and any write since, by anyone, took that head's next seq, so this append then fails on
+the seq's key and is retried on the head read from the database, with the stop switch read in
+the same statement. Its precondition's stop-switch read is the state at that head: a write that
+changed it took the next seq too. A precondition that refuses on a head this object knew is run
+again on the head read from the database before the refusal stands. So one committed event costs
+its inserts and the commit: no read, unless another writer came first.
 """
 
 from __future__ import annotations
@@ -18,10 +26,17 @@ from datetime import datetime
 from core import audit
 from core.errors import StoreUnavailable
 from core.store import duckdb_dialect as dialect
+from core.store.queries import STATE, STATE_WITH_HEAD, state_sql
 from core.store.records import Event
 from core.store.schema import AUDIT_COLUMNS, PHI_COLUMNS, TABLES
 
 ATTEMPTS = 20  # appends racing on one head: each retry has lost to a write that committed
+# The head (one aggregate pass over the seqs from a hint: no sort) and the state rows.
+HEAD_SQL = ("SELECT max(seq), arg_max(entry_hash, seq), "
+            + ", ".join(f"({state_sql(name)})" for name in STATE_WITH_HEAD)
+            + " FROM audit_log WHERE seq >= ?")
+STATE_OF = {table: [name for name, (t, _) in STATE.items() if t == table]
+            for table in TABLES}  # the state reads an event table's write changes
 
 
 class ChainWrites:
@@ -42,34 +57,72 @@ class ChainWrites:
         digests = [audit.sha256_text(c) for c in contents]
         pick = operator.itemgetter(*TABLES[table])
         with self._lock:
+            known = self._known_head  # (head, states) this object last wrote or read, or None
             for _ in range(ATTEMPTS):
-                cur = self._cursor()
+                fresh = known is None
+                cur = self._writer()
                 cur.execute("BEGIN")
                 try:
-                    # The head first: a write that commits after this read takes a seq this
-                    # append needs, so this one fails at commit and is retried; one that
-                    # committed before it is seen by the precondition.
-                    head = cur.execute("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC "
-                                       "LIMIT 1").fetchone() or (0, audit.GENESIS)
-                    if precondition is not None:
-                        precondition()
-                    seqs = self._write(cur, head, table, events, contents, digests, pick, also)
+                    if fresh:
+                        known = self._read_head(cur)
+                    head, states = known
+                    if precondition is not None and not self._precondition(precondition, states,
+                                                                            fresh=fresh):
+                        _rollback(cur)  # refused on what this object knew: ask the database
+                        known = None
+                        continue
+                    seqs, last = self._write(cur, head, table, events, contents, digests, pick, also)
                     cur.execute("COMMIT")
                 except dialect.Error as exc:
                     _rollback(cur)
+                    known = None  # the head is read at the next attempt
                     if dialect.lost_the_head(exc):
                         continue  # another write took this head: again, on the new one
                     raise StoreUnavailable(f"the store did not record the {table} event: {exc}") from exc
                 except BaseException:
                     _rollback(cur)
                     raise
-                self._cached.clear()  # state this write may have changed is read again
+                # The head this write made, and the state it leaves (a write to a state table
+                # changes it: read again, as are that state's cached reads).
+                changed = STATE_OF.get(table)
+                self._known_head = None if changed else ((seqs[-1], last), states)
+                self._head_hint = seqs[-1]
+                for name in changed or ():
+                    self._cached.pop(name, None)
                 return seqs
         raise StoreUnavailable(f"the store did not record the {table} event: {ATTEMPTS} other "
                                "writes committed first; try again")
 
+    def _precondition(self, precondition: Callable[[], None], states: dict, *, fresh: bool) -> bool:
+        """Run an append's precondition, its fresh state reads (the stop switch) being `states`,
+        those at the head this append writes on. False when it refuses on a head this object
+        knew (not `fresh`): the database may have moved on, and the caller reads it again."""
+        self._read_with_head.states = states
+        try:
+            precondition()
+        except Exception:
+            if fresh:
+                raise
+            return False
+        finally:
+            self._read_with_head.states = None
+        return True
+
+    def _read_head(self, cur) -> tuple[tuple[int, str], dict]:
+        """The chain's head (seq, entry hash) and the STATE_WITH_HEAD state rows, in one
+        statement of the append's transaction. The head is the largest seq, read from the seq
+        this object last saw on: the chain only grows, so that is the same answer without
+        reading the whole audit log (its earlier row groups are skipped); a hint past the end
+        (a store replaced by a restore) finds nothing, and the whole log is read."""
+        row = cur.execute(HEAD_SQL, [self._head_hint]).fetchone()
+        if row[0] is None and self._head_hint:
+            row = cur.execute(HEAD_SQL, [0]).fetchone()
+        head = (row[0], row[1]) if row[0] is not None else (0, audit.GENESIS)
+        return head, dict(zip(STATE_WITH_HEAD, row[2:], strict=True))
+
     def _write(self, cur, head: tuple[int, str], table: str, events: list[Event], contents: list[str],
-               digests: list[str], pick, also) -> list[int]:
+               digests: list[str], pick, also) -> tuple[list[int], str]:
+        """Insert the entries and rows; their seqs and the last entry's hash."""
         seq, prev = head
         audit_rows, rows = [], []
         for ev, content_json, digest in zip(events, contents, digests, strict=True):
@@ -81,14 +134,15 @@ class ChainWrites:
                                digest, prev, entry])
             rows.append(list(pick({**ev.record.row(), "audit_seq": seq})))
             prev = entry
-        dialect.insert(cur, "audit_log", AUDIT_COLUMNS, audit_rows)
-        dialect.insert(cur, table, TABLES[table], rows)
+        parsed = self._parsed
+        dialect.insert(cur, "audit_log", AUDIT_COLUMNS, audit_rows, parsed=parsed)
+        dialect.insert(cur, table, TABLES[table], rows, parsed=parsed)
         phi = [[ev.phi[c] for c in PHI_COLUMNS] for ev in events if ev.phi]
         if phi:
-            dialect.insert(cur, "phi_inputs", PHI_COLUMNS, phi)
+            dialect.insert(cur, "phi_inputs", PHI_COLUMNS, phi, parsed=parsed)
         for sql, params in also:
             cur.execute(sql, params)
-        return [r[0] for r in audit_rows]
+        return [r[0] for r in audit_rows], prev
 
     def purge_phi(self, *, before: datetime, event: Callable[[int], Event]) -> int:
         """Delete raw inputs older than `before` and record the purge (`event(rows_removed)`),
