@@ -21,7 +21,7 @@ venv: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 run: venv
-	APP_DEMO=$${APP_DEMO:-1} $(PY) -m uvicorn serve:app --port $(PORT)
+	APP_DEMO=$${APP_DEMO:-1} STREAMLIT_SERVER_PORT=$(PORT) $(PY) -m uvicorn serve:app --port $(PORT)
 
 lint: dev
 	$(PY) -m ruff check .

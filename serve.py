@@ -18,6 +18,17 @@ from api import PREFIX, create_api
 from core import admin_channel
 
 
+def _config_from_environment() -> None:
+    """Streamlit's STREAMLIT_* variables (server port, secrets files, file watcher, ...) into its
+    config, parsed by Streamlit's own `run` command as `streamlit run` does: under uvicorn its
+    config reads only the config files and the sensitive variables."""
+    from streamlit.web import bootstrap, cli
+
+    params = cli.main_run.make_context("run", ["app.py"]).params
+    bootstrap.load_config_options(
+        flag_options={k: v for k, v in params.items() if k not in ("target", "args")})
+
+
 @asynccontextmanager
 async def lifespan(app):
     # From start to shutdown this process holds the store; `python -m core` commands reach it
@@ -29,4 +40,5 @@ async def lifespan(app):
         await asyncio.to_thread(channel.stop)  # waits for a running command, off the event loop
 
 
+_config_from_environment()
 app = st.App("app.py", routes=[Mount(PREFIX, app=create_api())], lifespan=lifespan)

@@ -48,16 +48,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(db: Path, *, ui_only: bool = False, **settings: str) -> Iterator[str]:
+def streamlit_server(db: Path, **settings: str) -> Iterator[str]:
     """Start the app in demo mode on a free port; yield its URL; always terminate it.
     `settings`: more APP_ variables, e.g. APP_IDLE_TIMEOUT_MINUTES="0.1"."""
     port = free_port()
-    env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(MODELS), **settings}
+    # STREAMLIT_SERVER_PORT: under uvicorn, Streamlit knows its port from its config only (the
+    # {port} of an SSO redirect_uri), as deploy/start.sh and `make run` set it.
+    env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(MODELS),
+           "STREAMLIT_SERVER_PORT": str(port), **settings}
     env.pop("APP_PATIENT_KEY", None)
     log = open(db.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"] if ui_only else
         [sys.executable, "-m", "uvicorn", "serve:app", "--port", str(port), "--host", "127.0.0.1"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""End to end in headless Chromium against a real `streamlit run app.py`."""
+"""End to end in headless Chromium against the real server (`uvicorn serve:app`)."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""The PI signs in through a real `streamlit run app.py` in headless Chromium and sees the
+"""The PI signs in through the real server (`uvicorn serve:app`) in headless Chromium and sees the
 monitoring charts and the override alert banner."""
 
 import os

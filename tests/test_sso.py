@@ -1,7 +1,7 @@
 """Single sign-on: claims -> roles in core, the app's sign-in page, and a real OIDC round trip.
 
 The browser tests run a mock OpenID Connect provider (oidc-provider-mock) on localhost and a real
-`streamlit run app.py` whose [auth] secrets point at it, then sign in through the provider's form.
+server (`uvicorn serve:app`) whose [auth] secrets point at it, then sign in through the provider's form.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def idp():
 
 @pytest.fixture
 def sso_db(tmp_path: Path, monkeypatch, idp) -> Iterator[Path]:
-    """Settings for `streamlit run app.py` with an [auth] section for the mock provider, kept in
+    """Settings for the server (uvicorn serve:app) with an [auth] section for the mock provider, kept in
     a temporary secrets file; yields the store file the app will use."""
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(  # Streamlit puts its own port in place of {port}
@@ -280,9 +280,7 @@ def signed_in_at_provider(sso_db, idp, subject: str):
     """A browser page on the real app, after signing in at the mock provider as `subject`."""
     from playwright.sync_api import sync_playwright
 
-    # `streamlit run` (the UI alone): under uvicorn serve:app the [auth] secrets file is not
-    # read yet (an open defect of the one server process).
-    with streamlit_server(sso_db, ui_only=True) as url, sync_playwright() as pw:
+    with streamlit_server(sso_db) as url, sync_playwright() as pw:
         chromium = launch(pw)
         try:
             page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
