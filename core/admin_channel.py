@@ -157,11 +157,11 @@ class Channel:
     """The admin socket of a running service; `stop()` ends it and removes the socket. Without
     a listener (a system without SO_PEERCRED), it does nothing."""
 
-    def __init__(self, settings: Settings, listener: socket.socket | None, path: Path):
+    def __init__(self, settings: Settings, listener: socket.socket | None, path: Path | None):
         self.path = path
-        self._db = Path(settings.db)
+        self._db = settings.db
         self._listener = listener
-        self._identity = _identity(path)
+        self._identity = _identity(path) if path else None
         self._stopping = threading.Event()
         self._one_at_a_time = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -372,6 +372,9 @@ def start(settings: Settings | None = None) -> Channel:
     from core.store import open_store
 
     settings = settings or get_settings()
+    if not settings.db_is_file():  # a database server: every command connects to it itself
+        open_store(settings.db)
+        return Channel(settings, None, None)
     path = socket_path(settings.db)
     if not hasattr(socket, "SO_PEERCRED"):  # the peer check is Linux's: no socket without it
         log.warning("no admin socket on this system (it needs SO_PEERCRED, Linux): commands that "

@@ -114,7 +114,7 @@ def runs_here(args: argparse.Namespace) -> bool:
 
 
 def _forward_or_run(args: argparse.Namespace, argv: list[str]) -> int:
-    if not runs_here(args):
+    if not runs_here(args) and get_settings().db_is_file():  # a server: connect to it directly
         code = admin_channel.forward(argv, get_settings().db,
                                      read_password=_read_password if asks_password(args) else None,
                                      stops_at_a_chunk=args.command == "score-batch")

@@ -37,6 +37,11 @@ def add_parsers(sub) -> None:
     mc.add_argument("--output", type=Path, help="default: MODEL_CARD.md in the repo")
     mc.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
 
+    st = sub.add_parser("store", help="the store's schema")
+    stsub = st.add_subparsers(dest="action", required=True)
+    stsub.add_parser("upgrade", help="bring the store's schema up to this release (on PostgreSQL, "
+                                     "run with the schema owner's URL in APP_DB)")
+
     b = sub.add_parser("backup", help="write a consistent copy of the store into DIR")
     b.add_argument("directory", type=Path)
     rs = sub.add_parser("restore", help="replace the store with a verified backup of this "
@@ -147,5 +152,13 @@ def run_outcomes(args) -> int:
     return 1 if rejected else 0
 
 
-COMMANDS = {"model-card": run_model_card, "audit": run_audit, "retention": run_retention, "backup": run_backup,
+def run_store(args) -> int:  # noqa: ARG001 - one action
+    from core.store import open_store
+
+    store = open_store(get_settings().db)  # opening migrates, or says why it cannot
+    print(f"store {store.path}: schema up to date (chain head at seq {store.last_seq()})")
+    return 0
+
+
+COMMANDS = {"store": run_store, "model-card": run_model_card, "audit": run_audit, "retention": run_retention, "backup": run_backup,
             "restore": run_restore, "outcomes": run_outcomes}

@@ -24,14 +24,19 @@ DEMO_PATIENT_KEY = b"demo-only-key-synthetic-data-not-for-clinical-use"
 ROLES = ("clinician", "reviewer", "pi", "admin")
 
 
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
 class Settings(BaseSettings):
     """Configuration from the environment (prefix APP_), or a .env file beside the repo."""
 
     model_config = SettingsConfigDict(env_prefix="APP_", env_file=".env", extra="ignore",
                                       frozen=True)
 
-    db: Path = Field(default=PROJ_ROOT / "data" / "app.duckdb",
-                     description="DuckDB store file (demo mode: data/demo.duckdb)")
+    db: Path | str = Field(
+        default=PROJ_ROOT / "data" / "app.duckdb",
+        description="the store: an embedded DuckDB file (demo mode: data/demo.duckdb), or the "
+                    "institution's PostgreSQL database as a postgresql:// URL")
     models: Path = Field(default=PROJ_ROOT / "model_artifacts", description="artefact folder")
     batch_chunk_rows: int = Field(default=5000, ge=1, description="rows per batch transaction")
     backup_dir: Path = Field(default=PROJ_ROOT / "data" / "backups",
@@ -83,6 +88,18 @@ class Settings(BaseSettings):
         if isinstance(data, dict) and data.get("db") in (None, "") and _truthy(data.get("demo")):
             data = {**data, "db": PROJ_ROOT / "data" / "demo.duckdb"}
         return data
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _file_or_url(cls, value: Any) -> Path | str:
+        """A postgresql:// (or postgres://) URL stays text; anything else is a file path."""
+        if isinstance(value, str) and value.startswith(DATABASE_URL_SCHEMES):
+            return value
+        return Path(value)
+
+    def db_is_file(self) -> bool:
+        """Whether the store is an embedded file (not a database server)."""
+        return isinstance(self.db, Path)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -19,10 +19,10 @@ def protected_reason(path: Path, settings: Settings | None = None) -> str | None
     """Why `path` must not be written by a command, or None when it may be."""
     settings = settings or get_settings()
     target = Path(path).resolve()
-    db = Path(settings.db).resolve()
+    db = Path(settings.db).resolve() if settings.db_is_file() else None
     if target == db:
         return "is the service's store"
-    if target == db.with_name(db.name + ".wal"):
+    if db is not None and target == db.with_name(db.name + ".wal"):
         return "is the store's write-ahead log"
     if _inside(target, Path(settings.models)):
         return "is inside the model artefact folder (APP_MODELS)"

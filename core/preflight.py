@@ -97,7 +97,7 @@ def readiness(settings: Settings | None = None) -> dict[str, str]:
         settings = settings or get_settings()
         store = open_store(settings.db)
         store.head()
-        if not os.access(settings.db, os.W_OK):
+        if settings.db_is_file() and not os.access(settings.db, os.W_OK):
             checks["store"] = f"the store file {settings.db.name} is not writable"
         state = store.service_state(fresh=True)
         version = artifacts.serving_version(store.active_activation(fresh=True), settings.models)

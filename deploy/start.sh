@@ -8,7 +8,8 @@
 # Configuration comes only from the environment: APP_* for the service (README, "Settings") and
 # STREAMLIT_* for the web server (STREAMLIT_SERVER_PORT, STREAMLIT_SERVER_ADDRESS, ...). A secret
 # can be given as a file instead, the way container secrets are mounted: APP_X_FILE=/run/secrets/x
-# sets APP_X to the file's contents (trailing newlines dropped). Setting both is an error.
+# sets APP_X to the file's contents (trailing newlines dropped), as PGPASSWORD_FILE sets the
+# PostgreSQL store's PGPASSWORD. Setting both is an error.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,7 @@ die() {
   exit 78
 }
 
-for file_var in $(compgen -e | grep -E '^APP_[A-Z0-9_]+_FILE$' || true); do
+for file_var in $(compgen -e | grep -E '^(APP_[A-Z0-9_]+|PGPASSWORD)_FILE$' || true); do
   var="${file_var%_FILE}"
   path="${!file_var}"
   [[ -z "${!var:-}" ]] || die "both $var and $file_var are set; set only one"

@@ -131,3 +131,45 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("browser") or item.get_closest_marker("container"):
             item.add_marker(pytest.mark.xdist_group("browser"))
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server of this test process (tests/pg_support.py), stopped at the end."""
+    import pg_support
+    from browser_support import free_port
+
+    if pg_support.pg_bin() is None:
+        raise RuntimeError("PostgreSQL is not installed: install the Debian package postgresql "
+                           "(.ci/run does)")
+    server = pg_support.start(free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def any_store(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[core_store.Store]:
+    """`fresh_store` on each backend: an embedded file, and a new PostgreSQL database migrated
+    by its owner and opened as the service's least-privileged role."""
+    import pg_support
+
+    if request.param == "duckdb":
+        db = str(tmp_path / "store.duckdb")
+    else:
+        server = request.getfixturevalue("pg_server")
+        name = server.new_database()
+        core_store.open_store(server.url(name, role=pg_support.OWNER))  # migrates
+        core_store.close_all()
+        server.grant_purge(name)
+        db = server.url(name)
+    monkeypatch.setenv("APP_DB", db)
+    monkeypatch.setenv("APP_MODELS", str(MODELS))
+    monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
+    monkeypatch.setenv("APP_DEMO", "0")
+    monkeypatch.delenv("APP_BATCH_CHUNK_ROWS", raising=False)
+    try:
+        yield core_store.open_store(get_settings().db)
+    finally:
+        core_store.close_all()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.store import DuckDBStore, duckdb_dialect
+from core.store import DuckDBStore
 
 
 def sql(store: DuckDBStore, query: str, params: list | None = None) -> list[tuple]:
-    """Run one statement on the store's database; its rows (empty for a statement without)."""
-    cur = store._con.cursor()
+    """Run one statement on the store's database (either backend: `?` parameters); its rows
+    (empty for a statement without)."""
+    cur = store._cursor()
     cur.execute(query, params or [])
     try:
         return cur.fetchall()
@@ -22,7 +23,7 @@ def sql(store: DuckDBStore, query: str, params: list | None = None) -> list[tupl
 
 def frame(store: DuckDBStore, query: str, params: list | None = None) -> pd.DataFrame:
     """A query's rows as a DataFrame."""
-    return duckdb_dialect.frame(store._con.cursor(), query, params or [])
+    return store._dialect.frame(store._cursor(), query, params or [])
 
 
 def rows(store: DuckDBStore, table: str, **equal) -> pd.DataFrame:

@@ -21,12 +21,12 @@ from core.errors import UserError
 from core.verification import verify_whole
 
 
-def test_a_token_is_returned_once_and_only_its_hash_is_stored(fresh_store):
+def test_a_token_is_returned_once_and_only_its_hash_is_stored(any_store):
     token = clients.add_client("lab-system", roles=["clinician"], by="it")
     assert token.startswith(clients.TOKEN_PREFIX) and len(token) > 40
-    row = rows(fresh_store, "client_events").iloc[0]
+    row = rows(any_store, "client_events").iloc[0]
     assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
-    everything = json.dumps([list(map(str, r)) for r in sql(fresh_store, "SELECT * FROM audit_log")])
+    everything = json.dumps([list(map(str, r)) for r in sql(any_store, "SELECT * FROM audit_log")])
     assert token not in everything and row.token_sha256 not in everything  # the chain: its hash's hash
     assert clients.authenticate(token) == clients.ApiClient("lab-system", ("clinician",))
     assert clients.authenticate(token + "x") is None
@@ -36,13 +36,13 @@ def test_a_token_is_returned_once_and_only_its_hash_is_stored(fresh_store):
 @pytest.mark.parametrize(("name", "roles", "message"), [
     ("Bad Name", ["clinician"], "client name"), ("ok-name", ["surgeon"], "unknown: surgeon"),
     ("ok-name", [], "roles must be"), ("a@b", ["pi"], "client name")])
-def test_a_bad_client_is_refused(fresh_store, name, roles, message):
+def test_a_bad_client_is_refused(any_store, name, roles, message):
     with pytest.raises(UserError, match=message):
         clients.add_client(name, roles=roles, by="it")
-    assert fresh_store.count("client_events") == 0
+    assert any_store.count("client_events") == 0
 
 
-def test_revoking_ends_the_token_at_once_and_the_name_is_not_reused(fresh_store):
+def test_revoking_ends_the_token_at_once_and_the_name_is_not_reused(any_store):
     token = clients.add_client("ehr", roles=["clinician", "reviewer"], by="it")
     assert clients.authenticate(token) is not None  # now cached
     clients.revoke_client("ehr", by="it")
@@ -54,11 +54,11 @@ def test_revoking_ends_the_token_at_once_and_the_name_is_not_reused(fresh_store)
     states = clients.list_clients()
     assert [(c.name, c.roles, c.active, c.last_change) for c in states] == [
         ("ehr", ("clinician", "reviewer"), False, "revoked")]
-    assert list(rows(fresh_store, "client_events").action) == ["created", "revoked"]
-    assert verify_whole(fresh_store, by="it")[0] == []
+    assert list(rows(any_store, "client_events").action) == ["created", "revoked"]
+    assert verify_whole(any_store, by="it")[0] == []
 
 
-def test_the_commands_print_the_token_once_and_never_list_it(fresh_store):
+def test_the_commands_print_the_token_once_and_never_list_it(any_store):
     core_store.close_all()
     added = run_core("clients", "add", "nightly-batch", "--role", "clinician", "--by", "it")
     assert added.returncode == 0, added.stderr

@@ -37,11 +37,11 @@ def busy_store(tmp_path_factory):
         close_all()
 
 
-def _fill(fresh_store, tmp_path):
+def _fill(any_store, tmp_path):
     patients = synthetic.write_sample_patients(tmp_path / "p.csv", n=1500, seed=99)
     score_batch(patients, tmp_path / "out.csv", user="dr.clin", progress=False)
     rng = np.random.default_rng(5)
-    queue = fresh_store.pending_reviews(limit=10_000)
+    queue = any_store.pending_reviews(limit=10_000)
     for i, row in enumerate(queue.itertuples()):
         if i % 4 == 3:
             continue  # leave some pending
@@ -59,7 +59,7 @@ def _fill(fresh_store, tmp_path):
         record_outcome({"prediction_id": pid, "event": bool(event),
                         "event_date": str(now_utc().date()) if event else None,
                         "source": "synthetic"}, user="recorder", now=later)
-    return fresh_store
+    return any_store
 
 
 def window():
@@ -130,7 +130,7 @@ def test_real_world_performance_matches_the_generating_model(busy_store):
     assert overrides.loc["upgrade", "overrides_with_outcome"] == n_up
 
 
-def test_too_few_outcomes_is_said_plainly(fresh_store, valid_payload):
+def test_too_few_outcomes_is_said_plainly(any_store, valid_payload):
     import core
 
     core.score(valid_payload, user="x", source="form")
@@ -138,7 +138,7 @@ def test_too_few_outcomes_is_said_plainly(fresh_store, valid_payload):
     assert "Too few outcomes" in perf["groups"]["all"]["too_few"]
 
 
-def test_rejected_inputs_are_counted_per_field_within_the_filters(fresh_store, valid_payload):
+def test_rejected_inputs_are_counted_per_field_within_the_filters(any_store, valid_payload):
     import core
 
     bad = [{**valid_payload, "egfr": "abc"}, {**valid_payload, "egfr": 900, "sex": "other"},
@@ -160,7 +160,7 @@ def test_rejected_inputs_are_counted_per_field_within_the_filters(fresh_store, v
     # typed name: the page shows it as unknown all the same.
     at = now_utc()
     fields = [{"field": "Jane Roe 1950", "message": "is not an input of this model (unknown field)"}]
-    fresh_store.append([Event("rejected_input", "dr.clin", at, "old-1", RejectedInput(
+    any_store.append([Event("rejected_input", "dr.clin", at, "old-1", RejectedInput(
         rejection_id="old-1", created_at=at, user_name="dr.clin", source="form",
         fields_json=json.dumps(fields), payload_sha256="0" * 64, model_version="v1"))])
     fields = dashboard(start=start, end=end).frames["rejected_fields"]

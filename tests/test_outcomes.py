@@ -11,7 +11,7 @@ from core.outcomes import import_outcomes, record_outcome
 
 
 @pytest.fixture
-def scored(fresh_store, valid_payload):
+def scored(any_store, valid_payload):
     return core.score(valid_payload, user="dr.clin", source="form")
 
 
@@ -19,22 +19,22 @@ def later(days: int):
     return now_utc() + timedelta(days=days)
 
 
-def test_event_recorded_before_horizon(fresh_store, scored):
+def test_event_recorded_before_horizon(any_store, scored):
     today = now_utc().date()
     record_outcome({"prediction_id": scored.prediction_id, "event": True, "event_date": str(today),
                     "measured_value": 5.9, "source": "ward lab"}, user="dr.clin")
-    row = fresh_store.current_outcome(scored.prediction_id)
+    row = any_store.current_outcome(scored.prediction_id)
     assert row["event"] is True and row["measured_value"] == 5.9 and row["user_name"] == "dr.clin"
 
 
-def test_no_event_needs_the_horizon_to_pass(fresh_store, scored):
+def test_no_event_needs_the_horizon_to_pass(any_store, scored):
     with pytest.raises(InvalidInput) as exc:
         record_outcome({"prediction_id": scored.prediction_id, "event": False,
                         "source": "chart"}, user="dr.clin")
     assert exc.value.errors[0]["field"] == "event" and "42-day" in exc.value.errors[0]["message"]
     record_outcome({"prediction_id": scored.prediction_id, "event": False, "measured_value": 4.9,
                     "source": "chart"}, user="dr.clin", now=later(43))
-    assert fresh_store.current_outcome(scored.prediction_id)["event"] is False
+    assert any_store.current_outcome(scored.prediction_id)["event"] is False
 
 
 @pytest.mark.parametrize("payload,field", [
@@ -45,14 +45,14 @@ def test_no_event_needs_the_horizon_to_pass(fresh_store, scored):
     ({"event": False, "measured_value": 40, "source": "lab"}, "measured_value"),
     ({"event": False}, "source"),
 ])
-def test_outcome_validation_names_the_field(fresh_store, scored, payload, field):
+def test_outcome_validation_names_the_field(any_store, scored, payload, field):
     with pytest.raises(InvalidInput) as exc:
         record_outcome({"prediction_id": scored.prediction_id, **payload}, user="u", now=later(43))
     assert field in [e["field"] for e in exc.value.errors]
-    assert fresh_store.current_outcome(scored.prediction_id) is None
+    assert any_store.current_outcome(scored.prediction_id) is None
 
 
-def test_correction_is_a_new_record(fresh_store, scored):
+def test_correction_is_a_new_record(any_store, scored):
     first = record_outcome({"prediction_id": scored.prediction_id, "event": False,
                             "source": "chart"}, user="a", now=later(43))
     with pytest.raises(AlreadyRecorded):
@@ -62,23 +62,23 @@ def test_correction_is_a_new_record(fresh_store, scored):
     second = record_outcome({"prediction_id": scored.prediction_id, "event": True,
                              "event_date": str(now_utc().date()), "source": "lab recheck",
                              "supersedes": first["outcome_id"]}, user="b", now=later(43))
-    history = fresh_store.outcome_history(scored.prediction_id)
+    history = any_store.outcome_history(scored.prediction_id)
     assert list(history["outcome_id"]) == [first["outcome_id"], second["outcome_id"]]
-    assert fresh_store.current_outcome(scored.prediction_id)["event"] is True
+    assert any_store.current_outcome(scored.prediction_id)["event"] is True
 
 
-def test_due_list_shows_only_past_horizon_without_outcome(fresh_store, scored, valid_payload):
+def test_due_list_shows_only_past_horizon_without_outcome(any_store, scored, valid_payload):
     other = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
-    assert fresh_store.due_outcomes(now=later(10), horizons={"v1": 42}).empty
-    due = fresh_store.due_outcomes(now=later(45), horizons={"v1": 42})
+    assert any_store.due_outcomes(now=later(10), horizons={"v1": 42}).empty
+    due = any_store.due_outcomes(now=later(45), horizons={"v1": 42})
     assert set(due["prediction_id"]) == {scored.prediction_id, other.prediction_id}
     assert due["days_overdue"].min() >= 2
     record_outcome({"prediction_id": scored.prediction_id, "event": False, "source": "chart"},
                    user="a", now=later(45))
-    assert list(fresh_store.due_outcomes(now=later(45), horizons={"v1": 42})["prediction_id"]) == [other.prediction_id]
+    assert list(any_store.due_outcomes(now=later(45), horizons={"v1": 42})["prediction_id"]) == [other.prediction_id]
 
 
-def test_import_matches_by_id_or_patient_and_reports_rejects(fresh_store, scored, valid_payload, tmp_path):
+def test_import_matches_by_id_or_patient_and_reports_rejects(any_store, scored, valid_payload, tmp_path):
     other = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
     third = core.score({**valid_payload, "patient_ref": "TEST-3"}, user="dr.clin", source="form")
     today = now_utc().date()
@@ -93,6 +93,6 @@ def test_import_matches_by_id_or_patient_and_reports_rejects(fresh_store, scored
     report = import_outcomes(csv, user="importer", now=later(43))
     assert report["rows"] == 5 and report["recorded"] == 2
     assert [r["row"] for r in report["rejected"]] == [3, 4, 5]
-    assert fresh_store.current_outcome(other.prediction_id)["event"] is True
-    assert str(fresh_store.current_outcome(other.prediction_id)["event_date"]) == str(today)
-    assert fresh_store.current_outcome(third.prediction_id) is None
+    assert any_store.current_outcome(other.prediction_id)["event"] is True
+    assert str(any_store.current_outcome(other.prediction_id)["event_date"]) == str(today)
+    assert any_store.current_outcome(third.prediction_id) is None

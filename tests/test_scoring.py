@@ -49,7 +49,7 @@ def _high_risk_profile(payload: dict) -> dict:
 # ---- what a valid payload returns and records ----------------------------------------------
 
 
-def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, valid_payload):
+def test_valid_payload_is_recorded_with_its_provenance(any_store: Store, v1, valid_payload):
     before = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     result = core.score(valid_payload, user="dr.test", source="form")
     after = datetime.now(UTC).replace(tzinfo=None)
@@ -61,9 +61,9 @@ def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, v
     assert result.created_at.utcoffset() == timedelta(0)
     assert result.action_threshold == THRESHOLD
 
-    row = fresh_store.prediction(result.prediction_id)
+    row = any_store.prediction(result.prediction_id)
     assert row is not None
-    assert fresh_store.count("predictions") == 1
+    assert any_store.count("predictions") == 1
     assert row["user_name"] == "dr.test"
     assert row["source"] == "form"
     assert row["patient_ref"] == "TEST-0001"
@@ -80,13 +80,13 @@ def test_valid_payload_is_recorded_with_its_provenance(fresh_store: Store, v1, v
     canonical = json.dumps(features, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert row["input_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
 
-    entries = oracle.rows(fresh_store, "audit_log")
+    entries = oracle.rows(any_store, "audit_log")
     assert list(entries["seq"]) == [row["audit_seq"]] == [1]
     assert entries.iloc[0]["kind"] == "prediction"
     assert entries.iloc[0]["subject"] == result.prediction_id
 
 
-def test_typical_complete_payload_is_auto_finalised(fresh_store: Store, valid_payload):
+def test_typical_complete_payload_is_auto_finalised(any_store: Store, valid_payload):
     result = core.score(valid_payload, user="dr.test", source="form")
     assert result.routing == "auto_finalised"
     assert result.reasons == []
@@ -95,7 +95,7 @@ def test_typical_complete_payload_is_auto_finalised(fresh_store: Store, valid_pa
     assert result.risk_interval_95[0] <= result.risk <= result.risk_interval_95[1]
 
 
-def test_risk_equals_the_pipelines_predict_proba(fresh_store: Store, v1, valid_payload):
+def test_risk_equals_the_pipelines_predict_proba(any_store: Store, v1, valid_payload):
     pipeline = v1.predictor.model  # the pipeline as loaded from its hash-checked file
     result = core.score(valid_payload, user="dr.test", source="form")
     values = {k: v for k, v in valid_payload.items() if k != "patient_ref"}
@@ -110,7 +110,7 @@ def test_risk_equals_the_pipelines_predict_proba(fresh_store: Store, v1, valid_p
                                pipeline.predict_proba(frame)[:, 1], rtol=0, atol=1e-12)
 
 
-def test_top_factors_are_at_most_three_with_directions(fresh_store: Store, valid_payload):
+def test_top_factors_are_at_most_three_with_directions(any_store: Store, valid_payload):
     for payload in (valid_payload, _high_risk_profile(valid_payload)):
         result = core.score(payload, user="dr.test", source="form")
         assert 1 <= len(result.top_factors) <= 3
@@ -123,33 +123,33 @@ def test_top_factors_are_at_most_three_with_directions(fresh_store: Store, valid
 
 
 @pytest.mark.parametrize("user", ["", "   ", None, 42])
-def test_score_needs_a_user(fresh_store: Store, valid_payload, user):
+def test_score_needs_a_user(any_store: Store, valid_payload, user):
     with pytest.raises(ValueError, match="user"):
         core.score(valid_payload, user=user, source="form")
     with pytest.raises(TypeError):
         core.score(valid_payload)  # type: ignore[call-arg]
-    assert fresh_store.count("predictions") == 0
-    assert fresh_store.count("rejected_inputs") == 0
+    assert any_store.count("predictions") == 0
+    assert any_store.count("rejected_inputs") == 0
 
 
 @pytest.mark.parametrize("source", ["form", "api"])
-def test_score_records_the_source_its_caller_states(fresh_store: Store, valid_payload, source):
+def test_score_records_the_source_its_caller_states(any_store: Store, valid_payload, source):
     result = core.score(valid_payload, user="dr.test", source=source)
-    assert fresh_store.prediction(result.prediction_id)["source"] == source
+    assert any_store.prediction(result.prediction_id)["source"] == source
     with pytest.raises(core.InvalidInput):
         core.score({**valid_payload, "egfr": "bad"}, user="dr.test", source=source)
-    assert oracle.rows(fresh_store, "rejected_inputs")["source"].tolist() == [source]
+    assert oracle.rows(any_store, "rejected_inputs")["source"].tolist() == [source]
 
 
 @pytest.mark.parametrize("source", ["", "Form", "cds-hooks", None, 3])
-def test_score_refuses_an_unknown_source_and_records_nothing(fresh_store: Store, valid_payload, source):
+def test_score_refuses_an_unknown_source_and_records_nothing(any_store: Store, valid_payload, source):
     with pytest.raises(ValueError, match="unknown source .*one of form, batch, api"):
         core.score(valid_payload, user="dr.test", source=source)
     with pytest.raises(ValueError, match="unknown source"):
         core.score({**valid_payload, "egfr": "bad"}, user="dr.test", source=source)
     with pytest.raises(TypeError):  # the caller must say where the payload came from
         core.score(valid_payload, user="dr.test")  # type: ignore[call-arg]
-    assert fresh_store.count("predictions") == 0 and fresh_store.count("rejected_inputs") == 0
+    assert any_store.count("predictions") == 0 and any_store.count("rejected_inputs") == 0
 
 
 # ---- out of distribution: computed, shown, and routed to review with a reason -----------------
@@ -165,7 +165,7 @@ def test_score_refuses_an_unknown_source_and_records_nothing(fresh_store: Store,
     ("sbp", 200.0, "above"),
     ("spironolactone_dose_mg", 100.0, "above"),
 ])
-def test_value_outside_validated_range_routes_to_review(fresh_store: Store, valid_payload,
+def test_value_outside_validated_range_routes_to_review(any_store: Store, valid_payload,
                                                         field, value, side):
     f = FEATURES[field]
     assert f["hard_min"] <= value <= f["hard_max"]  # legal, so scored rather than rejected
@@ -174,12 +174,12 @@ def test_value_outside_validated_range_routes_to_review(fresh_store: Store, vali
     expected = (f"{f['label']} {value:g} is {side} the range the model was validated on "
                 f"({_validated_range(field)}).")
     assert expected in result.reasons, result.reasons
-    assert fresh_store.prediction(result.prediction_id)["routing"] == "review"
+    assert any_store.prediction(result.prediction_id)["routing"] == "review"
 
 
 @pytest.mark.parametrize("field", [n for n, f in FEATURES.items() if not f["required"]])
 @pytest.mark.parametrize("how", ["absent", "none", "empty-text"])
-def test_missing_optional_value_routes_to_review(fresh_store: Store, valid_payload, field, how):
+def test_missing_optional_value_routes_to_review(any_store: Store, valid_payload, field, how):
     payload = dict(valid_payload)
     if how == "absent":
         del payload[field]
@@ -191,7 +191,7 @@ def test_missing_optional_value_routes_to_review(fresh_store: Store, valid_paylo
     assert [r for r in result.reasons if r.startswith(f"{label} was not given")], result.reasons
 
 
-def test_unusual_combination_routes_to_review(fresh_store: Store, v1, valid_payload):
+def test_unusual_combination_routes_to_review(any_store: Store, v1, valid_payload):
     """Two values each inside its validated range, unusual together (Mahalanobis novelty)."""
     numeric = [n for n, f in FEATURES.items() if f["type"] in ("number", "integer")]
     found = None
@@ -256,7 +256,7 @@ def regions(v1, valid_payload) -> dict[str, dict]:
     }
 
 
-def test_just_above_threshold_but_uncertain_goes_to_review(fresh_store: Store, regions):
+def test_just_above_threshold_but_uncertain_goes_to_review(any_store: Store, regions):
     result = core.score(regions["uncertain_high"], user="dr.test", source="form")
     assert result.risk_class == "high" and result.risk >= THRESHOLD
     assert result.confidence < LEVEL
@@ -264,13 +264,13 @@ def test_just_above_threshold_but_uncertain_goes_to_review(fresh_store: Store, r
     assert "close to the action threshold" in result.reasons[0]
 
 
-def test_clearly_high_is_auto_finalised_high(fresh_store: Store, regions):
+def test_clearly_high_is_auto_finalised_high(any_store: Store, regions):
     result = core.score(regions["clear_high"], user="dr.test", source="form")
     assert (result.risk_class, result.routing, result.reasons) == ("high", "auto_finalised", [])
     assert result.risk >= THRESHOLD and result.confidence >= LEVEL
 
 
-def test_clearly_low_is_auto_finalised_low(fresh_store: Store, regions):
+def test_clearly_low_is_auto_finalised_low(any_store: Store, regions):
     result = core.score(regions["clear_low"], user="dr.test", source="form")
     assert (result.risk_class, result.routing, result.reasons) == ("low", "auto_finalised", [])
     assert result.risk < SAFE_LOW and result.confidence >= LEVEL
@@ -349,7 +349,7 @@ def test_loop_diuretic_lowers_risk(v1, profiles):
         assert with_loop < without, p
 
 
-def test_loop_diuretic_lowers_the_scored_risk(fresh_store: Store, v1, valid_payload):
+def test_loop_diuretic_lowers_the_scored_risk(any_store: Store, v1, valid_payload):
     """Most training patients take a loop diuretic (the typical answer is yes), so being off one
     raises this patient's risk compared with the typical value, and being on one changes nothing."""
     on = core.score({**valid_payload, "loop_diuretic": True}, user="dr.test", source="form")

@@ -15,6 +15,8 @@ import inspect
 from pathlib import Path
 from typing import get_type_hints
 
+import pytest
+
 from core.store import DuckDBStore, Store, open_file, open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,10 +146,15 @@ def test_production_calls_only_members_and_every_member_is_called():
     assert uncalled == set(), f"declared in Store, called by no production code: {sorted(uncalled)}"
 
 
-def test_implementation_has_no_public_member_beyond_the_interface():
-    public = {n for n in dir(DuckDBStore) if not n.startswith("_")}
+@pytest.mark.parametrize("implementation", ["DuckDBStore", "PostgresStore"])
+def test_implementation_has_no_public_member_beyond_the_interface(implementation):
+    from core.store.postgres import PostgresStore
+
+    cls = {"DuckDBStore": DuckDBStore, "PostgresStore": PostgresStore}[implementation]
+    public = {n for n in dir(cls) if not n.startswith("_")} - {"url"}  # url: its own, to connect
     assert public - members(Store) == set(), "a public store method that production does not call " \
         "(tests read through tests/store_oracle.py)"
+    assert members(Store) - {"path"} <= set(dir(cls)), "a member of the interface it lacks"
 
 
 def test_production_names_the_interface_not_the_duckdb_class():

@@ -1,7 +1,8 @@
 """The store: the only package with SQL. Append-only tables and one audit chain, behind the
-declared interface `Store` (core/store/interface.py); its implementation is an embedded DuckDB
-file (`DuckDBStore`, what is DuckDB's own in duckdb_dialect.py). `open_store(path)` gives the
-process-wide Store of a file."""
+declared interface `Store` (core/store/interface.py); its implementations are an embedded DuckDB
+file (`DuckDBStore`, what is DuckDB's own in duckdb_dialect.py) and the institution's PostgreSQL
+(`PostgresStore`, core/store/postgres.py). `open_store(path or postgresql:// URL)` gives the
+process-wide Store of a file or database."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.config import DATABASE_URL_SCHEMES
 from core.store.aggregates import MonitoringReads
 from core.store.base import StoreBase
 from core.store.chain_windows import ChainWindowReads
@@ -20,7 +22,7 @@ from core.store.schema import APPEND_ONLY, AUDIT_COLUMNS, MIGRATIONS, PHI_COLUMN
 from core.store.writes import ChainWrites
 
 __all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS", "TABLES", "DuckDBStore",
-           "Event", "Store", "close_all", "open_file", "open_store", "released"]
+           "Event", "Store", "close_all", "is_database_url", "open_file", "open_store", "released"]
 
 
 class DuckDBStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
@@ -29,16 +31,28 @@ class DuckDBStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads
     process."""
 
 
-_stores: dict[str, DuckDBStore] = {}
+_stores: dict[str, Store] = {}
+
+
+def is_database_url(db: object) -> bool:
+    """Whether APP_DB names a database server (a postgresql:// URL) rather than a file."""
+    return isinstance(db, str) and db.startswith(DATABASE_URL_SCHEMES)
 _stores_lock = threading.Lock()
 
 
-def open_store(path: Path) -> Store:
-    """The process-wide Store for a file (opened and migrated on first use)."""
-    key = str(Path(path).resolve())
+def open_store(path: Path | str) -> Store:
+    """The process-wide Store for a file or a postgresql:// URL (opened, and migrated when it is
+    behind, on first use)."""
+    url = is_database_url(path)
+    key = path if url else str(Path(path).resolve())
     with _stores_lock:
         if key not in _stores:
-            _stores[key] = DuckDBStore(Path(path))
+            if url:
+                from core.store.postgres import PostgresStore
+
+                _stores[key] = PostgresStore(path)
+            else:
+                _stores[key] = DuckDBStore(Path(path))
         return _stores[key]
 
 
@@ -54,7 +68,7 @@ def released(path: Path) -> Iterator[None]:
     closed (once a write under way has committed) and `open_store` waits; after it, `open_store`
     opens the file again. For the moments a restore reads and replaces the file of a store the
     running service holds. Callers inside must not call `open_store`."""
-    key = str(Path(path).resolve())
+    key = path if is_database_url(path) else str(Path(path).resolve())
     with _stores_lock:
         store = _stores.pop(key, None)
         if store is not None:

@@ -30,52 +30,53 @@ class MonitoringReads:
             "SELECT CAST(date_trunc('week', created_at) AS DATE) AS week, model_version, "
             "count(*) AS reviewed, count(*) FILTER (WHERE direction = 'upgrade') AS upgrades, "
             "count(*) FILTER (WHERE direction = 'downgrade') AS downgrades "
-            "FROM base GROUP BY ALL ORDER BY week, model_version", self._D, f)
+            "FROM base GROUP BY 1, 2 ORDER BY week, model_version", self._D, f)
 
     def agg_override_window(self, f: tuple) -> pd.DataFrame:
         """Reviewed count and overrides by direction with their most common reason codes."""
         return self._agg(
             "SELECT direction, count(*) AS n, (SELECT count(*) FROM base) AS reviewed, "
-            "list(reason_code ORDER BY reason_code) AS reasons FROM base GROUP BY direction",
+            f"{self._dialect.list_of('reason_code')} AS reasons FROM base GROUP BY direction",
             self._D, f)
 
     def agg_reason_codes(self, f: tuple) -> pd.DataFrame:
         return self._agg("SELECT reason_code, direction, count(*) AS decisions FROM base "
-                         "GROUP BY ALL ORDER BY decisions DESC", self._D, f)
+                         "GROUP BY 1, 2 ORDER BY decisions DESC", self._D, f)
 
     def agg_predictions_daily(self, f: tuple) -> pd.DataFrame:
         return self._agg("SELECT CAST(created_at AS DATE) AS day, routing, count(*) AS predictions "
-                         "FROM base GROUP BY ALL ORDER BY day, routing", self._P, f)
+                         "FROM base GROUP BY 1, 2 ORDER BY day, routing", self._P, f)
 
     def agg_review_share(self, f: tuple) -> pd.DataFrame:
         return self._agg("SELECT model_version, count(*) AS predictions, "
                          "count(*) FILTER (WHERE routing = 'review') AS routed_to_review "
-                         "FROM base GROUP BY ALL ORDER BY model_version", self._P, f)
+                         "FROM base GROUP BY 1 ORDER BY model_version", self._P, f)
 
     def agg_ood_reasons(self, f: tuple) -> pd.DataFrame:
         return self._agg("SELECT code AS reason_code, count(*) AS predictions FROM "
-                         "(SELECT unnest(reason_codes) AS code FROM base) GROUP BY ALL "
+                         "(SELECT unnest(reason_codes) AS code FROM base) c GROUP BY 1 "
                          "ORDER BY predictions DESC", self._P, f)
 
     def agg_backlog(self, f: tuple, now: datetime) -> pd.DataFrame:
         return self._agg(
             "SELECT count(*) AS pending, min(created_at) AS oldest, "
-            "date_diff('hour', min(created_at), CAST(? AS TIMESTAMP)) AS oldest_age_hours "
+            f"{self._dialect.hours_between('min(created_at)', 'CAST(? AS TIMESTAMP)')} AS oldest_age_hours "
             "FROM base b WHERE routing = 'review' AND NOT EXISTS "
             "(SELECT 1 FROM review_decisions d WHERE d.prediction_id = b.prediction_id)",
             self._P, f, [now])
 
     def agg_time_to_decision(self, f: tuple) -> pd.DataFrame:
+        minutes = self._dialect.minutes_between("p.created_at", "d.created_at")
         return self._agg(
             "SELECT CAST(date_trunc('week', d.created_at) AS DATE) AS week, count(*) AS decided, "
-            "median(date_diff('minute', p.created_at, d.created_at)) / 60.0 AS median_hours, "
-            "quantile_cont(date_diff('minute', p.created_at, d.created_at), 0.9) / 60.0 AS p90_hours "
+            f"{self._dialect.quantile(minutes, 0.5)} / 60.0 AS median_hours, "
+            f"{self._dialect.quantile(minutes, 0.9)} / 60.0 AS p90_hours "
             "FROM base d JOIN predictions p USING (prediction_id) WHERE d.supersedes IS NULL "
-            "GROUP BY ALL ORDER BY week", self._D, f)
+            "GROUP BY 1 ORDER BY week", self._D, f)
 
     def agg_reviewer_workload(self, f: tuple) -> pd.DataFrame:
         return self._agg("SELECT reviewer_name, count(*) AS decisions FROM base "
-                         "GROUP BY ALL ORDER BY reviewer_name", self._D, f)
+                         "GROUP BY 1 ORDER BY reviewer_name", self._D, f)
 
     def agg_rejected_fields(self, f: tuple, known: list[str], unknown: str) -> pd.DataFrame:
         """Per field: how many rejected inputs named it; rejected_inputs repeats the total.
@@ -83,12 +84,11 @@ class MonitoringReads:
         A name outside `known` shows as `unknown` (records made before such names were withheld
         at write time still hold what the sender typed)."""
         return self._agg(
-            "SELECT CASE WHEN list_contains(?, field) THEN field ELSE ? END AS field, "
+            f"SELECT CASE WHEN {self._dialect.in_list('field', '?')} THEN field ELSE ? END AS field, "
             "count(DISTINCT rejection_id) AS rejections, "
-            "(SELECT count(*) FROM base) AS rejected_inputs FROM (SELECT rejection_id, "
-            "unnest(from_json(fields_json, '[{\"field\": \"VARCHAR\"}]'), recursive := true) "
-            "FROM base WHERE json_valid(fields_json)) "
-            "GROUP BY ALL ORDER BY rejections DESC, field", self._R, f, [known, unknown])
+            "(SELECT count(*) FROM base) AS rejected_inputs FROM "
+            f"({self._dialect.json_fields('base', 'rejection_id', 'fields_json', 'field')}) r "
+            "GROUP BY 1 ORDER BY rejections DESC, field", self._R, f, [known, unknown])
 
     def outcome_pairs(self, f: tuple) -> pd.DataFrame:
         """Predictions with an outcome in force: risk, class, routing, review, and the event."""

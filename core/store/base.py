@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.store import duckdb_dialect as dialect
+from core.store import duckdb_dialect
 from core.store.schema import (
     APPEND_ONLY,
     GENERIC_OUTCOME,
@@ -40,7 +40,10 @@ def private_files() -> None:
 
 
 class StoreBase:
-    """An open store file: plumbing and writes (reads live in the query mixins)."""
+    """An open store: plumbing and writes (reads live in the query mixins). `_dialect`: the
+    module of what is the database's own (duckdb_dialect for a file)."""
+
+    _dialect = duckdb_dialect
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -48,11 +51,15 @@ class StoreBase:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise dialect.opening_error(self.path, exc) from exc
-        self._con = dialect.connect(self.path)
-        for own in dialect.own_files(self.path):
+            raise self._dialect.opening_error(self.path, exc) from exc
+        self._con = self._dialect.connect(self.path)
+        for own in self._dialect.own_files(self.path):
             if own.exists():  # a store made before files were private: make it private now
                 os.chmod(own, 0o600)
+        self._setup()
+
+    def _setup(self) -> None:
+        """The state every store object keeps, then its schema brought up to date."""
         # Serialises this object's own writes (fewer retries); correctness does not rest on it:
         # every append reads the head inside its transaction, and two appends on one head
         # conflict on the entry's seq (see core/store/writes.py).
@@ -62,7 +69,7 @@ class StoreBase:
         self._head_hint = 0  # a seq the chain has reached (it only grows): where the head read starts
         # ((seq, entry hash), state) after this object's last write, or None: core/store/writes.py
         self._known_head: tuple | None = None
-        self._write_cursor: dialect.Connection | None = None  # the appends' own, under _lock
+        self._write_cursor: duckdb_dialect.Connection | None = None  # the appends' own, under _lock
         self._parsed: dict = {}  # the appends' statements, parsed once (duckdb_dialect.insert)
         self._migrate()
         self._guard()
@@ -70,10 +77,10 @@ class StoreBase:
 
     # ---- plumbing ---------------------------------------------------------------------
 
-    def _cursor(self) -> dialect.Connection:
+    def _cursor(self) -> duckdb_dialect.Connection:
         return self._con.cursor()
 
-    def _writer(self) -> dialect.Connection:
+    def _writer(self) -> duckdb_dialect.Connection:
         """The cursor of the appends (taken under _lock, so one at a time)."""
         if self._write_cursor is None:
             self._write_cursor = self._con.cursor()
@@ -92,7 +99,7 @@ class StoreBase:
         return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def _frame(self, sql: str, params: list | None = None) -> pd.DataFrame:
-        return dialect.frame(self._cursor(), sql, params or [])
+        return self._dialect.frame(self._cursor(), sql, params or [])
 
     def _migrate(self) -> None:
         cur = self._cursor()
@@ -104,7 +111,7 @@ class StoreBase:
                 continue
             cur.execute("BEGIN")
             try:
-                cur.execute(sql)
+                cur.execute(self._dialect.migration_sql(sql))
                 if version == GENERIC_OUTCOME:
                     self._rename_legacy_measured(cur)
                 if version == RENAMES_KEPT:
@@ -112,7 +119,7 @@ class StoreBase:
                 cur.execute("INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)",
                             [version, name])
                 cur.execute("COMMIT")
-            except dialect.Error:
+            except self._dialect.Error:
                 cur.execute("ROLLBACK")
                 raise
 
@@ -155,7 +162,7 @@ class StoreBase:
     def _guard(self) -> None:
         """(Re)create the append-only triggers; a backup copy does not carry them, so every open does."""
         cur = self._cursor()
-        for statement in dialect.guard_statements([*APPEND_ONLY, *TABLES], ["phi_inputs"]):
+        for statement in self._dialect.guard_statements([*APPEND_ONLY, *TABLES], ["phi_inputs"]):
             cur.execute(statement)
 
     def close(self) -> None:
@@ -166,9 +173,9 @@ class StoreBase:
     def checkpoint(self) -> None:
         """Write the WAL into the file, so the file alone is the whole store."""
         with self._lock:
-            dialect.checkpoint(self._cursor())
+            self._dialect.checkpoint(self._cursor())
 
     def copy_to(self, target: Path) -> None:
         """Copy every table into a new store file while writes are held (a consistent snapshot)."""
         with self._lock:
-            dialect.copy_database(self._cursor(), target)
+            self._dialect.copy_database(self._cursor(), target)

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from core.store import duckdb_dialect as dialect
 from core.store.records import CONTENT_FORMAT, RECORDS, SECRET_PREFIX
 
 # DuckDB while a chain is verified: each block is read once, so its cache holds little of use;
@@ -118,7 +117,7 @@ class ChainWindowReads:
                             "WHERE audit_seq > $1 AND audit_seq <= $2", after, upto)
 
     def _stream(self, sql: str, after: int, upto: int) -> Iterator[pa.RecordBatch]:
-        return dialect.arrow_batches(self._cursor(), sql, [after, upto], rows=BATCH_ROWS,
+        return self._dialect.arrow_batches(self._cursor(), sql, [after, upto], rows=BATCH_ROWS,
                                      buffer=STREAM_BUFFER)
 
     def _dropping(self, batches: Iterator[pa.RecordBatch], upto: int) -> Iterator[pa.RecordBatch]:
@@ -129,7 +128,7 @@ class ChainWindowReads:
         try:
             for i, batch in enumerate(batches, 1):
                 if i % DROP_EVERY == 0 and batch.num_rows and batch.column("seq")[-1].as_py() < upto:
-                    dialect.drop_cached_blocks(cur, limit=VERIFY_SETTINGS["memory_limit"])
+                    self._dialect.drop_cached_blocks(cur, limit=VERIFY_SETTINGS["memory_limit"])
                 yield batch
         finally:
             batches.close()
@@ -159,4 +158,4 @@ class ChainWindowReads:
                 self._bounded -= 1
                 if self._bounded == 0:
                     for name, value in self._settings_before.items():
-                        dialect.put_back_setting(self._cursor(), name, value)
+                        self._dialect.put_back_setting(self._cursor(), name, value)

@@ -71,6 +71,11 @@ def lost_the_head(exc: Exception) -> bool:
     return False
 
 
+def migration_sql(sql: str) -> str:
+    """A migration's text as this database runs it: as written (the migrations are DuckDB's)."""
+    return sql
+
+
 def guard_statements(append_only: list[str], update_only: list[str]) -> list[str]:
     """Triggers that make the database itself refuse UPDATE and DELETE (and so TRUNCATE) on
     `append_only` tables and UPDATE on `update_only` ones (IF NOT EXISTS: run at every open)."""
@@ -189,3 +194,59 @@ def put_back_setting(cur: Connection, name: str, value: str) -> None:
             cur.execute(f"SET {name} = '{value}'")
     except duckdb.Error:
         pass
+
+
+# ---- SQL fragments the reads build their statements with (postgres_dialect has the same) ----
+
+def has_other_than(list_column: str, value: str) -> str:
+    """Whether a text-list column holds any element other than `value` (a literal)."""
+    return f"len(list_filter({list_column}, lambda c: c <> '{value}')) > 0"
+
+
+def list_contains(list_column: str, item: str) -> str:
+    return f"list_contains({list_column}, {item})"
+
+
+def in_list(item: str, list_param: str) -> str:
+    """Whether `item` is an element of the text list bound to `list_param`."""
+    return f"list_contains({list_param}, {item})"
+
+
+def plus_days(timestamp: str, days: str) -> str:
+    return f"{timestamp} + to_days({days})"
+
+
+def days_between(start: str, end: str) -> str:
+    """Day boundaries crossed from start to end (end's date minus start's)."""
+    return f"date_diff('day', {start}, {end})"
+
+
+def hours_between(start: str, end: str) -> str:
+    return f"date_diff('hour', {start}, {end})"
+
+
+def minutes_between(start: str, end: str) -> str:
+    return f"date_diff('minute', {start}, {end})"
+
+
+def quantile(expression: str, q: float) -> str:
+    """The continuous (interpolated) q-quantile of an aggregate's values."""
+    return f"quantile_cont({expression}, {q})"
+
+
+def list_of(column: str) -> str:
+    """An aggregate: the group's values as a list, in order."""
+    return f"list({column} ORDER BY {column})"
+
+
+def latest_per(table: str, key: str) -> str:
+    """Each key's latest row (by audit seq) of an event table."""
+    return (f"SELECT * FROM {table} QUALIFY row_number() OVER "
+            f"(PARTITION BY {key} ORDER BY audit_seq DESC) = 1")
+
+
+def json_fields(source: str, id_column: str, json_column: str, field: str) -> str:
+    """(id, field): one row per element of a JSON array of objects, its `field` as text; rows
+    whose text is not valid JSON give none."""
+    return (f"SELECT {id_column}, unnest(from_json({json_column}, '[{{\"{field}\": \"VARCHAR\"}}]'), "
+            f"recursive := true) FROM {source} WHERE json_valid({json_column})")

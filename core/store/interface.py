@@ -1,8 +1,8 @@
 """The store's declared interface: every call production code makes on a store, and nothing
 else. Callers annotate with `Store`; `open_store` returns one. The DuckDB implementation
-(core/store/__init__.py, its dialect in duckdb_dialect.py) stands behind it, and a server
-backend would stand beside it. A test checks both ways: the implementation has every member, and
-production calls nothing on a store that is not a member.
+(core/store/__init__.py, its dialect in duckdb_dialect.py) and the PostgreSQL one
+(core/store/postgres.py, postgres_dialect.py) stand behind it. A test checks both ways: each
+implementation has every member, and production calls nothing on a store that is not a member.
 
 Rows are dicts (column -> value), lists of rows are DataFrames; the monitoring aggregates take
 a filter `f` = (start, end, model version or None) over [start, end).
@@ -25,7 +25,8 @@ from core.store.records import Event, ServiceEvent
 class Store(Protocol):
     """An open store: append-only event tables and one audit chain."""
 
-    path: Path  # where it is (names its backups; keys what this process has verified of it)
+    path: Path | str  # where it is: a file, or a database URL without its password (names its
+    # backups; keys what this process has verified of it)
 
     # ---- the one write path, and the store as a whole ----------------------------------
 

@@ -38,6 +38,10 @@ def state_sql(name: str) -> str:
 class RecordReads:
     """Single records, counts, the audit trail, governance."""
 
+    def _read_state(self, name: str, cur=None) -> tuple | None:
+        """The latest row of a state table (STATE), or None."""
+        return (cur or self._cursor()).execute(state_sql(name)).fetchone()[0]
+
     def head(self) -> tuple[int, str]:
         """(seq, entry hash) of the chain's last entry, as the database has it now."""
         row = self._one("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
@@ -53,7 +57,7 @@ class RecordReads:
         if fresh or cached is None or cached[0] <= now:
             with_head = getattr(self._read_with_head, "states", None)
             row = with_head[name] if fresh and with_head and name in with_head else \
-                self._one(state_sql(name))[0]
+                self._read_state(name)
             cached = (now + STATE_TTL_S, row)
             self._cached[name] = cached
         return cached[1]
@@ -79,12 +83,13 @@ class RecordReads:
         return self._record(
             "SELECT (SELECT count(*) FROM predictions) AS predictions, "
             "(SELECT count(*) FROM predictions WHERE routing = 'review') AS routed_to_review, "
-            "(SELECT count(*) FROM predictions WHERE len(list_filter(reason_codes, lambda c: "
-            "  c <> 'uncertain')) > 0) AS flagged_out_of_distribution, "
+            "(SELECT count(*) FROM predictions WHERE "
+            f"{self._dialect.has_other_than('reason_codes', 'uncertain')}) "
+            "AS flagged_out_of_distribution, "
             "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs, "
             "(SELECT count(DISTINCT prediction_id) FROM review_decisions) AS reviewed, "
-            f"(SELECT count(*) FROM ({CURRENT_DECISIONS}) WHERE direction = 'upgrade') AS upgrades, "
-            f"(SELECT count(*) FROM ({CURRENT_DECISIONS}) WHERE direction = 'downgrade') AS downgrades, "
+            f"(SELECT count(*) FROM ({CURRENT_DECISIONS}) cd WHERE direction = 'upgrade') AS upgrades, "
+            f"(SELECT count(*) FROM ({CURRENT_DECISIONS}) cd WHERE direction = 'downgrade') AS downgrades, "
             "(SELECT count(*) FROM predictions p WHERE routing = 'review' AND NOT EXISTS "
             "  (SELECT 1 FROM review_decisions d WHERE d.prediction_id = p.prediction_id)) AS pending, "
             # Every column is NOT NULL in the schema: an empty text is what could be missing.
@@ -169,7 +174,7 @@ class ReviewReads:
     def current_decision(self, prediction_id: str) -> dict | None:
         """The decision in force for a prediction (the one no later decision supersedes)."""
         return self._record(
-            f"SELECT * FROM ({CURRENT_DECISIONS}) WHERE prediction_id = ? "
+            f"SELECT * FROM ({CURRENT_DECISIONS}) cd WHERE prediction_id = ? "
             "ORDER BY audit_seq DESC LIMIT 1", [prediction_id])
 
     def pending_reviews(self, *, reason: str | None = None, model_version: str | None = None,
@@ -182,8 +187,8 @@ class ReviewReads:
             "LEFT JOIN phi_inputs phi USING (prediction_id) "
             "WHERE p.routing = 'review' AND NOT EXISTS "
             "(SELECT 1 FROM review_decisions d WHERE d.prediction_id = p.prediction_id) "
-            "AND (? IS NULL OR p.model_version = ?) "
-            "AND (? IS NULL OR list_contains(p.reason_codes, ?)) "
+            "AND (CAST(? AS TEXT) IS NULL OR p.model_version = ?) "
+            f"AND (CAST(? AS TEXT) IS NULL OR {self._dialect.list_contains('p.reason_codes', '?')}) "
             "ORDER BY p.audit_seq LIMIT ?",
             [model_version, model_version, reason, reason, limit])
 
@@ -214,7 +219,7 @@ class OutcomeReads:
 
     def current_outcome(self, prediction_id: str) -> dict | None:
         return self._record(
-            f"SELECT * FROM ({CURRENT_OUTCOMES}) WHERE prediction_id = ? "
+            f"SELECT * FROM ({CURRENT_OUTCOMES}) co WHERE prediction_id = ? "
             "ORDER BY audit_seq DESC LIMIT 1", [prediction_id])
 
     def outcome_history(self, prediction_id: str) -> pd.DataFrame:
@@ -225,15 +230,16 @@ class OutcomeReads:
                      ) -> pd.DataFrame:
         """Predictions past their own version's horizon (`horizons`: version -> days) with no
         outcome recorded, most overdue first."""
+        due = self._dialect.plus_days("p.created_at", "h.horizon_days")
         return self._frame(
             "WITH h AS (SELECT unnest(CAST(? AS VARCHAR[])) AS model_version, "
             "unnest(CAST(? AS INTEGER[])) AS horizon_days) "
             "SELECT p.prediction_id, p.created_at, phi.patient_ref, p.risk, p.risk_class, "
             "p.routing, p.model_version, p.user_name, h.horizon_days, "
-            "date_diff('day', p.created_at + to_days(h.horizon_days), CAST(? AS TIMESTAMP)) "
+            f"{self._dialect.days_between(due, 'CAST(? AS TIMESTAMP)')} "
             "AS days_overdue FROM predictions p JOIN h USING (model_version) "
             "LEFT JOIN phi_inputs phi USING (prediction_id) "
-            "WHERE p.created_at + to_days(h.horizon_days) <= CAST(? AS TIMESTAMP) "
+            f"WHERE {due} <= CAST(? AS TIMESTAMP) "
             "AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.prediction_id = p.prediction_id) "
             "ORDER BY days_overdue DESC, p.audit_seq LIMIT ?",
             [list(horizons), list(horizons.values()), now, now, limit])
@@ -250,8 +256,6 @@ class OutcomeReads:
 class AccessReads:
     """Accounts and access events."""
 
-    _LATEST_USERS = ("SELECT * FROM user_events QUALIFY row_number() OVER "
-                     "(PARTITION BY username ORDER BY audit_seq DESC) = 1")
 
     def user(self, username: str) -> dict | None:
         """The current state of one account (latest row), with its password hash."""
@@ -263,8 +267,8 @@ class AccessReads:
         """Every account's current state, never the password hash."""
         return self._frame(
             f"SELECT username, display_name, roles_json, active, action AS last_change, "
-            f"created_at AS changed_at, user_name AS changed_by FROM ({self._LATEST_USERS}) "
-            f"ORDER BY username")
+            f"created_at AS changed_at, user_name AS changed_by FROM "
+            f"({self._dialect.latest_per('user_events', 'username')}) u ORDER BY username")
 
     def count_access(self, *, username: str, action: str, since: datetime,
                      source: str | None = None) -> int:
@@ -298,6 +302,5 @@ class AccessReads:
         """Every API client's current state, never the token's hash."""
         return [dict(zip(("client_name", "roles_json", "active", "last_change", "changed_at",
                           "changed_by"), row, strict=True)) for row in self._all(
-            "SELECT client_name, roles_json, active, action, created_at, user_name FROM ("
-            "SELECT * FROM client_events QUALIFY row_number() OVER (PARTITION BY client_name "
-            "ORDER BY audit_seq DESC) = 1) ORDER BY client_name")]
+            "SELECT client_name, roles_json, active, action, created_at, user_name FROM "
+            f"({self._dialect.latest_per('client_events', 'client_name')}) c ORDER BY client_name")]

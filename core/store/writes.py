@@ -25,7 +25,6 @@ from datetime import datetime
 
 from core import audit
 from core.errors import StoreUnavailable
-from core.store import duckdb_dialect as dialect
 from core.store.queries import STATE, STATE_WITH_HEAD, state_sql
 from core.store.records import Event
 from core.store.schema import AUDIT_COLUMNS, PHI_COLUMNS, TABLES
@@ -40,7 +39,13 @@ STATE_OF = {table: [name for name, (t, _) in STATE.items() if t == table]
 
 
 class ChainWrites:
-    """The append path; mixed into DuckDBStore."""
+    """The append path; mixed into a store."""
+
+    _head_sql = HEAD_SQL
+
+    def _begin(self, cur) -> None:
+        """Start an append's transaction."""
+        cur.execute("BEGIN")
 
     def append(self, events: list[Event], *, also: tuple[tuple[str, list], ...] = (),
                precondition: Callable[[], None] | None = None) -> list[int]:
@@ -61,26 +66,26 @@ class ChainWrites:
             for _ in range(ATTEMPTS):
                 fresh = known is None
                 cur = self._writer()
-                cur.execute("BEGIN")
+                self._begin(cur)
                 try:
                     if fresh:
                         known = self._read_head(cur)
                     head, states = known
                     if precondition is not None and not self._precondition(precondition, states,
                                                                             fresh=fresh):
-                        _rollback(cur)  # refused on what this object knew: ask the database
+                        self._rollback(cur)  # refused on what this object knew: ask the database
                         known = None
                         continue
                     seqs, last = self._write(cur, head, table, events, contents, digests, pick, also)
                     cur.execute("COMMIT")
-                except dialect.Error as exc:
-                    _rollback(cur)
+                except self._dialect.Error as exc:
+                    self._rollback(cur)
                     known = None  # the head is read at the next attempt
-                    if dialect.lost_the_head(exc):
+                    if self._dialect.lost_the_head(exc):
                         continue  # another write took this head: again, on the new one
                     raise StoreUnavailable(f"the store did not record the {table} event: {exc}") from exc
                 except BaseException:
-                    _rollback(cur)
+                    self._rollback(cur)
                     raise
                 # The head this write made, and the state it leaves (a write to a state table
                 # changes it: read again, as are that state's cached reads).
@@ -114,9 +119,9 @@ class ChainWrites:
         this object last saw on: the chain only grows, so that is the same answer without
         reading the whole audit log (its earlier row groups are skipped); a hint past the end
         (a store replaced by a restore) finds nothing, and the whole log is read."""
-        row = cur.execute(HEAD_SQL, [self._head_hint]).fetchone()
+        row = cur.execute(self._head_sql, [self._head_hint]).fetchone()
         if row[0] is None and self._head_hint:
-            row = cur.execute(HEAD_SQL, [0]).fetchone()
+            row = cur.execute(self._head_sql, [0]).fetchone()
         head = (row[0], row[1]) if row[0] is not None else (0, audit.GENESIS)
         return head, dict(zip(STATE_WITH_HEAD, row[2:], strict=True))
 
@@ -135,11 +140,11 @@ class ChainWrites:
             rows.append(list(pick({**ev.record.row(), "audit_seq": seq})))
             prev = entry
         parsed = self._parsed
-        dialect.insert(cur, "audit_log", AUDIT_COLUMNS, audit_rows, parsed=parsed)
-        dialect.insert(cur, table, TABLES[table], rows, parsed=parsed)
+        self._dialect.insert(cur, "audit_log", AUDIT_COLUMNS, audit_rows, parsed=parsed)
+        self._dialect.insert(cur, table, TABLES[table], rows, parsed=parsed)
         phi = [[ev.phi[c] for c in PHI_COLUMNS] for ev in events if ev.phi]
         if phi:
-            dialect.insert(cur, "phi_inputs", PHI_COLUMNS, phi, parsed=parsed)
+            self._dialect.insert(cur, "phi_inputs", PHI_COLUMNS, phi, parsed=parsed)
         for sql, params in also:
             cur.execute(sql, params)
         return [r[0] for r in audit_rows], prev
@@ -152,9 +157,8 @@ class ChainWrites:
             self.append([event(n)], also=(("DELETE FROM phi_inputs WHERE created_at <= ?", [before]),))
             return n
 
-
-def _rollback(cur) -> None:
-    try:
-        cur.execute("ROLLBACK")
-    except dialect.Error:
-        pass  # a failed commit has rolled back already
+    def _rollback(self, cur) -> None:
+        try:
+            cur.execute("ROLLBACK")
+        except self._dialect.Error:
+            pass  # a failed commit has rolled back already
