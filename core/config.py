@@ -6,6 +6,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     Field,
@@ -25,6 +26,15 @@ ROLES = ("clinician", "reviewer", "pi", "admin")
 
 
 DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def redacted_url(url: str) -> str:
+    """A database URL without its password (`user:***@host`), to name it in messages and records."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class Settings(BaseSettings):

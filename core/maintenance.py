@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core import audit
 from core.clock import now_utc
-from core.config import Settings, get_settings
+from core.config import Settings, get_settings, redacted_url
 from core.errors import ConfigError, ProtectedPath
 from core.file_guard import protected_folder_reason
 from core.store import Event, Store, open_store
@@ -44,6 +44,8 @@ def purge_expired(store: Store, *, days: int, by: str) -> int:
 def configuration_snapshot(settings: Settings) -> dict:
     """The effective settings, secrets replaced by a fingerprint (changes show, values do not)."""
     snapshot = settings.model_dump(mode="json", exclude={"patient_key"})
+    if not settings.db_is_file():
+        snapshot["db"] = redacted_url(settings.db)  # a password in the URL is never recorded
     try:
         key = settings.patient_key_bytes()
         fingerprint = audit.patient_key("configuration-fingerprint", key)[:16]

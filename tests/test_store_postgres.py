@@ -227,3 +227,41 @@ def _core(args: list[str], db: str) -> subprocess.CompletedProcess:
     core_store.close_all()
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "APP_DB": db})
+
+
+@pytest.mark.browser  # a real server: runs with the other server tests (conftest)
+def test_the_one_server_process_on_postgresql_with_a_command_beside_it(pg_server, tmp_path):
+    """uvicorn serve:app over a PostgreSQL store; `clients add` connects to the database itself
+    while the service runs; the API scores and records; no password in any log or record."""
+    import httpx
+    from browser_support import streamlit_server
+
+    name = pg_server.new_database()
+    core_store.open_store(pg_server.url(name, role=pg_support.OWNER))
+    core_store.close_all()
+    pg_server.grant_purge(name)
+    url = pg_server.url(name)
+    with streamlit_server(tmp_path / "unused.duckdb", APP_DB=url) as base:
+        added = _core(["clients", "add", "ehr", "--role", "clinician", "--by", "it"], url)
+        assert added.returncode == 0, added.stderr
+        token = added.stdout.strip().splitlines()[-1]
+        with httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30) as http:
+            assert http.get("/health/ready").status_code == 200
+            scored = http.post("/predictions", json={
+                "patient_ref": "PG-1", "age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0,
+                "potassium": 4.4, "diabetes": False, "raas_inhibitor": "acei",
+                "spironolactone_dose_mg": 25.0, "nyha_class": "II", "lvef": 30.0, "sbp": 118.0,
+                "loop_diuretic": True, "potassium_supplement": False, "nsaid": False})
+            assert scored.status_code == 201, scored.text
+            state = http.get(f"/predictions/{scored.json()['prediction_id']}")
+            assert state.status_code == 200 and state.json()["risk"] == scored.json()["risk"]
+    store = open_store(url)
+    assert store.prediction(scored.json()["prediction_id"])["risk"] == scored.json()["risk"]
+    assert verify_audit(store)[0] == []
+    recorded = oracle.sql(store, "SELECT settings_json FROM config_events")
+    assert recorded and all(pg_support.SERVICE_PASSWORD not in r[0] for r in recorded)
+    assert any(f"{pg_support.SERVICE}:***@" in r[0] for r in recorded)
+    log = (tmp_path / "streamlit.log").read_text()
+    assert pg_support.SERVICE_PASSWORD not in log and token not in log
+    assert not list(tmp_path.glob("*.sock")) and not (tmp_path / "unused.duckdb").exists()

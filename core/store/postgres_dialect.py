@@ -14,28 +14,19 @@ from __future__ import annotations
 import re
 import threading
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from core.config import redacted_url as redacted
 from core.errors import StoreUnavailable
 
 Error = (psycopg.Error, PoolTimeout)  # whatever the database (or the pool) raises
 POOL_MAX = 8  # connections per process: the API's thread pool, the UI's sessions, a command
 CONNECT_TIMEOUT_S = 5
 HEAD_LOCK = 7_291_001  # the advisory lock that serialises appends on the chain's head
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, to name the database in messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))
 
 
 def _sql(sql: str, params) -> str:
