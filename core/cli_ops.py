@@ -41,6 +41,10 @@ def add_parsers(sub) -> None:
     stsub = st.add_subparsers(dest="action", required=True)
     stsub.add_parser("upgrade", help="bring the store's schema up to this release (on PostgreSQL, "
                                      "run with the schema owner's URL in APP_DB)")
+    sm = stsub.add_parser("migrate", help="copy the whole store (every event, its chain, the raw "
+                                          "inputs) into an empty PostgreSQL database, then verify it there")
+    sm.add_argument("--to", required=True, metavar="URL",
+                    help="postgresql://OWNER@HOST/DB (the password in PGPASSWORD)")
 
     b = sub.add_parser("backup", help="write a consistent copy of the store into DIR")
     b.add_argument("directory", type=Path)
@@ -152,11 +156,45 @@ def run_outcomes(args) -> int:
     return 1 if rejected else 0
 
 
-def run_store(args) -> int:  # noqa: ARG001 - one action
+def run_store(args) -> int:
     from core.store import open_store
 
     store = open_store(get_settings().db)  # opening migrates, or says why it cannot
+    if args.action == "migrate":
+        return _move_store(store, args.to)
     print(f"store {store.path}: schema up to date (chain head at seq {store.last_seq()})")
+    return 0
+
+
+def _move_store(source, url: str) -> int:
+    from core.config import redacted_url
+    from core.errors import CoreError
+    from core.store import is_database_url
+    from core.store.postgres import PostgresStore
+    from core.store.transfer import copy_events, differences, identity
+    from core.verification import verify_audit
+
+    if not is_database_url(url):
+        raise CoreError(f"--to must be a postgresql:// URL, not {url!r}")
+    if serving_command():  # what the service records after the copy would not be moved
+        raise CoreError("stop the service first: a store is moved while nothing writes to it "
+                        "(RUNBOOK.md, Use the institution's PostgreSQL)")
+    target = PostgresStore(url, identity=identity(source))
+    try:
+        counts = copy_events(source, target)
+        problems, head = verify_audit(target)
+        if head != source.head():
+            problems.append(f"the destination's head {head[0]}:{head[1]} is not the source's")
+        problems += differences(source, target)
+    finally:
+        target.close()
+    print(f"copied into {redacted_url(url)}: " + ", ".join(f"{t} {n}" for t, n in counts.items() if n))
+    if problems:
+        print("error: the destination differs from the source:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
+        return 1
+    print(f"verified: head {head[0]}:{head[1]} equal, every row equal; now start the service with "
+          "APP_DB set to the database's URL for its service role")
     return 0
 
 

@@ -45,7 +45,7 @@ def hook_request(inputs, **changes) -> dict:
 
 
 @pytest.fixture
-def api(fresh_store):
+def api(any_store):
     """The API over a fresh store, with an EHR's client (clinician) and its headers."""
     token = clients.add_client("ehr", roles=["clinician"], by="it")
     return TestClient(create_api()), {"Authorization": f"Bearer {token}"}
@@ -94,11 +94,11 @@ def test_discovery_lists_the_serving_model_as_one_patient_view_service(api, v1, 
     assert service["extension"]["clinical-risk-service.model-version"] == "v1"
 
 
-def test_a_call_is_answered_with_a_card_of_the_recorded_prediction(api, sid, fresh_store, v1):
+def test_a_call_is_answered_with_a_card_of_the_recorded_prediction(api, sid, any_store, v1):
     card = only_card(call(api, sid, hook_request(TYPICAL_PATIENT)))
     assert no_empty_values(card)
     expected = core.score({**TYPICAL_PATIENT, "patient_ref": PATIENT_ID}, user="dr", source="form")
-    recorded = fresh_store.prediction(card["uuid"])  # the card's uuid is the prediction's id
+    recorded = any_store.prediction(card["uuid"])  # the card's uuid is the prediction's id
     assert recorded is not None
     assert (recorded["risk"], recorded["risk_low"], recorded["risk_high"]) == (
         expected.risk, *expected.risk_interval_95)
@@ -121,20 +121,20 @@ def test_a_call_is_answered_with_a_card_of_the_recorded_prediction(api, sid, fre
     assert {(r["system"], r["code"], r["display"]) for r in card["overrideReasons"]} == {
         (OVERRIDE_SYSTEM, code, display) for code, display in OVERRIDE_REASONS.items()}
     # the FHIR access token the client sent is not kept anywhere
-    assert "some-opaque-fhir-access-token" not in json.dumps(rows(fresh_store, "audit_log").astype(str).values.tolist())
+    assert "some-opaque-fhir-access-token" not in json.dumps(rows(any_store, "audit_log").astype(str).values.tolist())
 
 
-def test_a_high_risk_card_is_a_warning_and_the_patient_ref_of_the_inputs_wins(api, sid, fresh_store):
+def test_a_high_risk_card_is_a_warning_and_the_patient_ref_of_the_inputs_wins(api, sid, any_store):
     high = {**TYPICAL_PATIENT, "potassium": 5.4, "egfr": 25.0, "patient_ref": "STUDY-7"}
     card = only_card(call(api, sid, hook_request(high)))
-    recorded = fresh_store.prediction(card["uuid"])
+    recorded = any_store.prediction(card["uuid"])
     assert recorded["risk_class"] == "high" and card["indicator"] == "warning"
     assert "high risk" in card["summary"] and recorded["patient_ref"] == "STUDY-7"
 
 
-def test_a_review_routed_prediction_says_it_was_sent_to_a_reviewer_and_why(api, sid, fresh_store):
+def test_a_review_routed_prediction_says_it_was_sent_to_a_reviewer_and_why(api, sid, any_store):
     card = only_card(call(api, sid, hook_request({**TYPICAL_PATIENT, "lvef": None})))
-    recorded = fresh_store.prediction(card["uuid"])
+    recorded = any_store.prediction(card["uuid"])
     reasons = json.loads(recorded["reasons_json"])
     assert recorded["routing"] == "review" and reasons
     assert card["summary"].endswith(", sent to a reviewer")
@@ -143,26 +143,26 @@ def test_a_review_routed_prediction_says_it_was_sent_to_a_reviewer_and_why(api, 
     assert "Finalised automatically" not in card["detail"]
 
 
-def test_inputs_as_a_fhir_parameters_resource_score_the_same(api, sid, fresh_store):
+def test_inputs_as_a_fhir_parameters_resource_score_the_same(api, sid, any_store):
     value = {bool: "valueBoolean", int: "valueInteger", float: "valueDecimal", str: "valueCode"}
     parameters = {"resourceType": "Parameters", "parameter": [
         {"name": name, value[type(v)]: v} for name, v in TYPICAL_PATIENT.items()]}
-    as_object = fresh_store.prediction(only_card(call(api, sid, hook_request(TYPICAL_PATIENT)))["uuid"])
-    as_fhir = fresh_store.prediction(only_card(call(api, sid, hook_request(parameters)))["uuid"])
+    as_object = any_store.prediction(only_card(call(api, sid, hook_request(TYPICAL_PATIENT)))["uuid"])
+    as_fhir = any_store.prediction(only_card(call(api, sid, hook_request(parameters)))["uuid"])
     assert as_fhir["input_sha256"] == as_object["input_sha256"] and as_fhir["risk"] == as_object["risk"]
 
 
-def test_invalid_inputs_are_a_422_naming_each_field_and_recorded(api, sid, fresh_store):
+def test_invalid_inputs_are_a_422_naming_each_field_and_recorded(api, sid, any_store):
     response = call(api, sid, hook_request({**TYPICAL_PATIENT, "age": "old", "egfr": 9999,
                                             "favourite_colour": "blue"}))
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     fields = {e["field"] for e in response.json()["errors"]}
     assert fields == {"prefetch.inputs.age", "prefetch.inputs.egfr", "prefetch.inputs.favourite_colour"}
-    assert fresh_store.count("predictions") == 0
-    recorded = json.loads(rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
+    assert any_store.count("predictions") == 0
+    recorded = json.loads(rows(any_store, "rejected_inputs").iloc[0]["fields_json"])
     assert {f["field"] for f in recorded} == {"age", "egfr", UNKNOWN_FIELD}
-    assert rows(fresh_store, "rejected_inputs").iloc[0]["source"] == "api"
+    assert rows(any_store, "rejected_inputs").iloc[0]["source"] == "api"
 
 
 @pytest.mark.parametrize(("change", "status", "field"), [
@@ -181,23 +181,23 @@ def test_invalid_inputs_are_a_422_naming_each_field_and_recorded(api, sid, fresh
      "prefetch.inputs.parameter.1.name"),
 ])
 def test_a_request_that_does_not_fit_is_refused_naming_the_field_and_recorded(
-        api, sid, fresh_store, change, status, field):
+        api, sid, any_store, change, status, field):
     response = call(api, sid, hook_request(TYPICAL_PATIENT) | change)
     assert response.status_code == status, response.text
     assert field in {e["field"] for e in response.json()["errors"]}
-    assert fresh_store.count("predictions") == 0
-    recorded = json.loads(rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
+    assert any_store.count("predictions") == 0
+    recorded = json.loads(rows(any_store, "rejected_inputs").iloc[0]["fields_json"])
     assert recorded[0]["field"] == WHOLE_PAYLOAD and any(r["message"].startswith(field) for r in recorded)
 
 
-def test_a_body_that_is_not_json_is_422_and_recorded(api, sid, fresh_store):
+def test_a_body_that_is_not_json_is_422_and_recorded(api, sid, any_store):
     client, headers = api
     response = client.post(f"/cds-services/{sid}", content=b'{"hook": "patient-view", "hook": 1}',
                            headers={**headers, "content-type": "application/json"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == WHOLE_PAYLOAD
     assert client.post(f"/cds-services/{sid}", content=b"hook=patient-view", headers={
         **headers, "content-type": "application/x-www-form-urlencoded"}).status_code == 415
-    assert fresh_store.count("rejected_inputs") == 2 and fresh_store.count("predictions") == 0
+    assert any_store.count("rejected_inputs") == 2 and any_store.count("predictions") == 0
 
 
 def test_the_service_id_is_the_titles_words_in_ascii(v1):
@@ -205,25 +205,25 @@ def test_the_service_id_is_the_titles_words_in_ascii(v1):
     assert service_id(spec) == "risque-d-hyperkaliemie-a-6-mois"
 
 
-def test_a_refusal_never_echoes_or_records_the_fhir_access_token(api, sid, fresh_store):
+def test_a_refusal_never_echoes_or_records_the_fhir_access_token(api, sid, any_store):
     secret = "opaque-token-that-must-not-travel"
     body = hook_request(TYPICAL_PATIENT, fhirAuthorization={"access_token": secret, "token_type": "MAC"})
     response = call(api, sid, body)
     assert response.status_code == 422 and secret not in response.text
     assert "fhirAuthorization.token_type" in {e["field"] for e in response.json()["errors"]}
-    assert secret not in json.dumps(rows(fresh_store, "rejected_inputs").astype(str).values.tolist())
+    assert secret not in json.dumps(rows(any_store, "rejected_inputs").astype(str).values.tolist())
 
 
-def test_an_unknown_service_is_404_and_a_suspended_model_503(api, sid, fresh_store):
+def test_an_unknown_service_is_404_and_a_suspended_model_503(api, sid, any_store):
     assert call(api, "another-model", hook_request(TYPICAL_PATIENT)).status_code == 404
     set_suspended(True, by="pi", reason="checking calibration")
     response = call(api, sid, hook_request(TYPICAL_PATIENT))
     assert response.status_code == 503 and response.headers["retry-after"] == "60"
     assert response.headers["content-type"] == "application/problem+json"
-    assert fresh_store.count("predictions") == 0
+    assert any_store.count("predictions") == 0
 
 
-def test_every_route_needs_a_token_and_its_action(api, sid, fresh_store):
+def test_every_route_needs_a_token_and_its_action(api, sid, any_store):
     client, _ = api
     reviewer = {"Authorization": f"Bearer {clients.add_client('queue', roles=['reviewer'], by='it')}"}
     feedback = {"feedback": [{"card": "x", "outcome": "overridden", "outcomeTimestamp": "2026-12-01T10:00:00Z"}]}
@@ -236,7 +236,7 @@ def test_every_route_needs_a_token_and_its_action(api, sid, fresh_store):
         refused = client.request(method, path, json=body, headers=reviewer)
         # every role may read the discovery (the model's facts); only a clinician's client scores
         assert refused.status_code == (200 if method == "GET" else 403)
-    assert fresh_store.count("predictions") == 0 and fresh_store.count("cds_feedback") == 0
+    assert any_store.count("predictions") == 0 and any_store.count("cds_feedback") == 0
 
 
 # ---- feedback --------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def post_feedback(api, sid, *items):
                        headers=headers)
 
 
-def test_accepted_and_overridden_feedback_is_recorded_with_exact_rows(api, sid, fresh_store):
+def test_accepted_and_overridden_feedback_is_recorded_with_exact_rows(api, sid, any_store):
     first = only_card(call(api, sid, hook_request(TYPICAL_PATIENT)))
     second = only_card(call(api, sid, hook_request({**TYPICAL_PATIENT, "age": 80})))
     response = post_feedback(
@@ -264,7 +264,7 @@ def test_accepted_and_overridden_feedback_is_recorded_with_exact_rows(api, sid, 
         {"card": second["uuid"], "outcome": "overridden",  # no reason: dismissed
          "outcomeTimestamp": "2026-12-01T12:00:00Z"})
     assert response.status_code == 200 and response.json() == {"recorded": 3}
-    recorded = rows(fresh_store, "cds_feedback").drop(columns=["feedback_id", "audit_seq", "created_at"])
+    recorded = rows(any_store, "cds_feedback").drop(columns=["feedback_id", "audit_seq", "created_at"])
     assert recorded.to_dict("records") == [
         {"user_name": "client:ehr", "prediction_id": first["uuid"], "outcome": "accepted",
          "override_reason_system": "", "override_reason_code": "", "override_reason_display": "",
@@ -277,26 +277,26 @@ def test_accepted_and_overridden_feedback_is_recorded_with_exact_rows(api, sid, 
         {"user_name": "client:ehr", "prediction_id": second["uuid"], "outcome": "overridden",
          "override_reason_system": "", "override_reason_code": "", "override_reason_display": "",
          "user_comment": "", "outcome_timestamp": datetime(2026, 12, 1, 12, 0, 0)}]
-    entries = rows(fresh_store, "audit_log", event_table="cds_feedback")
+    entries = rows(any_store, "audit_log", event_table="cds_feedback")
     assert list(entries["kind"]) == ["cds_feedback"] * 3
     assert list(entries["subject"]) == [first["uuid"], second["uuid"], second["uuid"]]
-    assert verify_audit(fresh_store)[0] == []
+    assert verify_audit(any_store)[0] == []
 
 
-def test_a_reason_of_the_clients_own_code_system_is_recorded_as_sent(api, sid, fresh_store):
+def test_a_reason_of_the_clients_own_code_system_is_recorded_as_sent(api, sid, any_store):
     card = only_card(call(api, sid, hook_request(TYPICAL_PATIENT)))
     response = post_feedback(api, sid, {
         "card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-12-01T10:00:00Z",
         "overrideReason": {"reason": {"code": "d7ecf885",
                                       "system": "https://example.com/cds-hooks/override-reason-system"}}})
     assert response.status_code == 200
-    row = rows(fresh_store, "cds_feedback").iloc[0]
+    row = rows(any_store, "cds_feedback").iloc[0]
     assert (row.override_reason_system, row.override_reason_code) == (
         "https://example.com/cds-hooks/override-reason-system", "d7ecf885")
 
 
 def test_feedback_on_an_unknown_or_another_clients_card_is_404_and_nothing_is_recorded(
-        api, sid, fresh_store):
+        api, sid, any_store):
     card = only_card(call(api, sid, hook_request(TYPICAL_PATIENT)))
     theirs = core.score({**TYPICAL_PATIENT, "patient_ref": "P-2"}, user="client:other", source="api")
     mine = {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-12-01T10:00:00Z"}
@@ -306,7 +306,7 @@ def test_feedback_on_an_unknown_or_another_clients_card_is_404_and_nothing_is_re
         assert response.headers["content-type"] == "application/problem+json"
         assert unknown in response.json()["detail"]
     assert post_feedback(api, "another-model", mine).status_code == 404
-    assert fresh_store.count("cds_feedback") == 0
+    assert any_store.count("cds_feedback") == 0
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -324,16 +324,16 @@ def test_feedback_on_an_unknown_or_another_clients_card_is_404_and_nothing_is_re
     ({"overrideReason": {"userComment": "x" * 2001}}, "feedback.0.overrideReason.userComment"),
 ])
 def test_malformed_feedback_is_a_422_naming_the_field_and_nothing_is_recorded(
-        api, sid, fresh_store, change, field):
+        api, sid, any_store, change, field):
     card = only_card(call(api, sid, hook_request(TYPICAL_PATIENT)))
     item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-12-01T10:00:00Z"}
     response = post_feedback(api, sid, {**item, **change})
     assert response.status_code == 422, response.text
     assert field in {e["field"] for e in response.json()["errors"]}, response.json()
-    assert fresh_store.count("cds_feedback") == 0
+    assert any_store.count("cds_feedback") == 0
 
 
-def test_feedback_that_is_not_a_list_of_items_is_422(api, sid, fresh_store):
+def test_feedback_that_is_not_a_list_of_items_is_422(api, sid, any_store):
     client, headers = api
     for body in ({"feedback": []}, {"cards": []}, [], {"feedback": "accepted"}):
         response = client.post(f"/cds-services/{sid}/feedback", json=body, headers=headers)
@@ -341,7 +341,7 @@ def test_feedback_that_is_not_a_list_of_items_is_422(api, sid, fresh_store):
     response = client.post(f"/cds-services/{sid}/feedback", content=b'{"feedback": [}',
                            headers={**headers, "content-type": "application/json"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == WHOLE_PAYLOAD
-    assert fresh_store.count("cds_feedback") == 0
+    assert any_store.count("cds_feedback") == 0
 
 
 # ---- the OpenAPI document --------------------------------------------------------------------

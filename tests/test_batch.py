@@ -56,7 +56,7 @@ def mixed_csv(tmp_path: Path) -> tuple[Path, pd.DataFrame, dict[int, str]]:
     return path, frame, rows
 
 
-def test_score_batch_command(fresh_store: Store, mixed_csv, tmp_path: Path):
+def test_score_batch_command(any_store: Store, mixed_csv, tmp_path: Path):
     path, frame, invalid_rows = mixed_csv
     out = tmp_path / "scored.csv"
     run = run_core("score-batch", "--input", str(path), "--output", str(out),
@@ -77,7 +77,7 @@ def test_score_batch_command(fresh_store: Store, mixed_csv, tmp_path: Path):
     assert len(scored) == n - n_bad
     assert scored["prediction_id"].is_unique
 
-    store = core_store.open_store(fresh_store.path)
+    store = core_store.open_store(any_store.path)
     assert store.count("predictions") == n - n_bad
     assert store.count("rejected_inputs") == n_bad
     kinds = oracle.sql(store, "SELECT kind, count(*) FROM audit_log GROUP BY ALL")
@@ -100,7 +100,7 @@ def test_score_batch_command(fresh_store: Store, mixed_csv, tmp_path: Path):
         assert (single.risk, single.routing) == (risk, routing), row
 
 
-def test_chunked_batch_counts_add_up(fresh_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
+def test_chunked_batch_counts_add_up(any_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
     path, frame, invalid_rows = mixed_csv
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
     out = tmp_path / "scored.csv"
@@ -115,9 +115,9 @@ def test_chunked_batch_counts_add_up(fresh_store: Store, mixed_csv, tmp_path: Pa
     result = pd.read_csv(out, keep_default_na=False)
     assert list(result["row"]) == list(range(1, n + 1))
     assert counts["review"] == int((result["routing"] == "review").sum())
-    assert fresh_store.count("predictions") == n - n_bad
-    assert fresh_store.count("rejected_inputs") == n_bad
-    entries = oracle.rows(fresh_store, "audit_log")
+    assert any_store.count("predictions") == n - n_bad
+    assert any_store.count("rejected_inputs") == n_bad
+    entries = oracle.rows(any_store, "audit_log")
     assert list(entries["seq"]) == list(range(1, n + 1))
     assert list(entries["prev_hash"].iloc[1:]) == list(entries["entry_hash"].iloc[:-1])
 
@@ -132,7 +132,7 @@ def _sample_lines() -> list[str]:
     (None, ["input file"], "does not exist"),
 ])
 def test_unreadable_file_is_refused_before_anything_is_recorded(
-        fresh_store: Store, tmp_path: Path, content, fields, message):
+        any_store: Store, tmp_path: Path, content, fields, message):
     path, out = tmp_path / "patients.csv", tmp_path / "scored.csv"
     if content is not None:
         path.write_bytes(content)
@@ -141,11 +141,11 @@ def test_unreadable_file_is_refused_before_anything_is_recorded(
     assert [e["field"] for e in caught.value.errors] == fields
     assert caught.value.errors[0]["message"].startswith(message)
     assert not out.exists()
-    assert fresh_store.count("predictions") == fresh_store.count("rejected_inputs") == 0
+    assert any_store.count("predictions") == any_store.count("rejected_inputs") == 0
     assert gc.isenabled()  # the collector is back on after a refused file
 
 
-def test_header_that_does_not_fit_the_model_is_refused_and_recorded(fresh_store: Store,
+def test_header_that_does_not_fit_the_model_is_refused_and_recorded(any_store: Store,
                                                                      tmp_path: Path):
     lines = _sample_lines()
     header = lines[0].split(",")
@@ -160,14 +160,14 @@ def test_header_that_does_not_fit_the_model_is_refused_and_recorded(fresh_store:
                         "eGFR": "is not an input of this model (unknown column)",
                         "age": "appears more than once in the header"}
     assert not out.exists()
-    assert fresh_store.count("predictions") == 0
-    recorded = oracle.rows(fresh_store, "rejected_inputs")  # the refusal is on record, once for the whole file
+    assert any_store.count("predictions") == 0
+    recorded = oracle.rows(any_store, "rejected_inputs")  # the refusal is on record, once for the whole file
     assert len(recorded) == 1 and list(recorded["source"]) == ["batch"]
     fields = {f["field"] for f in json.loads(recorded["fields_json"].iloc[0])}
     assert fields == {"sex", "egfr", "age", "(unknown field)"}  # a heading the model lacks: no name
 
 
-def test_misaligned_rows_are_rejected_and_the_rest_scored(fresh_store: Store, tmp_path: Path):
+def test_misaligned_rows_are_rejected_and_the_rest_scored(any_store: Store, tmp_path: Path):
     lines = _sample_lines()
     columns = len(lines[0].split(","))
     rows = [lines[1], lines[2] + ",1,2", ",".join(lines[3].split(",")[:5]), lines[4]]
@@ -180,11 +180,11 @@ def test_misaligned_rows_are_rejected_and_the_rest_scored(fresh_store: Store, tm
     assert list(result["errors"].iloc[1:3]) == [
         f"(row): has {columns + 2} values but the header has {columns} columns",
         f"(row): has 5 values but the header has {columns} columns"]
-    assert fresh_store.count("predictions") == 2
-    assert fresh_store.count("rejected_inputs") == 2
+    assert any_store.count("predictions") == 2
+    assert any_store.count("rejected_inputs") == 2
 
 
-def test_unwritable_output_is_refused_before_scoring(fresh_store: Store, mixed_csv, tmp_path: Path):
+def test_unwritable_output_is_refused_before_scoring(any_store: Store, mixed_csv, tmp_path: Path):
     path = mixed_csv[0]
     for out, message in [(tmp_path / "missing" / "scored.csv", "is in a folder that does not exist"),
                          (path, "is the input file")]:
@@ -192,14 +192,14 @@ def test_unwritable_output_is_refused_before_scoring(fresh_store: Store, mixed_c
             score_batch(path, out, user="batch.tester", progress=False)
         assert caught.value.errors[0]["field"] == "output file"
         assert caught.value.errors[0]["message"].startswith(message)
-    assert fresh_store.count("predictions") == fresh_store.count("rejected_inputs") == 0
+    assert any_store.count("predictions") == any_store.count("rejected_inputs") == 0
 
 
 def _blas_threads() -> list[int]:
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
 
-def test_batch_leaves_the_collector_and_blas_threads_as_it_found_them(fresh_store: Store, mixed_csv,
+def test_batch_leaves_the_collector_and_blas_threads_as_it_found_them(any_store: Store, mixed_csv,
                                                                       tmp_path: Path):
     path = mixed_csv[0]
     assert gc.isenabled()
@@ -215,7 +215,7 @@ def test_batch_leaves_the_collector_and_blas_threads_as_it_found_them(fresh_stor
         gc.enable()
 
 
-def test_command_lists_every_problem_of_a_refused_file(fresh_store: Store, tmp_path: Path, v1):
+def test_command_lists_every_problem_of_a_refused_file(any_store: Store, tmp_path: Path, v1):
     path = tmp_path / "patients.csv"
     path.write_text("patient_ref,age,Egfr\nSYN-1,70,40\n", encoding="utf-8")
     run = run_core("score-batch", "--input", str(path), "--output", str(tmp_path / "scored.csv"),
@@ -230,7 +230,7 @@ def test_command_lists_every_problem_of_a_refused_file(fresh_store: Store, tmp_p
     assert not (tmp_path / "scored.csv").exists()
 
 
-def test_failed_commit_leaves_no_output_and_keeps_what_was_recorded(fresh_store: Store, mixed_csv,
+def test_failed_commit_leaves_no_output_and_keeps_what_was_recorded(any_store: Store, mixed_csv,
                                                                      tmp_path: Path, monkeypatch):
     # A write failure on the third chunk (a full disk, say): injected, since it cannot be caused
     # on demand here.
@@ -251,7 +251,7 @@ def test_failed_commit_leaves_no_output_and_keeps_what_was_recorded(fresh_store:
         score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["patients.csv", "store.duckdb",
                                                           "store.duckdb.wal"]  # no partial output
-    assert fresh_store.count("predictions") == 100  # the two committed chunks stay recorded
+    assert any_store.count("predictions") == 100  # the two committed chunks stay recorded
     assert gc.isenabled()
 
 
@@ -287,7 +287,7 @@ def _signal_during_first_commit(monkeypatch, *gaps: float) -> None:
     monkeypatch.setattr(batch, "_commit", commit)
 
 
-def test_stop_signal_ends_the_run_at_a_chunk_boundary(fresh_store: Store, mixed_csv,
+def test_stop_signal_ends_the_run_at_a_chunk_boundary(any_store: Store, mixed_csv,
                                                       tmp_path: Path, monkeypatch):
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
     _signal_during_first_commit(monkeypatch)
@@ -296,25 +296,25 @@ def test_stop_signal_ends_the_run_at_a_chunk_boundary(fresh_store: Store, mixed_
     with pytest.raises(core.BatchStopped) as caught:
         score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
     assert caught.value.signum == signal.SIGTERM
-    assert fresh_store.count("predictions") == 100  # chunk 2 was submitted before; no chunk 3
+    assert any_store.count("predictions") == 100  # chunk 2 was submitted before; no chunk 3
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
     assert signal.getsignal(signal.SIGTERM) is before and gc.isenabled()
 
 
 def test_second_stop_signal_exits_at_once_and_writes_nothing_queued(
-        fresh_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
+        any_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("APP_BATCH_CHUNK_ROWS", "50")
     _signal_during_first_commit(monkeypatch, 0.2)  # both while chunk 1 commits; chunk 2 is queued
     out = tmp_path / "scored.csv"
     with pytest.raises(SystemExit) as caught:
         score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
     assert caught.value.code == 128 + signal.SIGTERM
-    assert fresh_store.count("predictions") == 50  # the chunk under way completed; no other
+    assert any_store.count("predictions") == 50  # the chunk under way completed; no other
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
 
 def test_output_that_cannot_be_written_fails_clearly_and_leaves_nothing(
-        fresh_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
+        any_store: Store, mixed_csv, tmp_path: Path, monkeypatch):
     import core.batch as batch
 
     class FullDisk(batch.SafeDictWriter):  # the disk fills up at the first chunk's lines (injected)
@@ -326,11 +326,11 @@ def test_output_that_cannot_be_written_fails_clearly_and_leaves_nothing(
     out = tmp_path / "scored.csv"
     with pytest.raises(core.CoreError, match="could not be written .*No space left on device"):
         score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
-    assert fresh_store.count("predictions") in (50, 100)  # chunk 1, and chunk 2 if under way
+    assert any_store.count("predictions") in (50, 100)  # chunk 1, and chunk 2 if under way
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
 
-def test_stop_signal_ends_the_command_cleanly(fresh_store: Store, tmp_path: Path):
+def test_stop_signal_ends_the_command_cleanly(any_store: Store, tmp_path: Path):
     samples = pd.read_csv(SAMPLES, dtype=str, keep_default_na=False)
     rows = samples.iloc[[i % len(samples) for i in range(60_000)]].reset_index(drop=True)
     rows["patient_ref"] = [f"STOP-{i:05d}" for i in range(len(rows))]
@@ -348,13 +348,13 @@ def test_stop_signal_ends_the_command_cleanly(fresh_store: Store, tmp_path: Path
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "error: stopped by SIGTERM" in stderr
     assert not out.exists() and not list(tmp_path.glob(".*partial"))  # no output at all
-    store = core_store.open_store(fresh_store.path)
+    store = core_store.open_store(any_store.path)
     assert store.count("predictions") % 1000 == 0  # whole chunks only
     assert store.count("predictions") < len(rows)
     assert verify_audit(store)[0] == []
 
 
-def test_file_problems_are_named_before_anything_is_recorded(fresh_store: Store, tmp_path: Path):
+def test_file_problems_are_named_before_anything_is_recorded(any_store: Store, tmp_path: Path):
     lines = _sample_lines()
     out = tmp_path / "scored.csv"
     cases = {
@@ -378,11 +378,11 @@ def test_file_problems_are_named_before_anything_is_recorded(fresh_store: Store,
         score_batch(fifo, out, user="batch.tester", progress=False)
     assert caught.value.errors[0]["message"].startswith("is a folder, a pipe or a device")
     assert not out.exists()
-    assert fresh_store.count("predictions") == 0
-    assert fresh_store.count("rejected_inputs") == 1  # the header with an unnamed column
+    assert any_store.count("predictions") == 0
+    assert any_store.count("rejected_inputs") == 1  # the header with an unnamed column
 
 
-def test_output_that_is_a_folder_or_a_link_is_refused(fresh_store: Store, mixed_csv, tmp_path: Path):
+def test_output_that_is_a_folder_or_a_link_is_refused(any_store: Store, mixed_csv, tmp_path: Path):
     folder, link = tmp_path / "results", tmp_path / "link.csv"
     folder.mkdir()
     link.symlink_to(tmp_path / "elsewhere.csv")
@@ -390,10 +390,10 @@ def test_output_that_is_a_folder_or_a_link_is_refused(fresh_store: Store, mixed_
         with pytest.raises(core.InvalidInput) as caught:
             score_batch(mixed_csv[0], out, user="batch.tester", progress=False)
         assert caught.value.errors[0]["message"] == "is a folder, a link or a device; name a file"
-    assert fresh_store.count("predictions") == 0
+    assert any_store.count("predictions") == 0
 
 
-def test_file_that_grows_while_it_is_scored_gives_no_output(fresh_store: Store, mixed_csv,
+def test_file_that_grows_while_it_is_scored_gives_no_output(any_store: Store, mixed_csv,
                                                             tmp_path: Path, monkeypatch):
     import core.batch as batch
 

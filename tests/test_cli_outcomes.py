@@ -14,7 +14,7 @@ def run_import(csv: Path, *extra: str) -> subprocess.CompletedProcess:
     return run_core("outcomes", "import", str(csv), *extra)
 
 
-def test_import_reports_rejected_rows_and_exits_1(fresh_store, valid_payload, tmp_path):
+def test_import_reports_rejected_rows_and_exits_1(any_store, valid_payload, tmp_path):
     first = core.score(valid_payload, user="dr.clin", source="form")
     second = core.score({**valid_payload, "patient_ref": "TEST-2"}, user="dr.clin", source="form")
     today = now_utc().date()
@@ -32,14 +32,14 @@ def test_import_reports_rejected_rows_and_exits_1(fresh_store, valid_payload, tm
     assert lines[1].startswith("  row 2: event: ") and "boolean" in lines[1]
     assert lines[2].startswith("  row 3: event: 'no event' can only be recorded once the 42-day horizon")
     assert lines[3].startswith("  row 4: no prediction for this patient")
-    store = core_store.open_store(fresh_store.path)
+    store = core_store.open_store(any_store.path)
     recorded = store.current_outcome(first.prediction_id)
     assert (recorded["event"], recorded["measured_value"], recorded["user_name"]) == (True, 6.1, "lab.import")
     assert str(recorded["event_date"]) == str(today)
     assert store.current_outcome(second.prediction_id) is None
 
 
-def test_import_of_clean_file_exits_0(fresh_store, valid_payload, tmp_path):
+def test_import_of_clean_file_exits_0(any_store, valid_payload, tmp_path):
     scored = core.score(valid_payload, user="dr.clin", source="form")
     csv = tmp_path / "lab.csv"
     csv.write_text(f"prediction_id,event,event_date,source\n{scored.prediction_id},yes,"
@@ -50,7 +50,7 @@ def test_import_of_clean_file_exits_0(fresh_store, valid_payload, tmp_path):
     assert run_import(tmp_path / "missing.csv").returncode == 2
 
 
-def test_import_refuses_a_supersedes_or_unknown_column_and_records_nothing(fresh_store, valid_payload,
+def test_import_refuses_a_supersedes_or_unknown_column_and_records_nothing(any_store, valid_payload,
                                                                            tmp_path):
     scored = core.score(valid_payload, user="dr.clin", source="form")
     csv = tmp_path / "lab.csv"
@@ -60,4 +60,4 @@ def test_import_refuses_a_supersedes_or_unknown_column_and_records_nothing(fresh
     assert run.returncode == 2
     assert "supersedes: is not a column of the outcome import (a correction is made" in run.stderr
     assert "note: is not a column of the outcome import" in run.stderr
-    assert core_store.open_store(fresh_store.path).count("outcomes") == 0
+    assert core_store.open_store(any_store.path).count("outcomes") == 0

@@ -36,7 +36,7 @@ def test_formula_like_text_is_written_as_text(text):
     assert row == {"comment": "'" + text, "risk": "-0.25", "count": "3"}  # numbers stay numbers
 
 
-def test_batch_output_escapes_a_formula_in_a_rejected_row(fresh_store, tmp_path: Path):
+def test_batch_output_escapes_a_formula_in_a_rejected_row(any_store, tmp_path: Path):
     path, out = tmp_path / "in.csv", tmp_path / "out.csv"
     row = {**{k: ("yes" if v is True else "no" if v is False else v) for k, v in TYPICAL_PATIENT.items()},
            "patient_ref": "=HYPERLINK(\"http://evil.example\")", "age": "=1+1"}
@@ -60,7 +60,7 @@ def test_every_download_in_the_app_is_generated_by_a_callable_through_the_shared
 @pytest.mark.parametrize("bad, message", [(f"agree {RLO}tnemeerga", "text-direction"),
                                           ("ok\x07bell", "invisible control"),
                                           ("x" * 2001, "at most 2000")])
-def test_a_review_comment_with_hidden_characters_or_too_long_is_refused(fresh_store, valid_payload,
+def test_a_review_comment_with_hidden_characters_or_too_long_is_refused(any_store, valid_payload,
                                                                         bad, message):
     queued = core.score({**valid_payload, "lvef": None}, user="dr.clin", source="form")
     with pytest.raises(core.InvalidInput) as caught:
@@ -70,10 +70,10 @@ def test_a_review_comment_with_hidden_characters_or_too_long_is_refused(fresh_st
                display_name="Dr Rev")
     assert caught.value.errors[0]["field"] == "comment" and message in caught.value.errors[0]["message"]
     assert bad not in caught.value.errors[0]["message"]
-    assert fresh_store.count("review_decisions") == 0
+    assert any_store.count("review_decisions") == 0
 
 
-def test_free_text_is_normalised_before_it_is_stored(fresh_store, valid_payload):
+def test_free_text_is_normalised_before_it_is_stored(any_store, valid_payload):
     queued = core.score({**valid_payload, "lvef": None}, user="dr.clin", source="form")
     d = decide({"prediction_id": queued.prediction_id, "decision": "agree",
                 "reason_code": "other", "comment": "  Cafe\u0301\r\nsecond line  "},
@@ -82,13 +82,13 @@ def test_free_text_is_normalised_before_it_is_stored(fresh_store, valid_payload)
 
 
 @pytest.mark.parametrize("field, value", [("signer_name", f"Dr {RLO}A"), ("scope", "s" * 1001)])
-def test_a_signoff_with_hidden_characters_or_no_length_limit_is_refused(fresh_store, field, value):
+def test_a_signoff_with_hidden_characters_or_no_length_limit_is_refused(any_store, field, value):
     args = {"signer_name": "Dr A", "signer_role": "IRB", "signed_on": "2026-11-01",
             "scope": "architecture", "model_version": "v1", field: value}
     with pytest.raises(core.InvalidInput) as caught:
         record_signoff(**args, by="admin")
     assert caught.value.errors[0]["field"] == field
-    assert fresh_store.count("signoffs") == 0
+    assert any_store.count("signoffs") == 0
 
 
 def test_a_suspension_reason_is_shown_as_text_not_as_a_link_or_image(demo_app):
@@ -99,33 +99,33 @@ def test_a_suspension_reason_is_shown_as_text_not_as_a_link_or_image(demo_app):
     assert "www\\.evil" in shown  # not an automatic link either
 
 
-def test_a_suspension_reason_with_a_control_character_is_refused(fresh_store):
+def test_a_suspension_reason_with_a_control_character_is_refused(any_store):
     with pytest.raises(ValueError, match="invisible control"):
         set_suspended(True, by="pi", reason="stop\x1b[31m now")
 
 
-def test_a_printed_name_with_a_direction_override_is_refused(fresh_store):
+def test_a_printed_name_with_a_direction_override_is_refused(any_store):
     with pytest.raises(auth.UserError, match="text-direction"):
         auth.add_user("eve", roles=["pi"], password="a-long-password", display_name=f"Eve {RLO}",
                       by="admin")
 
 
-def test_a_header_of_a_million_columns_is_one_short_problem(fresh_store, tmp_path: Path):
+def test_a_header_of_a_million_columns_is_one_short_problem(any_store, tmp_path: Path):
     path = tmp_path / "wide.csv"
     path.write_text(",".join(f"c{i}" for i in range(1_000_000)) + "\n1\n")
     with pytest.raises(core.InvalidInput) as caught:
         score_batch(path, tmp_path / "out.csv", user="batch", progress=False)
     assert len(caught.value.errors) == 1 and "1000000 columns" in caught.value.errors[0]["message"]
-    recorded = oracle.rows(fresh_store, "rejected_inputs").iloc[0]
+    recorded = oracle.rows(any_store, "rejected_inputs").iloc[0]
     assert len(recorded["fields_json"]) < 1000
 
 
-def test_a_payload_of_many_unknown_fields_is_recorded_with_a_bounded_list(fresh_store, valid_payload):
+def test_a_payload_of_many_unknown_fields_is_recorded_with_a_bounded_list(any_store, valid_payload):
     with pytest.raises(core.InvalidInput) as caught:
         core.score({**valid_payload, **{f"x{i}": 1 for i in range(10_000)}}, user="dr", source="form")
     assert len(caught.value.errors) == core.InvalidInput.MAX_PROBLEMS
     assert caught.value.errors[-1]["message"] == f"and {10_000 - 49} more problems"
-    fields = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
+    fields = json.loads(oracle.rows(any_store, "rejected_inputs").iloc[0]["fields_json"])
     assert len(fields) == core.InvalidInput.MAX_PROBLEMS
 
 

@@ -39,7 +39,7 @@ def two_models(tmp_path_factory):
     return models
 
 
-def test_due_list_uses_each_predictions_own_horizon(two_models, fresh_store, monkeypatch):
+def test_due_list_uses_each_predictions_own_horizon(two_models, any_store, monkeypatch):
     monkeypatch.setenv("APP_MODELS", str(two_models))
     past = scoring.now_utc() - timedelta(days=50)
     with monkeypatch.context() as mp:
@@ -57,7 +57,7 @@ def test_due_list_uses_each_predictions_own_horizon(two_models, fresh_store, mon
     assert [d.horizon_days for d in later] == [42, 365]
 
 
-def test_no_output_claims_a_confidence_of_one(fresh_store, tmp_path):
+def test_no_output_claims_a_confidence_of_one(any_store, tmp_path):
     result = core.score(CONFIDENT_BUT_ODD, user="u", source="form")
     assert result.routing == "review" and result.confidence == CONFIDENCE_CAP < 1
     assert confidence_text(result.confidence) == "> 99.9%"

@@ -88,7 +88,7 @@ def missed(tmp_path_factory) -> Path:
     return models
 
 
-def test_a_held_out_upper_bound_above_the_target_warns_and_falls_back(missed, fresh_store, monkeypatch):
+def test_a_held_out_upper_bound_above_the_target_warns_and_falls_back(missed, any_store, monkeypatch):
     r = artifacts.read_manifest(missed / "strict")["routing"]
     assert r["warnings"][0].startswith("On the held-out test split (4008 patients) the upper 95% "
                                        "bound of the hyperkalaemia rate")

@@ -40,6 +40,12 @@ def _ids_dropped(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(keep).reset_index(drop=True) if keep else out
 
 
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """A read's rows in one order whatever order the database gave (lists as tuples)."""
+    out = frame.map(lambda v: tuple(v) if hasattr(v, "__len__") and not isinstance(v, str) else v)
+    return out.sort_values(list(out.columns)).reset_index(drop=True) if len(out.columns) else out
+
+
 def _reads(store: Store) -> dict:
     """Every read a page or an integration makes, on a seeded store."""
     f = (NOW - timedelta(weeks=20), NOW + timedelta(days=1), None)
@@ -265,3 +271,32 @@ def test_the_one_server_process_on_postgresql_with_a_command_beside_it(pg_server
     log = (tmp_path / "streamlit.log").read_text()
     assert pg_support.SERVICE_PASSWORD not in log and token not in log
     assert not list(tmp_path.glob("*.sock")) and not (tmp_path / "unused.duckdb").exists()
+
+
+def test_store_migrate_moves_every_event_and_its_chain_then_verifies(pg_server, tmp_path, monkeypatch):
+    from core.store.transfer import differences, identity
+
+    duck = str(tmp_path / "store.duckdb")
+    embedded = _seeded(tmp_path, monkeypatch, duck)
+    before, head, deployment = _reads(embedded), embedded.head(), identity(embedded)
+    core_store.close_all()
+    name = pg_server.new_database()
+    moved = _core(["store", "migrate", "--to", pg_server.url(name, role=pg_support.OWNER)], duck)
+    assert moved.returncode == 0, moved.stderr
+    assert f"verified: head {head[0]}:{head[1]} equal" in moved.stdout
+    assert pg_support.OWNER_PASSWORD not in moved.stdout + moved.stderr
+    pg_server.grant_purge(name)
+    monkeypatch.setenv("APP_DB", pg_server.url(name))
+    server = open_store(pg_server.url(name))
+    assert server.head() == head and identity(server) == deployment
+    after = _reads(server)
+    for read, frame in before.items():  # the same rows, ids included (moved, not made again)
+        pd.testing.assert_frame_equal(_sorted(frame), _sorted(after[read]), check_dtype=False, obj=read)
+    assert verify_audit(server, head=head)[0] == []
+    again = _core(["store", "migrate", "--to", pg_server.url(name, role=pg_support.OWNER)], duck)
+    assert again.returncode == 2 and "empty database" in again.stderr
+    # A row the source lacks is found (the comparison the command ends with)
+    server = open_store(pg_server.url(name))
+    oracle.sql(server, "INSERT INTO access_events VALUES ('extra', 0, now(), 'x', 'sign_in', '', '')")
+    found = differences(core_store.open_store(duck), server)
+    assert len(found) == 1 and found[0].startswith("access_events: ") and "destination" in found[0]

@@ -68,7 +68,7 @@ REJECTIONS = [
 
 @pytest.mark.parametrize(("change", "field", "words"), [r[1:] for r in REJECTIONS],
                          ids=[r[0] for r in REJECTIONS])
-def test_each_rejection_kind_is_refused_named_and_recorded(fresh_store: Store, valid_payload, v1,
+def test_each_rejection_kind_is_refused_named_and_recorded(any_store: Store, valid_payload, v1,
                                                            change, field, words):
     payload = change(valid_payload)
     with pytest.raises(core.InvalidInput) as info:
@@ -78,49 +78,49 @@ def test_each_rejection_kind_is_refused_named_and_recorded(fresh_store: Store, v
     for e in errors:
         assert set(e) == {"field", "message", "value"}
         assert isinstance(e["value"], str) and len(e["value"]) <= MAX_ECHO
-    assert fresh_store.count("predictions") == 0
-    assert fresh_store.count("rejected_inputs") == 1
-    recorded = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
+    assert any_store.count("predictions") == 0
+    assert any_store.count("rejected_inputs") == 1
+    recorded = json.loads(oracle.rows(any_store, "rejected_inputs").iloc[0]["fields_json"])
     known = {"patient_ref", "(payload)", *v1.spec.names}  # any other name is recorded anonymously
     assert (field if field in known else "(unknown field)") in [f["field"] for f in recorded]
 
 
-def test_a_field_the_model_does_not_have_is_recorded_without_its_name(fresh_store: Store,
+def test_a_field_the_model_does_not_have_is_recorded_without_its_name(any_store: Store,
                                                                       valid_payload):
     name = "Jane Roe born 1950-02-03"  # a key is whatever the sender typed
     with pytest.raises(core.InvalidInput) as info:
         core.score({**valid_payload, name: 1, "sex": "other"}, user="dr.test", source="form")
     assert {e["field"] for e in info.value.errors} == {name, "sex"}  # the sender is told
-    recorded = json.loads(oracle.rows(fresh_store, "rejected_inputs").iloc[0]["fields_json"])
+    recorded = json.loads(oracle.rows(any_store, "rejected_inputs").iloc[0]["fields_json"])
     assert recorded == [{"field": "sex", "message": "must be one of: female, male"},
                         {"field": "(unknown field)",
                          "message": "is not an input of this model (unknown field)"}]
-    entries = oracle.rows(fresh_store, "audit_log")
+    entries = oracle.rows(any_store, "audit_log")
     assert not any("Jane Roe" in text for text in entries["content_json"])
 
 
 @pytest.mark.parametrize("payload", [None, [], ["age", 70], "age=70", 42, (("age", 70),), b"{}"],
                          ids=["none", "list", "list-of-items", "text", "number", "pairs", "bytes"])
-def test_non_mapping_payload_is_refused(fresh_store: Store, payload):
+def test_non_mapping_payload_is_refused(any_store: Store, payload):
     with pytest.raises(core.InvalidInput) as info:
         core.score(payload, user="dr.test", source="form")
     (error,) = info.value.errors
     assert error["field"] == "(payload)"
     assert "mapping" in error["message"]
-    assert fresh_store.count("predictions") == 0
-    assert fresh_store.count("rejected_inputs") == 1
+    assert any_store.count("predictions") == 0
+    assert any_store.count("rejected_inputs") == 1
 
 
 @pytest.mark.parametrize("key", [7, None, 1.5, ("age",), b"age"], ids=repr)
-def test_non_text_key_is_refused(fresh_store: Store, valid_payload, key):
+def test_non_text_key_is_refused(any_store: Store, valid_payload, key):
     with pytest.raises(core.InvalidInput) as info:
         core.score({**valid_payload, key: 70}, user="dr.test", source="form")
     assert [e for e in info.value.errors
             if e["field"] == repr(key) and "field names must be text" in e["message"]]
-    assert fresh_store.count("predictions") == 0
+    assert any_store.count("predictions") == 0
 
 
-def test_every_problem_is_listed_at_once(fresh_store: Store, valid_payload):
+def test_every_problem_is_listed_at_once(any_store: Store, valid_payload):
     payload = {k: v for k, v in valid_payload.items() if k != "age"}
     payload.update(patient_ref="bad ref", sex="other", egfr=math.nan, potassium=99.0,
                    diabetes="maybe", lvef=math.inf, nsaid=None, heart_rate=72)
@@ -132,13 +132,13 @@ def test_every_problem_is_listed_at_once(fresh_store: Store, valid_payload):
     assert "(+4 more)" in str(info.value)  # the message summarises five and counts the rest
 
 
-def test_non_text_key_does_not_hide_other_problems(fresh_store: Store, valid_payload):
+def test_non_text_key_does_not_hide_other_problems(any_store: Store, valid_payload):
     with pytest.raises(core.InvalidInput) as info:
         core.score({**valid_payload, 7: "x", "egfr": "not a number"}, user="dr.test", source="form")
     assert {"7", "egfr"} <= {e["field"] for e in info.value.errors}
 
 
-def test_rejected_value_echo_is_truncated(fresh_store: Store, valid_payload):
+def test_rejected_value_echo_is_truncated(any_store: Store, valid_payload):
     with pytest.raises(core.InvalidInput) as info:
         core.score({**valid_payload, "egfr": "9" * 10_000 + "x"}, user="dr.test", source="form")
     (error,) = info.value.errors
@@ -147,14 +147,14 @@ def test_rejected_value_echo_is_truncated(fresh_store: Store, valid_payload):
 
 
 def test_rejection_is_recorded_without_values_and_no_prediction_is_written(
-        fresh_store: Store, valid_payload):
+        any_store: Store, valid_payload):
     secret_ref, secret_value = "REF-SECRET-4711", "value-secret-0815"
     payload = {**valid_payload, "patient_ref": secret_ref, "egfr": secret_value, "sex": "other"}
     with pytest.raises(core.InvalidInput):
         core.score(payload, user="dr.test", source="form")
 
-    assert fresh_store.count("predictions") == 0
-    rejections = oracle.rows(fresh_store, "rejected_inputs")
+    assert any_store.count("predictions") == 0
+    rejections = oracle.rows(any_store, "rejected_inputs")
     assert len(rejections) == 1
     row = rejections.iloc[0]
     assert row["user_name"] == "dr.test"
@@ -166,21 +166,21 @@ def test_rejection_is_recorded_without_values_and_no_prediction_is_written(
                                              "sha256").hexdigest()
     assert row["payload_sha256"] != hashlib.sha256(canonical.encode()).hexdigest()
 
-    entries = oracle.rows(fresh_store, "audit_log")
+    entries = oracle.rows(any_store, "audit_log")
     assert list(entries["kind"]) == ["rejected_input"]
     assert list(entries["seq"]) == [int(row["audit_seq"])]
 
     # Neither the rejected value nor the patient reference is kept anywhere in the store.
     tables = [r[0] for r in oracle.sql(
-        fresh_store, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")]
+        any_store, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")]
     for table in tables:
-        for cells in oracle.sql(fresh_store, f'SELECT * FROM "{table}"'):  # noqa: S608 (names from the catalogue)
+        for cells in oracle.sql(any_store, f'SELECT * FROM "{table}"'):  # noqa: S608 (names from the catalogue)
             text = " ".join(map(str, cells))
             assert secret_value not in text, table
             assert secret_ref not in text, table
 
 
-def test_whitespace_around_values_is_tolerated(fresh_store: Store, valid_payload):
+def test_whitespace_around_values_is_tolerated(any_store: Store, valid_payload):
     """Form and CSV values arrive as text with stray spaces; they mean the same patient."""
     padded = {**valid_payload, "patient_ref": " TEST-0001 ", "sex": " male ", "egfr": " 58 ",
               "age": "70"}
@@ -206,22 +206,22 @@ def test_validate_many_agrees_with_validate_payload(v1, valid_payload):
 
 
 @pytest.mark.parametrize("value", ["5_8", b"58", bytearray(b"58")])
-def test_number_typos_and_bytes_are_rejected(fresh_store: Store, valid_payload, value):
+def test_number_typos_and_bytes_are_rejected(any_store: Store, valid_payload, value):
     with pytest.raises(core.InvalidInput) as info:
         core.score({**valid_payload, "egfr": value}, user="dr.test", source="form")
     assert [(e["field"], e["message"]) for e in info.value.errors] == [("egfr", "must be a number")]
 
 
-def test_a_rejected_patient_number_cannot_be_recovered_from_its_record(fresh_store: Store):
+def test_a_rejected_patient_number_cannot_be_recovered_from_its_record(any_store: Store):
     """A payload can be as small as one patient number: its record must not give it back to
     someone who tries every number (here, every number near it)."""
     with pytest.raises(core.InvalidInput):
         core.score({"patient_ref": "04172238"}, user="dr.test", source="form")
-    recorded = oracle.rows(fresh_store, "rejected_inputs").iloc[0]["payload_sha256"]
+    recorded = oracle.rows(any_store, "rejected_inputs").iloc[0]["payload_sha256"]
     guesses = {hashlib.sha256(json.dumps({"patient_ref": f"{n:08d}"}, separators=(",", ":"))
                               .encode()).hexdigest() for n in range(4_172_000, 4_173_000)}
     assert recorded not in guesses
-    assert "04172238" not in " ".join(oracle.rows(fresh_store, "audit_log")["content_json"])
+    assert "04172238" not in " ".join(oracle.rows(any_store, "audit_log")["content_json"])
 
 
 def test_problem_echoes_a_short_printable_value_and_field():

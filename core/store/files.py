@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core.errors import StoreUnavailable
 from core.store import duckdb_dialect as dialect
-from core.store.schema import MIGRATIONS
+from core.store.schema import IDENTITY_TABLE, MIGRATIONS
 
 MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 SCHEMA_VERSION = max(version for version, _, _ in MIGRATIONS)
@@ -67,8 +67,7 @@ def copy_file(source: Path, target: Path, *, deployment_id: str | None = None) -
     `deployment_id`: written into a copy of a store made before stores recorded their deployment
     (a restore carries the identity it checked)."""
     seed = () if not deployment_id else (
-        ("CREATE TABLE IF NOT EXISTS copy_target.store_identity ("
-         "deployment_id TEXT PRIMARY KEY, created_at TIMESTAMP NOT NULL)", []),
+        (f"CREATE TABLE IF NOT EXISTS copy_target.{IDENTITY_TABLE}", []),
         ("INSERT INTO copy_target.store_identity SELECT ?, now()::TIMESTAMP "
          "WHERE NOT EXISTS (SELECT 1 FROM copy_target.store_identity)", [deployment_id]))
     dialect.copy_file(Path(source), Path(target), then=seed)

@@ -25,7 +25,7 @@ from core.store.aggregates import MonitoringReads
 from core.store.base import StoreBase
 from core.store.chain_windows import ChainWindowReads
 from core.store.queries import STATE, STATE_WITH_HEAD, AccessReads, OutcomeReads, RecordReads, ReviewReads
-from core.store.schema import APPEND_ONLY, MIGRATIONS, TABLES
+from core.store.schema import APPEND_ONLY, IDENTITY_TABLE, MIGRATIONS, TABLES
 from core.store.writes import ChainWrites
 
 GUARDED = [*APPEND_ONLY, *TABLES]
@@ -36,12 +36,19 @@ class PostgresStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeRea
     """A store in a PostgreSQL database; create with `open_store(url)` (one per process)."""
 
     _dialect = postgres_dialect
+    # Several processes write: an append reads the head after taking the head's lock, rather
+    # than start from this process's last one and lose to another's on the seq's key.
+    _reuse_head = False
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, identity: tuple | None = None):
+        """`identity`: (deployment id, created at) a new database takes (a store moved here
+        keeps its deployment's), instead of a new one."""
         self.url = url
         self.path = postgres_dialect.redacted(url)  # names it, never with its password
         self._con = postgres_dialect.connect(url)
         try:
+            if identity is not None:
+                self._seed_identity(identity)
             self._setup()
         except BaseException:
             self._con.close()
@@ -71,6 +78,14 @@ class PostgresStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeRea
         table, columns = STATE[name]
         return (cur or self._cursor()).execute(
             f"SELECT {columns} FROM {table} ORDER BY audit_seq DESC LIMIT 1").fetchone()
+
+    def _seed_identity(self, identity: tuple) -> None:
+        if self._one("SELECT to_regclass('schema_migrations') IS NOT NULL")[0]:
+            raise StoreUnavailable(f"the database {self.path} already holds a store: move a "
+                                   "store only into an empty database")
+        cur = self._cursor()
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {IDENTITY_TABLE}")  # m007 keeps it
+        cur.execute("INSERT INTO store_identity VALUES (?, ?)", list(identity))
 
     def _owns_schema(self) -> bool:
         return bool(self._one(

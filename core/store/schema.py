@@ -147,4 +147,7 @@ AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "actor", "subject", "event_table"
                  "content_sha256", "prev_hash", "entry_hash"]
 # Tables that refuse UPDATE and DELETE (and so TRUNCATE) in the database itself; phi_inputs
 # refuses UPDATE only, because the retention purge deletes from it.
+# The identity table as m007 makes it (a restore's copy, and a store moved to a database, make
+# it first, with the deployment's own row).
+IDENTITY_TABLE = "store_identity (deployment_id TEXT PRIMARY KEY, created_at TIMESTAMP NOT NULL)"
 APPEND_ONLY = ["audit_log", "schema_migrations", "store_identity", "renamed_columns"]

@@ -42,6 +42,9 @@ class ChainWrites:
     """The append path; mixed into a store."""
 
     _head_sql = HEAD_SQL
+    # Whether an append starts from the head this object last wrote: where another writer is
+    # rare (one process holds the file); False where appends wait for the head's lock anyway.
+    _reuse_head = True
 
     def _begin(self, cur) -> None:
         """Start an append's transaction."""
@@ -62,7 +65,8 @@ class ChainWrites:
         digests = [audit.sha256_text(c) for c in contents]
         pick = operator.itemgetter(*TABLES[table])
         with self._lock:
-            known = self._known_head  # (head, states) this object last wrote or read, or None
+            # (head, states) this object last wrote or read, or None (read it in the transaction)
+            known = self._known_head if self._reuse_head else None
             for _ in range(ATTEMPTS):
                 fresh = known is None
                 cur = self._writer()
