@@ -84,7 +84,7 @@ def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[cor
 
     The shipped model artefacts serve; the DuckDB file is released after the test. A test that
     needs the file free (a subprocess opening it) calls `core.store.close_all()` first and
-    re-opens it with `open_store(fresh_store.path)`."""
+    re-opens it with `open_store(get_settings().db)`."""
     monkeypatch.setenv("APP_DB", str(tmp_path / "store.duckdb"))
     monkeypatch.setenv("APP_MODELS", str(MODELS))
     monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)

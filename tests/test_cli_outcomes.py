@@ -8,6 +8,7 @@ from conftest import run_core
 import core
 from core import store as core_store
 from core.clock import now_utc
+from core.config import get_settings
 
 
 def run_import(csv: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -32,7 +33,7 @@ def test_import_reports_rejected_rows_and_exits_1(any_store, valid_payload, tmp_
     assert lines[1].startswith("  row 2: event: ") and "boolean" in lines[1]
     assert lines[2].startswith("  row 3: event: 'no event' can only be recorded once the 42-day horizon")
     assert lines[3].startswith("  row 4: no prediction for this patient")
-    store = core_store.open_store(any_store.path)
+    store = core_store.open_store(get_settings().db)
     recorded = store.current_outcome(first.prediction_id)
     assert (recorded["event"], recorded["measured_value"], recorded["user_name"]) == (True, 6.1, "lab.import")
     assert str(recorded["event_date"]) == str(today)
@@ -60,4 +61,4 @@ def test_import_refuses_a_supersedes_or_unknown_column_and_records_nothing(any_s
     assert run.returncode == 2
     assert "supersedes: is not a column of the outcome import (a correction is made" in run.stderr
     assert "note: is not a column of the outcome import" in run.stderr
-    assert core_store.open_store(any_store.path).count("outcomes") == 0
+    assert core_store.open_store(get_settings().db).count("outcomes") == 0

@@ -204,13 +204,13 @@ print(won)
 
 
 def test_four_processes_write_at_once_and_nothing_is_lost_or_duplicated(any_store, valid_payload):
-    """4 processes x 250 scores, then all four race to decide every prediction routed to review."""
+    """4 processes x 500 scores, then all four race to decide every prediction routed to review."""
     if not isinstance(any_store, PostgresStore):
         pytest.skip("one process holds an embedded file: tests/test_admin_channel.py")
     for i in range(5):  # some for the queue already, from this process
         scoring.score({**valid_payload, "potassium": 6.9, "patient_ref": f"main-{i}"},
                       user="clinician", source="form")
-    n = 250
+    n = 500
     env = {**os.environ, "APP_DB": any_store.url}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(n), f"w{k}"], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
