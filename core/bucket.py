@@ -48,16 +48,23 @@ DENIED = {"AccessDenied", "AllAccessDisabled", "AccountProblem"}
 REJECTED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
             "TokenRefreshRequired", "InvalidSecurity"}
 MISSING = {"NoSuchKey", "NoSuchObject"}
+_ROLE_VARIABLES = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 
 
 class _Role(Provider):
-    """An instance or container role; any failure to reach one means "no credentials here"."""
+    """An instance or container role; any failure to reach one means "no credentials here".
+    AWS_EC2_METADATA_DISABLED=true skips the instance's metadata service, as for AWS's own
+    clients."""
 
     def __init__(self) -> None:
         self._provider = IamAwsProvider(http_client=urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=2, read=5), retries=urllib3.Retry(total=1)))
 
     def retrieve(self):
+        if (os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true"
+                and not any(os.environ.get(name) for name in _ROLE_VARIABLES)):
+            raise ValueError("the instance metadata service is disabled")
         try:
             return self._provider.retrieve()
         except Exception as exc:  # noqa: BLE001 - not on a cloud instance: the chain says so

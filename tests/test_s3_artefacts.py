@@ -280,6 +280,17 @@ def test_rejected_credentials_no_bucket_and_an_unreachable_endpoint_are_named(bu
     assert "cannot reach the object store" in preflight.readiness()["model"]
 
 
+def test_no_credentials_in_the_environment_is_named(bucket_env, monkeypatch, tmp_path):
+    published()
+    forget_loaded()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no shared credentials file
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role
+    problems = artifacts.verify(where(), "v1")
+    assert len(problems) == 1 and "no credentials: set AWS_ACCESS_KEY_ID" in problems[0]
+
+
 @pytest.mark.parametrize(("variable", "value", "message"), [
     ("APP_MODELS", "s3://Not_A_Bucket/x", "is not a valid S3 bucket name"),
     ("APP_MODELS", "s3://models/a/../b", "the prefix has an empty, '.' or '..' part"),
