@@ -77,15 +77,26 @@ class Bucket:
     def __init__(self, location: S3Location, settings: Settings | None = None):
         settings = settings or get_settings()
         self.location = location
-        endpoint = (settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                    or os.environ.get("AWS_ENDPOINT_URL") or "https://s3.amazonaws.com")
+        source, endpoint = next(
+            ((name, value) for name, value in (
+                ("APP_S3_ENDPOINT_URL", settings.s3_endpoint_url),
+                ("AWS_ENDPOINT_URL_S3", os.environ.get("AWS_ENDPOINT_URL_S3")),
+                ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL"))) if value),
+            ("", "https://s3.amazonaws.com"))
         parts = urlsplit(endpoint)
-        self.endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        try:
+            host = parts.hostname + (f":{parts.port}" if parts.port else "")  # never user:password@
+        except (TypeError, ValueError):
+            host = None
+        if parts.scheme not in ("http", "https") or not host:
+            raise BucketUnavailable(f"{source} is not an http:// or https:// address of an object "
+                                    "store")
+        self.endpoint = f"{parts.scheme}://{host}"
         self.root = Path(settings.models_cache)
-        self.cache = self.root.joinpath(parts.netloc.replace(":", "_"), location.bucket,
+        self.cache = self.root.joinpath(host.replace(":", "_"), location.bucket,
                                         *filter(None, location.prefix.split("/")))
         self._client = Minio(
-            parts.netloc, secure=parts.scheme == "https",
+            host, secure=parts.scheme == "https",
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
             credentials=ChainedProvider([EnvAWSProvider(), AWSConfigProvider(), _Role()]),
             http_client=urllib3.PoolManager(

@@ -291,6 +291,17 @@ def test_no_credentials_in_the_environment_is_named(bucket_env, monkeypatch, tmp
     assert len(problems) == 1 and "no credentials: set AWS_ACCESS_KEY_ID" in problems[0]
 
 
+def test_an_endpoint_from_the_aws_variables_is_checked_too(monkeypatch, tmp_path):
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("APP_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("APP_MODELS", "s3://models/clinical-risk")
+    monkeypatch.setenv("APP_MODELS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "minio.internal:9000")  # no scheme
+    assert artifacts.verify(where(), "v1") == [
+        "AWS_ENDPOINT_URL is not an http:// or https:// address of an object store"]
+
+
 @pytest.mark.parametrize(("variable", "value", "message"), [
     ("APP_MODELS", "s3://Not_A_Bucket/x", "is not a valid S3 bucket name"),
     ("APP_MODELS", "s3://models/a/../b", "the prefix has an empty, '.' or '..' part"),
