@@ -335,6 +335,17 @@ def test_the_server_scores_with_a_version_from_the_bucket(bucket_env, tmp_path):
     assert PUBLISHER["AWS_SECRET_ACCESS_KEY"] not in log
 
 
+@pytest.mark.slow
+def test_the_server_is_not_ready_when_its_credentials_may_not_read_the_bucket(bucket_env, tmp_path):
+    published()
+    with streamlit_server(Path(bucket_env["APP_DB"]), **{**bucket_env, **OUTSIDER}) as url:
+        ready = httpx.get(f"{url}/api/v1/health/ready", timeout=60)
+    assert ready.status_code == 503
+    model = ready.json()["checks"]["model"]
+    assert f"{where().uri('DEFAULT_VERSION')}: access denied" in model
+    assert OUTSIDER["AWS_SECRET_ACCESS_KEY"] not in (tmp_path / "streamlit.log").read_text()
+
+
 class _Tripwire:
     """Unpickling this writes a file: proof that a pickle was (or was not) loaded."""
 
