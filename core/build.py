@@ -1,13 +1,13 @@
 """Building a model version, shared by training and import: the checks on the cohort, the
 validated ranges, the out-of-distribution statistics, the routing rule with its warnings and
-safe fallback, the held-out evaluation, and writing the version folder (all or nothing)."""
+safe fallback, the held-out evaluation, and writing the version (all or nothing), into the
+models folder or a bucket."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import evaluate, explain, routing, uncertainty
-from core.artifacts import ARTEFACT_FORMAT, sha256_file
+from core import artifacts, evaluate, explain, routing, uncertainty
+from core.artifacts import ARTEFACT_FORMAT, Models, sha256_file
 from core.cleaning import out_of_limits, transformations
 from core.errors import TrainingDataError
 from core.features import model_frame
@@ -30,14 +30,13 @@ DOCUMENTED_EXCLUSIONS = ("Correct these values, or leave these patients out of t
                          "number excluded), so the cohort flow shows them.")
 
 
-def check_version(version: str, models_dir: Path) -> Path:
-    """The folder a new version will take; TrainingDataError for a bad or existing name."""
+def check_version(version: str, models: Models) -> None:
+    """TrainingDataError for a bad name, or one the folder or bucket already has (a bucket is
+    asked now, so that its problems show before any training)."""
     if not VERSION_RE.match(version):
         raise TrainingDataError(f"version {version!r} must be 1-40 letters, digits, '.', '_' or '-'")
-    target = Path(models_dir) / version
-    if target.exists():
-        raise TrainingDataError(f"version {version} already exists in {models_dir}; choose a new one")
-    return target
+    if artifacts.exists(models, version):
+        raise TrainingDataError(f"version {version} already exists in {models}; choose a new one")
 
 
 def checked_frame(cohort: pd.DataFrame, spec: Spec, *, min_rows: int, min_events: int,
@@ -253,11 +252,11 @@ def manifest(spec: Spec, *, version: str, origin: str, created_by: str, seed: in
     }
 
 
-def write(target: Path, write_model: Callable[[Path], None], model_file: str, spec: Spec,
-          stats: dict, evaluation: dict, manifest: dict) -> Path:
-    """Assemble the version in a hidden folder beside its place, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+def write(models: Models, version: str, write_model: Callable[[Path], None], model_file: str,
+          spec: Spec, stats: dict, evaluation: dict, manifest: dict) -> Path:
+    """Assemble the version in a private folder (hidden, beside its place; for a bucket, in the
+    cache), then publish it whole (core.artifacts.publish); the folder of its files."""
+    tmp = artifacts.staging_folder(models, version)
     try:
         write_model(tmp / model_file)
         (tmp / "spec.json").write_text(dump_spec(spec))
@@ -266,9 +265,7 @@ def write(target: Path, write_model: Callable[[Path], None], model_file: str, sp
         names = (model_file, "spec.json", "statistics.json", "evaluation.json")
         manifest["files"] = {name: sha256_file(tmp / name) for name in names}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.chmod(0o755)
-        tmp.rename(target)
+        return artifacts.publish(models, tmp, version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target

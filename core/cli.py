@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("version")
     a.add_argument("--by", required=True)
     a.add_argument("--reason", required=True)
+    pb = msub.add_parser("publish", help="copy a verified version from a folder into APP_MODELS "
+                                         "(a bucket: uploaded whole, manifest last)")
+    pb.add_argument("version")
+    pb.add_argument("--from", dest="source", type=Path, required=True,
+                    help="the models folder that has it, e.g. model_artifacts")
+    pb.add_argument("--default", action="store_true",
+                    help="also make it the default version there (DEFAULT_VERSION)")
 
     b = sub.add_parser("score-batch", help="score a CSV file of patients")
     b.add_argument("--input", type=Path, required=True)
@@ -110,7 +117,8 @@ def asks_password(args: argparse.Namespace) -> bool:
 
 def runs_here(args: argparse.Namespace) -> bool:
     """Commands that only read or write artefacts, never the store, run where they are typed."""
-    return args.command in RUN_HERE or (args.command, getattr(args, "action", None)) == ("models", "verify")
+    return args.command in RUN_HERE or (args.command, getattr(args, "action", None)) in (
+        ("models", "verify"), ("models", "publish"))
 
 
 def _forward_or_run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -196,6 +204,8 @@ def _models(args) -> int:
                 print(f"  {problem}")
             bad += bool(problems)
         return 1 if bad or not versions else 0
+    if args.action == "publish":
+        return _publish(args, settings)
     if args.action == "activate":
         from core.serving import activate
 
@@ -206,11 +216,33 @@ def _models(args) -> int:
     print(f"{'version':<12} {'created (UTC)':<21} {'origin':<9} {'data sha256':<14} {'AUROC':<7} "
           "active")
     for version in artifacts.list_versions(settings.models):
-        mf = artifacts.read_manifest(settings.models / version)
+        mf = artifacts.manifest_of(settings.models, version)
         mark = "*" if version == active else ""
         print(f"{version:<12} {mf['created_at']:<21} {mf.get('origin', '?'):<9} "
               f"{mf['data']['sha256'][:12]:<14} {mf['metrics']['auroc']!s:<7} {mark}")
     return 0
+
+
+def _publish(args, settings) -> int:
+    """A version from a folder into APP_MODELS, checked first, assembled and published as train
+    and import-model publish theirs."""
+    from core import artifacts, build
+
+    problems = artifacts.verify(args.source, args.version)
+    if problems:
+        print(f"error: {args.source}/{args.version} does not verify; nothing was published:\n"
+              + "\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return 1
+    build.check_version(args.version, settings.models)
+    artifacts.publish_copy(args.source, settings.models, args.version)
+    print(f"published {args.version} to {settings.models}")
+    problems = artifacts.verify(settings.models, args.version)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    if args.default and not problems:
+        artifacts.set_default(settings.models, args.version)
+        print(f"default version in {settings.models}: {args.version}")
+    return 1 if problems else 0
 
 
 def _active_version(settings) -> str | None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -23,6 +28,49 @@ from core.errors import ConfigError
 PROJ_ROOT = Path(__file__).resolve().parent.parent
 DEMO_PATIENT_KEY = b"demo-only-key-synthetic-data-not-for-clinical-use"
 ROLES = ("clinician", "reviewer", "pi", "admin")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
+
+
+class S3Location(BaseModel):
+    """APP_MODELS=s3://bucket/prefix: model versions kept in an S3-compatible object store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    prefix: str = ""  # without leading or trailing "/"; "" is the bucket's top level
+
+    def key(self, name: str = "") -> str:
+        """The object key of `name` under the prefix."""
+        return "/".join(part for part in (self.prefix, name) if part)
+
+    def uri(self, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.key(name)}".rstrip("/")
+
+    def __str__(self) -> str:
+        return self.uri()
+
+
+def models_location(value: Any) -> Any:
+    """A folder path, or an s3:// address (checked: a valid bucket name, a clean prefix)."""
+    if isinstance(value, str) and value.startswith("s3://"):
+        bucket, _, prefix = value.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        if not BUCKET_RE.match(bucket) or ".." in bucket:
+            raise ValueError(f"{value!r}: {bucket!r} is not a valid S3 bucket name")
+        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+            raise ValueError(f"{value!r}: the prefix has an empty, '.' or '..' part")
+        return S3Location(bucket=bucket, prefix=prefix)
+    return value
+
+
+ModelsLocation = Annotated[Path | S3Location, BeforeValidator(models_location),
+                           PlainSerializer(str, return_type=str)]
+
+
+def _default_cache() -> Path:
+    """Outside the repository: the user's cache folder."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "clinical-risk" / "models"
 
 
 DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
@@ -47,7 +95,15 @@ class Settings(BaseSettings):
         default=PROJ_ROOT / "data" / "app.duckdb",
         description="the store: an embedded DuckDB file (demo mode: data/demo.duckdb), or the "
                     "institution's PostgreSQL database as a postgresql:// URL")
-    models: Path = Field(default=PROJ_ROOT / "model_artifacts", description="artefact folder")
+    models: ModelsLocation = Field(
+        default=PROJ_ROOT / "model_artifacts",
+        description="the artefact folder, or s3://bucket/prefix in an S3-compatible object store")
+    models_cache: Path = Field(
+        default_factory=_default_cache, description="with APP_MODELS=s3://...: the private local "
+        "folder the versions' files are fetched into (each checked against its manifest)")
+    s3_endpoint_url: str = Field(
+        default="", description="with APP_MODELS=s3://...: the object store's address, e.g. "
+        "http://minio.internal:9000 (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS)")
     batch_chunk_rows: int = Field(default=5000, ge=1, description="rows per batch transaction")
     backup_dir: Path = Field(default=PROJ_ROOT / "data" / "backups",
                              description="where the Admin page's backup action writes")
@@ -110,6 +166,31 @@ class Settings(BaseSettings):
     def db_is_file(self) -> bool:
         """Whether the store is an embedded file (not a database server)."""
         return isinstance(self.db, Path)
+
+    @field_validator("models_cache", mode="before")
+    @classmethod
+    def _cache_default(cls, value: Any) -> Any:
+        return _default_cache() if value in (None, "") else value  # an empty line in .env
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} must be an http:// or https:// address")
+        if parts.username or parts.password:  # credentials come from the environment only
+            raise ValueError("must not contain credentials; set AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY in the environment instead")
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must be the store's address only (no path or query)")
+        return value
+
+    @property
+    def models_folder(self) -> Path:
+        """The local folder that holds model files: the models folder, or the S3 cache."""
+        return self.models_cache if isinstance(self.models, S3Location) else Path(self.models)
 
     @field_validator("trusted_proxies")
     @classmethod

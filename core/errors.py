@@ -62,6 +62,12 @@ class ArtefactMismatch(CoreError):
     """A model artefact is missing, altered, or built with an incompatible library."""
 
 
+class BucketUnavailable(ArtefactMismatch):
+    """The object store holding the model versions (APP_MODELS=s3://...) cannot be used: no such
+    bucket, access denied, credentials missing or rejected, or the endpoint unreachable. The
+    message names the bucket or key; never a credential."""
+
+
 class NotCompiled(CoreError):
     """Inside core: a pipeline step, or an input value, that the compiled scoring path
     (core.compiled) does not handle; the model's own pipeline serves instead. Never raised to a

@@ -9,6 +9,8 @@ from pathlib import Path
 from core.config import Settings, get_settings
 from core.store.files import is_duckdb_file
 
+_MODELS = "is inside the model artefact folder (APP_MODELS, or its cache APP_MODELS_CACHE)"
+
 
 def _inside(path: Path, folder: Path) -> bool:
     folder = folder.resolve()
@@ -24,8 +26,8 @@ def protected_reason(path: Path, settings: Settings | None = None) -> str | None
         return "is the service's store"
     if db is not None and target == db.with_name(db.name + ".wal"):
         return "is the store's write-ahead log"
-    if _inside(target, Path(settings.models)):
-        return "is inside the model artefact folder (APP_MODELS)"
+    if _inside(target, settings.models_folder):
+        return _MODELS
     if _inside(target, Path(settings.backup_dir)):
         return "is inside the backup folder (APP_BACKUP_DIR)"
     if target.is_file() and is_duckdb_file(target):
@@ -39,8 +41,8 @@ def protected_folder_reason(folder: Path, settings: Settings | None = None) -> s
     """Why files must not be written into `folder` (the artefact folder, or a store file)."""
     settings = settings or get_settings()
     target = Path(folder).resolve()
-    if _inside(target, Path(settings.models)):
-        return "is inside the model artefact folder (APP_MODELS)"
+    if _inside(target, settings.models_folder):
+        return _MODELS
     if target.exists() and not target.is_dir():
         return "exists and is not a folder; name a folder (it is created if missing)"
     return None

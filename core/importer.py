@@ -25,7 +25,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.linear_model import LogisticRegression
 
 from core import build, estimators, explain, routing, uncertainty
-from core.artifacts import sha256_file
+from core.artifacts import Models, sha256_file
 from core.cleaning import clean, read_extract
 from core.errors import ModelImportError
 from core.predict import Predictor
@@ -37,10 +37,11 @@ SPLIT = {"calibration": 0.5, "test": 0.5}
 MODEL_FILE = "model.pkl"
 
 
-def import_model(*, pipeline: Path, data: Path, spec_path: Path, version: str, models_dir: Path,
+def import_model(*, pipeline: Path, data: Path, spec_path: Path, version: str, models_dir: Models,
                  imported_by: str, recalibrate: bool = False, seed: int = DEFAULT_SEED) -> Path:
-    """Check, evaluate and write model_artifacts/VERSION/ for a fitted model; returns its path."""
-    target = build.check_version(version, models_dir)
+    """Check, evaluate and write VERSION for a fitted model into the models folder or bucket;
+    returns the folder of its files (for a bucket, its copy in the cache)."""
+    build.check_version(version, models_dir)
     spec = load_spec(spec_path)
     pipeline = Path(pipeline)
     cohort, flow = clean(read_extract(data), spec)
@@ -100,8 +101,8 @@ def import_model(*, pipeline: Path, data: Path, spec_path: Path, version: str, m
                       "numpy": np.__version__, "pandas": pd.__version__,
                       "joblib": joblib.__version__},
     }
-    return build.write(target, lambda path: shutil.copyfile(pipeline, path), MODEL_FILE, spec,
-                       stats, evaluation, manifest)
+    return build.write(models_dir, version, lambda path: shutil.copyfile(pipeline, path),
+                       MODEL_FILE, spec, stats, evaluation, manifest)
 
 
 def _load(path: Path):

@@ -20,7 +20,6 @@ from core.clock import now_utc
 from core.config import get_settings
 from core.errors import SpecError
 from core.scoring import UNKNOWN_FIELD, known_fields
-from core.spec import load_spec
 from core.store import Store, open_store
 
 MIN_EVENTS = 10
@@ -74,7 +73,7 @@ def dashboard(*, start: datetime, end: datetime, model_version: str | None = Non
     }
     expected = {}
     for version in frames["review_share"]["model_version"]:
-        manifest = artifacts.read_manifest(Path(settings.models) / version)
+        manifest = artifacts.manifest_of(settings.models, version)
         expected[version] = manifest["routing"]["expected_review_share"]
     share = frames["review_share"]
     if not share.empty:
@@ -95,7 +94,7 @@ def _known_fields(models: Path) -> set[str]:
     names: set[str] = set()
     for version in artifacts.list_versions(models):
         with contextlib.suppress(SpecError):
-            names |= known_fields(load_spec(Path(models) / version / "spec.json"))
+            names |= known_fields(artifacts.spec_of(models, version))
     return names
 
 

@@ -21,7 +21,7 @@ from core import artifacts, audit
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import AlreadyRecorded, InvalidInput, NotFound, SpecError, problem
-from core.spec import WHOLE_ROW, Spec, load_spec
+from core.spec import WHOLE_ROW, Spec
 from core.store import Event, Store, open_store
 from core.store.records import OutcomeRecord
 from core.task import Outcome
@@ -56,7 +56,7 @@ def horizon_days(version: str) -> int:
 
 @functools.lru_cache(maxsize=32)
 def _spec(models: str, version: str) -> Spec:
-    return load_spec(Path(models) / version / "spec.json")
+    return artifacts.spec_of(models, version)
 
 
 def record_outcome(payload: dict, *, user: str, store: Store | None = None,

@@ -5,7 +5,8 @@ clear reason instead of failing on the first patient.
 1. The settings parse; outside demo mode a patient key (32+ characters, not the demo's) is set.
 2. The store opens: created and migrated if new; refused if another process holds it.
 3. Demo and production never mix: outside demo mode no demo account may be active in the store.
-4. The serving model version's files match their recorded sha256.
+4. The serving model version's files match their recorded sha256 (in a bucket: the models'
+   bucket can be read with the environment's credentials, and the files fetched from it match).
 
 Secret values are never part of a message.
 """
@@ -51,7 +52,10 @@ def problems(settings: Settings | None = None, *, model: bool = True) -> tuple[l
                 "`python -m core users disable NAME --by YOU`")
     if not model:
         return found, ""
-    version = artifacts.serving_version(active, settings.models)
+    try:
+        version = artifacts.serving_version(active, settings.models)
+    except CoreError as exc:  # a bucket that cannot be read: no such bucket, access denied...
+        return [*found, str(exc)], ""
     if version is None:
         return [*found, f"no model version to serve in {settings.models} (no activation, no "
                         "DEFAULT_VERSION)"], ""
@@ -100,14 +104,19 @@ def readiness(settings: Settings | None = None) -> dict[str, str]:
         if settings.db_is_file() and not os.access(settings.db, os.W_OK):
             checks["store"] = f"the store file {settings.db.name} is not writable"
         state = store.service_state(fresh=True)
-        version = artifacts.serving_version(store.active_activation(fresh=True), settings.models)
+        activation = store.active_activation(fresh=True)
     except (CoreError, ValidationError) as exc:
         checks["store"] = str(exc) if isinstance(exc, CoreError) else "the settings are not valid"
         checks["configuration"] = "; ".join(problems(settings, model=False)[0])
         return checks
     if is_suspended(state):
         checks["stop_switch"] = f"scoring is suspended: {state.reason}"
-    found = artifacts.verify(settings.models, version) if version else ["no model version to serve"]
+    try:
+        version = artifacts.serving_version(activation, settings.models)
+        found = (artifacts.verify(settings.models, version) if version
+                 else ["no model version to serve"])
+    except CoreError as exc:  # a bucket that cannot be read: no such bucket, access denied...
+        found = [str(exc)]
     checks["model"] = "; ".join(found)
     checks["configuration"] = "; ".join(problems(settings, model=False)[0])
     return checks

@@ -55,7 +55,7 @@ def model_registry(settings: Settings | None = None) -> Registry:
     versions = []
     for version in artifacts.list_versions(settings.models):
         try:
-            mf = artifacts.read_manifest(settings.models / version)
+            mf = artifacts.manifest_of(settings.models, version)
         except ArtefactMismatch as exc:
             versions.append(ModelVersion(version=version, problem=str(exc)))
             continue

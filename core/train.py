@@ -4,7 +4,7 @@ version folder.
 `python -m core train --data PATH --spec PATH --version VERSION` runs `train()`. The spec's
 `estimator` chooses the family (core.estimators). Nothing is written under model_artifacts/
 unless every step succeeds: the version is assembled in a hidden folder beside it and renamed
-into place at the end (core.build).
+into place at the end; with APP_MODELS=s3://..., it is uploaded whole, manifest last (core.build).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import skops
 import skops.io
 
 from core import build, estimators, explain, uncertainty
+from core.artifacts import Models
 from core.cleaning import clean, read_extract
 from core.config import PROJ_ROOT
 from core.predict import Predictor
@@ -34,10 +35,11 @@ SPLIT = {"train": 0.6, "calibration": 0.2, "test": 0.2}
 MODEL_FILE = "model.skops"
 
 
-def train(*, data: Path, spec_path: Path, version: str, models_dir: Path,
+def train(*, data: Path, spec_path: Path, version: str, models_dir: Models,
           trained_by: str, seed: int = DEFAULT_SEED) -> Path:
-    """Train, evaluate and write model_artifacts/VERSION/; returns its path."""
-    target = build.check_version(version, models_dir)
+    """Train, evaluate and write VERSION into the models folder or bucket; returns the folder
+    of its files (for a bucket, its copy in the cache)."""
+    build.check_version(version, models_dir)
     spec = load_spec(spec_path)
     cohort, flow = clean(read_extract(data), spec)
     frame, y = build.checked_frame(cohort, spec, min_rows=MIN_ROWS, min_events=MIN_EVENTS,
@@ -73,8 +75,8 @@ def train(*, data: Path, spec_path: Path, version: str, models_dir: Path,
     manifest = _manifest(spec, version, trained_by, seed, Path(data), cohort, flow, parts,
                          build.routing_section(spec, rule, evaluation, warnings + more),
                          evaluation, stats)
-    return build.write(target, lambda path: skops.io.dump(pipeline, path), MODEL_FILE, spec,
-                       stats, evaluation, manifest)
+    return build.write(models_dir, version, lambda path: skops.io.dump(pipeline, path),
+                       MODEL_FILE, spec, stats, evaluation, manifest)
 
 
 def _git_commit() -> str | None:

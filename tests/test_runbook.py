@@ -23,7 +23,8 @@ def commands(marker: str) -> list[str]:
 
 def test_runbook_has_every_required_section():
     for heading in ("Deploy from the repository on a fresh laptop", "Configure sign-in",
-                    "Upgrade and roll back a model version", "Retrain on a new cohort",
+                    "Upgrade and roll back a model version", "Keep artefacts in object storage",
+                    "Retrain on a new cohort",
                     "2. Write the feature spec", "Adopt your own model", "1. Write the spec",
                     "2. Put the data in the generic format (`\"cleaning\": \"clean\"`)",
                     "3. Way 1: retrain here", "4. Way 2: import the team's fitted model",

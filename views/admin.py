@@ -80,6 +80,9 @@ with models_tab:
     except StoreUnavailable as exc:
         st.error(f"The store is unavailable: {exc}")
         st.stop()
+    except ArtefactMismatch as exc:  # the models' bucket cannot be read
+        st.error(f"The model versions cannot be listed: {exc}")
+        st.stop()
     st.dataframe([_version_row(v) for v in registry.versions], hide_index=True, key="admin_models")
     st.markdown("**Activation history**")
     st.dataframe(pd.DataFrame([a.model_dump() for a in registry.activations],

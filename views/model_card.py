@@ -17,7 +17,11 @@ user = session.guard("read_model_card")
 
 st.title("Model card")
 settings = get_settings()
-versions = artifacts.list_versions(settings.models)
+try:
+    versions = artifacts.list_versions(settings.models)
+except ArtefactMismatch as exc:  # the models' bucket cannot be read
+    st.error(f"The model versions cannot be listed: {exc}")
+    st.stop()
 asked = st.query_params.get("version")
 try:  # the page opens on the version that serves now (a result's link names its own)
     serving = serving_version(settings)

@@ -67,7 +67,11 @@ filters = st.columns([2, 1, 2])
 chosen = filters[0].date_input("Dates (UTC, both days included)", key="monitoring_dates",
                                value=(today - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1), today),
                                max_value=today)
-versions = artifacts.list_versions(settings.models)
+try:
+    versions = artifacts.list_versions(settings.models)
+except ArtefactMismatch as exc:  # the models' bucket cannot be read
+    st.error(f"The model versions cannot be listed: {exc}")
+    st.stop()
 version_choice = filters[1].selectbox("Model version", [ALL_VERSIONS, *versions], key="monitoring_version")
 if not isinstance(chosen, tuple) or len(chosen) != 2:
     st.info("Choose the last day of the date range.")

@@ -6,7 +6,7 @@ import streamlit as st
 from core import artifacts, review
 from core.config import get_settings
 from core.display import confidence_text, pct
-from core.errors import AlreadyDecided, InvalidInput, NotFound, StoreUnavailable
+from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound, StoreUnavailable
 from core.predict import REASON_CODES
 from core.review_queue import QUEUE_LIMIT, queue, recent_decisions
 from core.text import md_text
@@ -113,7 +113,12 @@ if flash:
 left, right = st.columns(2)
 reason = left.selectbox("Reason for review", ["", *REASON_CODES],
                         format_func=lambda c: REASON_CODES.get(c, "All reasons"), key="review_filter_reason")
-version = right.selectbox("Model version", ["", *artifacts.list_versions(settings.models)],
+try:
+    versions = artifacts.list_versions(settings.models)
+except ArtefactMismatch as exc:  # the models' bucket cannot be read
+    st.error(f"The model versions cannot be listed: {exc}")
+    st.stop()
+version = right.selectbox("Model version", ["", *versions],
                           format_func=lambda v: v or "All versions", key="review_filter_version")
 try:
     items = queue(reason=reason or None, model_version=version or None, limit=QUEUE_LIMIT)

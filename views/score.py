@@ -125,7 +125,7 @@ def _render(result: ScoreResult) -> None:
         st.caption(f"Model {result.model_version} (sha256 {result.model_sha256[:12]}...), "
                    f"prediction {result.prediction_id}, recorded {result.created_at:%Y-%m-%d %H:%M} UTC")
         with st.expander(f"Model facts for version {result.model_version}"):
-            manifest = artifacts.read_manifest(settings.models / result.model_version)
+            manifest = artifacts.manifest_of(settings.models, result.model_version)
             m, data = manifest["metrics"], manifest["data"]
             dates = data.get("index_date_range")
             made = "Trained on" if manifest["origin"] == "trained" else "Imported; evaluated on"
