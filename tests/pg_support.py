@@ -90,10 +90,20 @@ class Server:
             raise RuntimeError(f"{args[-1] if len(args) < 12 else args}: {done.stderr.strip()}")
         return done
 
+    def halt(self) -> None:
+        """Stop the server at once (as a crash or a network cut would look to its clients)."""
+        self._run([str(pg_bin() / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
+                   "-w", "stop"])
+
+    def run(self) -> None:
+        self._run([str(pg_bin() / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"),
+                   "-w", "-t", "60", "-o",
+                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                   "-c max_connections=200 -c shared_buffers=64MB", "start"])
+
     def stop(self) -> None:
         with contextlib.suppress(RuntimeError):
-            self._run([str(pg_bin() / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
-                       "-w", "stop"])
+            self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -112,10 +122,7 @@ def start(port: int) -> Server:
     server._run([str(pg_bin() / "initdb"), "-D", str(root / "data"), "-U", "postgres",
                  "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
                  "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
-    server._run([str(pg_bin() / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"),
-                 "-w", "-t", "60", "-o",
-                 f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-                 "-c shared_buffers=64MB", "start"])
+    server.run()
     server.sql(f"CREATE ROLE {OWNER} LOGIN PASSWORD '{OWNER_PASSWORD}'; "
                f"CREATE ROLE {SERVICE} LOGIN PASSWORD '{SERVICE_PASSWORD}'")
     return server

@@ -300,3 +300,67 @@ def test_store_migrate_moves_every_event_and_its_chain_then_verifies(pg_server, 
     oracle.sql(server, "INSERT INTO access_events VALUES ('extra', 0, now(), 'x', 'sign_in', '', '')")
     found = differences(core_store.open_store(duck), server)
     assert len(found) == 1 and found[0].startswith("access_events: ") and "destination" in found[0]
+
+
+def test_a_connection_dropped_mid_transaction_records_nothing_and_the_store_recovers(
+        any_store, valid_payload, pg_server):
+    """The server ends the append's connection between its inserts: the score fails closed
+    (nothing recorded, nothing returned) and the next score works on a new connection."""
+    if not isinstance(any_store, PostgresStore):
+        pytest.skip("a server's connection")
+    from core import errors
+    from core.store import postgres_dialect
+
+    real = postgres_dialect.insert
+    calls = []
+
+    def dropping(cur, table, columns, rows, **kw):
+        real(cur, table, columns, rows, **kw)
+        calls.append(table)
+        if len(calls) == 1:  # after the audit entry, before the prediction row
+            pg_server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "state = 'idle in transaction' AND usename = 'store_service'")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(postgres_dialect, "insert", dropping)
+        with pytest.raises(errors.StoreUnavailable):
+            scoring.score(valid_payload, user="clinician", source="form")
+    assert any_store.count("predictions") == 0 and any_store.last_seq() == 0
+    done = scoring.score(valid_payload, user="clinician", source="form")
+    assert any_store.prediction(done.prediction_id)["risk"] == done.risk
+    assert verify_audit(any_store)[0] == []
+
+
+def test_while_the_database_is_down_nothing_is_scored_and_the_service_is_not_ready(
+        tmp_path, monkeypatch, valid_payload):
+    """A server of this test's own goes down and comes back: scores fail closed with a clear
+    error, readiness names the store, and both work again once it is back."""
+    from browser_support import free_port
+
+    from core.preflight import readiness
+
+    server = pg_support.start(free_port())
+    try:
+        name = server.new_database()
+        core_store.open_store(server.url(name, role=pg_support.OWNER))
+        core_store.close_all()
+        monkeypatch.setenv("APP_DB", server.url(name))
+        monkeypatch.setenv("APP_MODELS", str(MODELS))
+        monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
+        monkeypatch.setenv("APP_DEMO", "0")
+        first = scoring.score(valid_payload, user="clinician", source="form")
+        assert readiness()["store"] == ""
+        server.halt()
+        with pytest.raises(StoreUnavailable, match="did not answer") as down:
+            scoring.score(valid_payload, user="clinician", source="form")
+        assert pg_support.SERVICE_PASSWORD not in str(down.value)
+        assert "did not answer" in readiness()["store"]
+        server.run()
+        second = scoring.score(valid_payload, user="clinician", source="form")
+        store = open_store(server.url(name))
+        assert readiness()["store"] == "" and store.count("predictions") == 2
+        assert {first.prediction_id, second.prediction_id} == {
+            r[0] for r in oracle.sql(store, "SELECT prediction_id FROM predictions")}
+    finally:
+        core_store.close_all()
+        server.stop()

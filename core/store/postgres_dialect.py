@@ -40,31 +40,31 @@ class Cursor:
     """A DB-API-like cursor over the pool: `execute(sql, params)` then fetchone/fetchall and
     `description`, the shape the store's modules use with DuckDB's cursors."""
 
-    def __init__(self, db: Database, *, hold: bool = False):
+    def __init__(self, db: Database):
         self._db = db
-        self._hold = hold  # the append path's own: one connection, kept between statements
-        self._con: psycopg.Connection | None = None
+        self._con: psycopg.Connection | None = None  # held while a transaction is open
         self._rows: list[tuple] = []
         self.description: list | None = None
         self.rowcount = -1
 
     def execute(self, sql: str, params: list | tuple | None = None) -> Cursor:
         params = list(params or [])
-        text = sql.strip().upper()
         con = self._con or self._db.take()
         try:
-            cur = con.execute(_sql(sql, params), params or None, prepare=bool(params))
+            cur = con.execute(_sql(sql, params), params or None)
             self.description = cur.description
             self.rowcount = cur.rowcount
             self._rows = cur.fetchall() if cur.description else []
-        except BaseException:
-            if self._con is None:
+        except BaseException as exc:
+            # Not in a transaction, or the connection is gone (the pool replaces it): back to the
+            # pool. A failed transaction on a live connection is the caller's to roll back.
+            if self._con is None or con.broken:
+                self._con = None
                 self._db.give(con)
-            elif con.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-                pass  # the caller rolls back
+            if isinstance(exc, psycopg.OperationalError):
+                raise unreachable(self._db.url, exc) from exc
             raise
-        if self._hold or text == "BEGIN" or con.info.transaction_status != \
-                psycopg.pq.TransactionStatus.IDLE:
+        if con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self._con = con  # inside a transaction: the same connection until it ends
         else:
             self._con = None
@@ -93,7 +93,7 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=POOL_MAX, open=False, timeout=CONNECT_TIMEOUT_S * 2,
+            url, min_size=1, max_size=POOL_MAX, open=False, timeout=CONNECT_TIMEOUT_S,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
                     "application_name": "clinical-risk-service"},
             check=ConnectionPool.check_connection, reconnect_timeout=CONNECT_TIMEOUT_S * 2)
@@ -105,13 +105,16 @@ class Database:
             raise opening_error(url, _first_connect_error(url) or exc) from exc
 
     def take(self) -> psycopg.Connection:
-        return self._pool.getconn()
+        try:
+            return self._pool.getconn()
+        except PoolTimeout as exc:  # no connection could be made (or all are in use)
+            raise unreachable(self.url, _first_connect_error(self.url) or exc) from exc
 
     def give(self, con: psycopg.Connection) -> None:
         self._pool.putconn(con)
 
-    def cursor(self, *, hold: bool = False) -> Cursor:
-        return Cursor(self, hold=hold)
+    def cursor(self) -> Cursor:
+        return Cursor(self)
 
     def close(self) -> None:
         self._pool.close()
@@ -124,6 +127,12 @@ def _first_connect_error(url: str) -> Exception | None:
     except psycopg.Error as exc:
         return exc
     return None
+
+
+def unreachable(url: str, exc: Exception) -> StoreUnavailable:
+    """The database did not answer (down, restarting, the network): nothing was recorded."""
+    text = re.sub(r"password=\S+", "password=***", str(exc)).strip()
+    return StoreUnavailable(f"the database {redacted(url)} did not answer: {text}")
 
 
 def connect(url: str) -> Database:
