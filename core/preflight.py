@@ -3,7 +3,8 @@ script, `make run`, `streamlit run app.py`), so a misconfigured service stops at
 clear reason instead of failing on the first patient.
 
 1. The settings parse; outside demo mode a patient key (32+ characters, not the demo's) is set.
-2. The store opens: created and migrated if new; refused if another process holds it.
+2. The store opens: created and migrated if new; refused if another process holds it. On
+   PostgreSQL outside demo mode, the service's role may only read and append (RUNBOOK.md).
 3. Demo and production never mix: outside demo mode no demo account may be active in the store.
 4. The serving model version's files match their recorded sha256 (in a bucket: the models'
    bucket can be read with the environment's credentials, and the files fetched from it match).
@@ -46,10 +47,12 @@ def problems(settings: Settings | None = None, *, model: bool = True) -> tuple[l
                                 "username"])
         if demo:
             found.append(
-                f"demo account(s) {', '.join(demo)} are active in the store {settings.db}, which "
+                f"demo account(s) {', '.join(demo)} are active in the store {store.path}, which "
                 "was used in demo mode. Production needs its own store: set APP_DB to a new file "
                 "(demo mode has its own default, data/demo.duckdb), or disable them with "
                 "`python -m core users disable NAME --by YOU`")
+    if not settings.demo:
+        found += store.privilege_problems()
     if not model:
         return found, ""
     try:
@@ -61,7 +64,7 @@ def problems(settings: Settings | None = None, *, model: bool = True) -> tuple[l
                         "DEFAULT_VERSION)"], ""
     found += artifacts.verify(settings.models, version)
     mode = "DEMO mode" if settings.demo else "production mode"
-    return found, f"{mode}; store {settings.db}; serving model {version} from {settings.models}"
+    return found, f"{mode}; store {store.path}; serving model {version} from {settings.models}"
 
 
 _started: set[tuple[str, str]] = set()

@@ -364,3 +364,25 @@ def test_while_the_database_is_down_nothing_is_scored_and_the_service_is_not_rea
     finally:
         core_store.close_all()
         server.stop()
+
+
+def test_the_start_checks_refuse_a_role_that_may_change_recorded_rows(pg_server, monkeypatch):
+    from core.preflight import problems
+
+    name = pg_server.new_database()
+    monkeypatch.setenv("APP_MODELS", str(MODELS))
+    monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
+    monkeypatch.setenv("APP_DEMO", "0")
+    monkeypatch.setenv("APP_DB", pg_server.url(name, role=pg_support.OWNER))
+    found, _ = problems()
+    assert any("owns the store's schema" in p for p in found), found
+    core_store.close_all()
+    pg_server.grant_purge(name)
+    monkeypatch.setenv("APP_DB", pg_server.url(name))
+    found, summary = problems()
+    assert found == [] and pg_support.SERVICE_PASSWORD not in summary and ":***@" in summary
+    core_store.close_all()
+    pg_server.sql(f"GRANT UPDATE ON predictions TO {pg_support.SERVICE}", database=name)
+    found, _ = problems()
+    assert any("UPDATE on predictions" in p for p in found), found
+    core_store.close_all()

@@ -170,6 +170,10 @@ class StoreBase:
             self._write_cursor.close()
         self._con.close()
 
+    def privilege_problems(self) -> list[str]:
+        """None for a file: who may change it is the file's permissions (private_files)."""
+        return []
+
     def checkpoint(self) -> None:
         """Write the WAL into the file, so the file alone is the whole store."""
         with self._lock:

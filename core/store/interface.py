@@ -38,6 +38,10 @@ class Store(Protocol):
     def purge_phi(self, *, before: datetime, event: Callable[[int], Event]) -> int:
         """Delete raw inputs older than `before` and record `event(rows_removed)`, together."""
 
+    def privilege_problems(self) -> list[str]:
+        """Why the role this process writes as may do more than read and append (empty: it
+        may not): the database's own least-privilege setup, where it has one."""
+
     def checkpoint(self) -> None:
         """Make the store's file alone the whole store (nothing pending in a log beside it)."""
 

@@ -124,6 +124,21 @@ class PostgresStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeRea
                                    f"{', '.join(missing)}: run `python -m core store upgrade` "
                                    "with the schema owner's URL in APP_DB")
 
+    def privilege_problems(self) -> list[str]:
+        """The service's role must not own the schema, nor hold UPDATE, DELETE or TRUNCATE on a
+        recorded table (DELETE on the raw inputs excepted: the retention purge)."""
+        role = self._one("SELECT current_user")[0]
+        if self._owns_schema():
+            return [f"APP_DB connects as {role}, which owns the store's schema: run the service "
+                    "as a role that may only read and append (RUNBOOK.md, Use the institution's "
+                    "PostgreSQL, step 3)"]
+        extra = [f"{verb} on {table}" for table in (*GUARDED, "phi_inputs")
+                 for verb in ("UPDATE", "DELETE", "TRUNCATE")
+                 if not (table == "phi_inputs" and verb == "DELETE")
+                 and self._one("SELECT has_table_privilege(current_user, ?, ?)", [table, verb])[0]]
+        return [f"APP_DB's role {role} may change recorded rows ({', '.join(extra)}): grant it "
+                "SELECT and INSERT only (RUNBOOK.md, Use the institution's PostgreSQL)"] if extra else []
+
     def close(self) -> None:
         self._con.close()
 
