@@ -85,15 +85,20 @@ def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[cor
     The shipped model artefacts serve; the DuckDB file is released after the test. A test that
     needs the file free (a subprocess opening it) calls `core.store.close_all()` first and
     re-opens it with `open_store(get_settings().db)`."""
-    monkeypatch.setenv("APP_DB", str(tmp_path / "store.duckdb"))
-    monkeypatch.setenv("APP_MODELS", str(MODELS))
-    monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
-    monkeypatch.setenv("APP_DEMO", "0")
-    monkeypatch.delenv("APP_BATCH_CHUNK_ROWS", raising=False)
+    point_settings(monkeypatch, str(tmp_path / "store.duckdb"))
     try:
         yield core_store.open_store(get_settings().db)
     finally:
         core_store.close_all()
+
+
+def point_settings(monkeypatch: pytest.MonkeyPatch, db: str) -> None:
+    """Production settings over the store `db` (a file or a database URL) and the suite's models."""
+    monkeypatch.setenv("APP_DB", db)
+    monkeypatch.setenv("APP_MODELS", str(MODELS))
+    monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
+    monkeypatch.setenv("APP_DEMO", "0")
+    monkeypatch.delenv("APP_BATCH_CHUNK_ROWS", raising=False)
 
 
 @pytest.fixture
@@ -164,11 +169,7 @@ def any_store(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         core_store.close_all()
         server.grant_purge(name)
         db = server.url(name)
-    monkeypatch.setenv("APP_DB", db)
-    monkeypatch.setenv("APP_MODELS", str(MODELS))
-    monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
-    monkeypatch.setenv("APP_DEMO", "0")
-    monkeypatch.delenv("APP_BATCH_CHUNK_ROWS", raising=False)
+    point_settings(monkeypatch, db)
     try:
         yield core_store.open_store(get_settings().db)
     finally:

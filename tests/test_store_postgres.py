@@ -15,7 +15,7 @@ import pg_support
 import psycopg
 import pytest
 import store_oracle as oracle
-from conftest import MODELS, REPO, TEST_PATIENT_KEY
+from conftest import REPO, point_settings
 from monitoring_support import seed_activity
 
 from core import scoring
@@ -69,10 +69,7 @@ def _reads(store: Store) -> dict:
 
 
 def _seeded(tmp_path, monkeypatch, db: str) -> Store:
-    monkeypatch.setenv("APP_DB", db)
-    monkeypatch.setenv("APP_MODELS", str(MODELS))
-    monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
-    monkeypatch.setenv("APP_DEMO", "0")
+    point_settings(monkeypatch, db)
     monkeypatch.setattr(scoring, "now_utc", lambda: NOW)
     folder = tmp_path / db.rsplit("/", 1)[-1].replace(".", "_")
     folder.mkdir()
@@ -344,10 +341,7 @@ def test_while_the_database_is_down_nothing_is_scored_and_the_service_is_not_rea
         name = server.new_database()
         core_store.open_store(server.url(name, role=pg_support.OWNER))
         core_store.close_all()
-        monkeypatch.setenv("APP_DB", server.url(name))
-        monkeypatch.setenv("APP_MODELS", str(MODELS))
-        monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
-        monkeypatch.setenv("APP_DEMO", "0")
+        point_settings(monkeypatch, server.url(name))
         first = scoring.score(valid_payload, user="clinician", source="form")
         assert readiness()["store"] == ""
         server.halt()
@@ -370,10 +364,7 @@ def test_the_start_checks_refuse_a_role_that_may_change_recorded_rows(pg_server,
     from core.preflight import problems
 
     name = pg_server.new_database()
-    monkeypatch.setenv("APP_MODELS", str(MODELS))
-    monkeypatch.setenv("APP_PATIENT_KEY", TEST_PATIENT_KEY)
-    monkeypatch.setenv("APP_DEMO", "0")
-    monkeypatch.setenv("APP_DB", pg_server.url(name, role=pg_support.OWNER))
+    point_settings(monkeypatch, pg_server.url(name, role=pg_support.OWNER))
     found, _ = problems()
     assert any("owns the store's schema" in p for p in found), found
     core_store.close_all()
