@@ -147,6 +147,6 @@ st.caption("Suspending stops all scoring at once: clinicians see 'model suspende
 st.download_button("Print the evaluator report (PDF)", lambda: report.pdf(snap, by=user.username),
                    file_name="evaluator-report.pdf", mime="application/pdf", key="gov_report_pdf_end",
                    on_click="ignore")
-st.download_button("Export the evaluator report as Markdown",
-                   lambda: report.markdown(snap, by=user.username), file_name="evaluator-report.md",
+st.download_button("Export the evaluator report as Markdown", lambda: report.markdown(
+                   snap, by=user.username), file_name="evaluator-report.md",
                    mime="text/markdown", key="gov_export", on_click="ignore")
