@@ -156,7 +156,9 @@ def _checklist(artefact, c: dict, signoffs, settings) -> list[Item]:
         item("The IRB / data-protection officer / hospital IT department has reviewed the "
              "deployment architecture and signed off.", not missing,
              f"sign-offs for {artefact.version}: " + (", ".join(sorted(signed)) or "none")
-             + (f"; missing: {', '.join(missing)}" if missing else "")),
+             + (f"; missing: {', '.join(missing)}" if missing else "")
+             + "; the architecture diagram, drawn from the live configuration, is on this page "
+               "and in the evaluator report"),
         item("The team has answered the five evaluator questions in writing.", True,
              "answered on this page from live data; printed in the evaluator report (PDF or "
              "Markdown), with the architecture diagram and the data-flow table"),

@@ -51,14 +51,13 @@ class Document:
             self.family, self.unicode = "Body", True
         else:
             self.family, self.unicode = "Helvetica", False
-        footer_text = footer
 
-        def draw_footer(self_pdf=pdf) -> None:
-            self_pdf.set_y(-11)
-            self_pdf.set_font(self.family, "", 7)
-            self_pdf.set_text_color(90, 90, 90)
-            self_pdf.cell(0, 5, self._safe(f"{footer_text}   page {self_pdf.page_no()}"), align="R")
-            self_pdf.set_text_color(0, 0, 0)
+        def draw_footer() -> None:  # fpdf2 calls it at the end of every page
+            pdf.set_y(-11)
+            pdf.set_font(self.family, "", 7)
+            pdf.set_text_color(90, 90, 90)
+            pdf.cell(0, 5, self._safe(f"{footer}   page {pdf.page_no()}"), align="R")
+            pdf.set_text_color(0, 0, 0)
 
         pdf.footer = draw_footer
         pdf.add_page()

@@ -134,7 +134,7 @@ def markdown(snap: dict, *, by: str, head: tuple[int, str] | None = None,
     text = "\n".join(lines)
     if not for_pdf:
         text = re.sub(r"^!\[([^\]]*)\]\(figure:[\w.-]+\)$",
-                      r"*Figure: \1 (drawn in the PDF report and on the governance page).*",
+                      r"*Figure: \1 (drawn in the PDF report, and in the app).*",
                       text, flags=re.MULTILINE)
     return text
 

@@ -78,7 +78,9 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
             assert "Audit chain: intact" in recovery
             checklist = table_rows(pi, 0)
             assert [r["#"] for r in checklist] == [str(i) for i in range(1, 10)]
-            assert checklist[7]["Evidence"] == "sign-offs for v1: none; missing: IRB, Data protection officer, Hospital IT"
+            assert checklist[7]["Evidence"].startswith(
+                "sign-offs for v1: none; missing: IRB, Data protection officer, Hospital IT; the "
+                "architecture diagram")
             assert pi.get_by_text("No sign-off recorded yet.").is_visible()
 
             # ... records a sign-off through the form and sees it listed
