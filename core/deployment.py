@@ -119,7 +119,14 @@ def identity_providers() -> list[str]:
 def describe(settings: Settings, store: Store, artefact: Artefact) -> Deployment:
     kind, detail = runtime(settings)
     identity = (["local accounts (argon2id hashes in the store)"] if settings.local_accounts else [])
-    identity += [f"OpenID Connect: {p}" for p in identity_providers()]
+    providers = identity_providers()
+    identity += [f"OpenID Connect: {p}" for p in providers]
+    if providers:
+        how = ([f"the identity token's {settings.sso_role_claim} claim"] if settings.sso_role_claim
+               else []) + ([f"{len(settings.sso_email_roles)} email(s) in APP_SSO_EMAIL_ROLES"]
+                           if settings.sso_email_roles else [])
+        identity.append("roles from " + (" and ".join(how) if how else "nowhere yet: set "
+                                         "APP_SSO_ROLE_CLAIM or APP_SSO_EMAIL_ROLES"))
     models = Path(settings.models)
     return Deployment(
         runtime=kind, runtime_detail=detail, store=store_facts(settings.db),

@@ -86,7 +86,7 @@ class Document:
             pdf.add_page()
         pdf.ln(2 if level > 2 else 3)
         self._font(size, bold=True)
-        pdf.multi_cell(0, size * 0.5, self._safe(_plain(text.replace("**", ""))))
+        pdf.multi_cell(0, size * 0.5, self._safe(_plain(text.replace("**", ""))), align="L")
         pdf.ln(1)
 
     def table(self, rows: list[list[str]]) -> None:
@@ -95,7 +95,7 @@ class Document:
         header, body = rows[0], rows[1:]
         columns = len(header)
         lengths = [max(len(_plain(r[i])) if i < len(r) else 0 for r in rows) for i in range(columns)]
-        weights = [min(max(n, 7), 60) for n in lengths]
+        weights = [min(max(n, 8), 60) for n in lengths]
         self._font(7.5)
         pdf = self.pdf
         with pdf.table(col_widths=weights, text_align="LEFT", line_height=3.6,
@@ -118,7 +118,7 @@ class Document:
         pdf.image(io.BytesIO(text.encode()), x=pdf.l_margin + (pdf.epw - width) / 2, w=width)
         self._font(8)
         pdf.set_x(pdf.l_margin)
-        pdf.multi_cell(0, 4, self._safe(_plain(caption)))
+        pdf.multi_cell(0, 4, self._safe(_plain(caption)), align="L")
         pdf.ln(2)
 
     def markdown(self, text: str, figures: Callable[[str], str | None] = lambda name: None) -> None:

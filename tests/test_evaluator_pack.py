@@ -64,13 +64,14 @@ def test_the_diagram_follows_the_configuration(fresh_store, monkeypatch, tmp_pat
     monkeypatch.setenv("APP_TRUSTED_PROXIES", '["172.30.57.0/24"]')
     monkeypatch.setenv("APP_RETENTION_DAYS", "30")
     monkeypatch.setenv("APP_RUNS_ON", "VM risk-01 in the hospital data centre")
+    monkeypatch.setenv("APP_SSO_ROLE_CLAIM", "groups")
     token = clients.add_client("ehr", roles=["clinician"], by="admin")
     after = drawn(fresh_store)
     assert after != before
     assert "TLS proxy" in after and "172.30.57.0/24" in after and "No TLS proxy" not in after
     assert "kept 30 days" in after and "VM risk-01" in after
     assert "ehr (clinician)" in after
-    assert "login.hospital.example" in after
+    assert "login.hospital.example" in after and "roles from the identity token's groups claim" in after
     for secret in ("cookie-secret-never-shown", "client-secret-never-shown", token):
         assert secret not in after
     head = fresh_store.head()
