@@ -3,8 +3,9 @@ of: headings, paragraphs with **bold** and `code`, bullet lists, pipe tables, an
 (`![caption](figure:NAME)`, NAME's SVG drawn in place). Only that subset is used by what this
 product generates (core.report, core.model_card), so nothing else needs to be understood.
 
-Text is set in DejaVu Sans when the system has it (any script); otherwise in the PDF's own
-Helvetica, which holds Latin-1 only: other characters are then printed as '?'.
+Text is set in DejaVu Sans when the system has it (Latin, Greek, Cyrillic and many more
+scripts; a character it has no glyph for, such as CJK, is left out and logged); otherwise in the
+PDF's own Helvetica, which holds Latin-1 only: other characters are then printed as '?'.
 """
 
 from __future__ import annotations

@@ -201,3 +201,27 @@ def test_a_fresh_demo_deployment_prints_its_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = pdf_text(out.read_bytes())
     assert "SYNTHETIC MODEL - NOT FOR CLINICAL USE" in text and "Not assessed yet" in text
+
+
+def test_without_a_unicode_font_the_report_prints_in_the_pdf_fonts(filed, monkeypatch):
+    """A machine without DejaVu Sans (a slim container image): Helvetica, Latin-1 only, and a
+    name in another script prints as '?' rather than failing the report."""
+    from core import pdf
+
+    monkeypatch.setattr(pdf, "FONT_DIRS", ())
+    record_signoff(signer_name="Dr Łucja Zoë 李", signer_role="Hospital IT", signed_on="2026-11-02",
+                   scope="network boundary", model_version="v1", by="admin")
+    snap = snapshot(by="pi")
+    text = pdf_text(report.pdf(snap, by="pi"))
+    assert "Dr ?ucja Zoë ?" in text
+    assert squeezed(snap["artefact"].sha256) in squeezed(text)
+
+
+def test_with_dejavu_sans_a_name_prints_as_written(filed):
+    from core import pdf
+
+    if pdf._font_files() is None:
+        pytest.skip("DejaVu Sans is not installed (Debian: fonts-dejavu-core)")
+    record_signoff(signer_name="Dr Łucja Zoë Σ", signer_role="Hospital IT", signed_on="2026-11-02",
+                   scope="network boundary", model_version="v1", by="admin")
+    assert "Dr Łucja Zoë Σ" in pdf_text(report.pdf(snapshot(by="pi"), by="pi"))
