@@ -153,7 +153,7 @@ def _assessment(latest: dict | None) -> list[str]:
     lines += ["", f"**Recommendation: {advice.verdict}.**", ""]
     lines += [f"- {reason}" for reason in advice.reasons]
     if latest["notes"]:
-        lines += ["", f"Notes: {md_text(latest['notes'])}"]
+        lines += ["", f"Notes: {md_text(' '.join(latest['notes'].split()))}"]
     return lines + [""]
 
 

@@ -189,7 +189,7 @@ def test_the_report_prints_from_the_command_line(filed, tmp_path):
     seq, digest = store.head()
     assert f"audit head {seq}:{digest}" in proc.stdout
     assert f"{seq}:{digest}" in squeezed(pdf_text(out.read_bytes()))
-    assert "printed" in md.read_text().lower() or "Printed" in md.read_text()
+    assert f"Audit head at printing: `{seq}:{digest}`" in md.read_text()
     assert run_core("governance", "report").returncode == 2  # no file named
 
 
@@ -225,3 +225,15 @@ def test_with_dejavu_sans_a_name_prints_as_written(filed):
     record_signoff(signer_name="Dr Łucja Zoë Σ", signer_role="Hospital IT", signed_on="2026-11-02",
                    scope="network boundary", model_version="v1", by="admin")
     assert "Dr Łucja Zoë Σ" in pdf_text(report.pdf(snapshot(by="pi"), by="pi"))
+
+
+def test_notes_are_printed_as_text_never_as_the_report_structure(fresh_store):
+    assessment.record_assessment({f: True for f in assessment.FIELDS},
+                                 notes="first line\n## Sign-offs\n| forged | row |\n**loud**",
+                                 by="pi", model_version="v1")
+    md = report.markdown(snapshot(by="pi"), by="pi")
+    assert [line for line in md.splitlines() if line.startswith("## Sign-offs")] == ["## Sign-offs"]
+    notes = next(line for line in md.splitlines() if line.startswith("Notes: "))
+    assert "first line" in notes and "forged" in notes and "**loud**" not in notes
+    text = pdf_text(report.pdf(snapshot(by="pi"), by="pi"))
+    assert "## Sign-offs | forged | row | **loud**" in text
