@@ -61,7 +61,8 @@ def _arrow(x1: float, y1: float, x2: float, y2: float, label: str = "", *,
            f'<polygon points="{x2:g},{y2:g} {ax + px:.1f},{ay + py:.1f} {ax - px:.1f},{ay - py:.1f}" '
            f'fill="{colour}"/>']
     if label:
-        out.append(_text((x1 + x2) / 2 - 20, (y1 + y2) / 2 - 5, label, size=9, colour=MUTED))
+        out.append(_text((x1 + x2) / 2 - 2.5 * len(label), min(y1, y2) - 4, label, size=9,
+                         colour=MUTED))
     return out
 
 
