@@ -1,12 +1,13 @@
 # Two commands on a fresh machine with Python 3.11+ and make:
 #   make run   - create .venv, install the pinned requirements, start the server (UI and API, demo mode)
 #   make test  - install the dev requirements, run lint and the full suite
+#   (make screenshots retakes the README's pictures of the app)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint venv dev model-card clean
+.PHONY: run test lint venv dev model-card screenshots clean
 
 $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ lint: dev
 
 test: lint
 	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+# The README's screenshots, taken from the real app in headless Chromium (tests/screenshots.py).
+screenshots: dev
+	$(PY) tests/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

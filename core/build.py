@@ -168,6 +168,7 @@ def evaluate_version(spec: Spec, make: Callable[[routing.RoutingRule], Predictor
                         code: round(100 * codes.count(code) / len(y_test), 1)
                         for code in REASON_CODES}},
         "index_dates": date_range(test_cohort, column),
+        "curves": evaluate.curves(y_test, pred.risk, t),
     }, warnings
 
 

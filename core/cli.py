@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from core import admin_channel, cli_clients, cli_ops
+from core import admin_channel, cli_clients, cli_governance, cli_ops
 from core.config import get_settings
 from core.errors import BatchStopped, CoreError, InvalidInput
 
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     usub.add_parser("list", help="accounts, roles and whether they are active")
     cli_ops.add_parsers(sub)
     cli_clients.add_parsers(sub)
+    cli_governance.add_parsers(sub)
     return p
 
 
@@ -138,7 +139,8 @@ def _run(args: argparse.Namespace) -> int:
 
         settings = get_settings()
         record_configuration(open_store(settings.db), settings, by=f"command {args.command}")
-    return {**COMMANDS, **cli_ops.COMMANDS, **cli_clients.COMMANDS}[args.command](args)
+    return {**COMMANDS, **cli_ops.COMMANDS, **cli_clients.COMMANDS,
+            **cli_governance.COMMANDS}[args.command](args)
 
 
 def _reporting(command) -> int:

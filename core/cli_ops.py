@@ -112,7 +112,7 @@ def run_restore(args) -> int:
 def run_model_card(args) -> int:
     from core import artifacts
     from core.config import PROJ_ROOT
-    from core.model_card import is_current, render
+    from core.model_card import figures_dir, is_current, write
 
     settings = get_settings()
     version = args.version or artifacts.default_version(settings.models)
@@ -131,8 +131,8 @@ def run_model_card(args) -> int:
             return 1
         print(f"{output} matches model {version}")
         return 0
-    output.write_text(render(artefact))
-    print(f"wrote {output} for model {version}")
+    write(output, artefact)
+    print(f"wrote {output} and {figures_dir(output).name}/ for model {version}")
     return 0
 
 

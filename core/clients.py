@@ -92,11 +92,11 @@ def revoke_client(name: str, *, by: str) -> None:
     _cache.clear()
 
 
-def list_clients() -> list[ClientState]:
+def list_clients(store: Store | None = None) -> list[ClientState]:
     return [ClientState(name=c["client_name"], roles=tuple(json.loads(c["roles_json"])),
                         active=bool(c["active"]), last_change=c["last_change"],
                         changed_at=str(c["changed_at"]), changed_by=c["changed_by"])
-            for c in _store().clients()]
+            for c in (store or _store()).clients()]
 
 
 def _change(store: Store, name: str, *, action: str, roles: list[str], active: bool,

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         default=[], description="JSON list of addresses or networks of the TLS proxy in front of "
         "the service, e.g. [\"172.30.0.0/24\"]: from these, the client's address is read from "
         "X-Forwarded-For (lockout is per account and client address)")
+    runs_on: str = Field(
+        default="", max_length=200, description="where the service runs, in words, for the "
+        "architecture diagram (e.g. \"VM risk-01 in the hospital data centre\"); empty: "
+        "detected (a container, else a host or VM)")
     patient_key: SecretStr | None = Field(
         default=None, description="secret for keyed hashes of patient references (required "
         "outside demo mode; at least 32 characters)")

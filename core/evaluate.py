@@ -151,3 +151,76 @@ def band_labels(f: Feature, cuts: list[float]) -> list[tuple[str, float, float]]
             label = f"<{hi:g}" if i == 0 else f"{lo:g} to <{hi:g}"
         out.append((label, lo, hi))
     return out
+
+
+# ---- curves for the model card's figures (calibration, ROC, decision curve) ----------------
+
+def wilson(events: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p, z = events / n, Z95
+    centre = p + z * z / (2 * n)
+    margin = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, (centre - margin) / (1 + z * z / n))), \
+        float(min(1.0, (centre + margin) / (1 + z * z / n)))
+
+
+def calibration_groups(y: np.ndarray, p: np.ndarray, groups: int = 10) -> list[dict]:
+    """Observed against mean predicted risk in equal-sized risk groups, with the observed
+    rate's 95% interval."""
+    order = np.argsort(p, kind="mergesort")
+    out = []
+    for i, b in enumerate(np.array_split(order, groups)):
+        events = int(y[b].sum())
+        lo, hi = wilson(events, len(b))
+        out.append({"group": i + 1, "n": int(len(b)), "events": events,
+                    "mean_predicted": round(float(p[b].mean()), 4),
+                    "observed": round(events / len(b), 4), "observed_ci95": [round(lo, 4), round(hi, 4)]})
+    return out
+
+
+def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = 101) -> dict:
+    """The ROC curve (false and true positive rates by threshold), thinned to at most
+    `max_points` points that keep its ends."""
+    from sklearn.metrics import roc_curve  # here: only computing it needs scikit-learn
+
+    fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=True)
+    keep = np.unique(np.round(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr)))).astype(int))
+    return {"fpr": [round(float(v), 4) for v in fpr[keep]],
+            "tpr": [round(float(v), 4) for v in tpr[keep]],
+            "threshold": [round(float(min(v, 1.0)), 4) for v in thresholds[keep]]}
+
+
+def decision_thresholds(action_threshold: float) -> list[float]:
+    """The thresholds a decision curve spans: 1% up to three times the action threshold (at
+    least 30%, at most 95%), in steps of 1%, and the action threshold itself."""
+    upper = min(0.95, max(0.30, 3 * action_threshold))
+    steps = {round(float(t), 2) for t in np.arange(0.01, upper + 1e-9, 0.01)}
+    return sorted(steps | {round(float(action_threshold), 4)})
+
+
+def net_benefit(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(net benefit of acting on the model, of treating everyone) at a threshold probability:
+    true positives minus false positives weighted by the threshold's odds, per patient."""
+    n, odds = len(y), threshold / (1 - threshold)
+    act = p >= threshold
+    tp, fp = int((act & (y == 1)).sum()), int((act & (y == 0)).sum())
+    prevalence = float(y.mean())
+    return tp / n - fp / n * odds, prevalence - (1 - prevalence) * odds
+
+
+def decision_curve(y: np.ndarray, p: np.ndarray, action_threshold: float) -> list[dict]:
+    out = []
+    for t in decision_thresholds(action_threshold):
+        model, everyone = net_benefit(y, p, t)
+        out.append({"threshold": t, "model": round(model, 5), "treat_all": round(everyone, 5)})
+    return out
+
+
+def curves(y: np.ndarray, p: np.ndarray, action_threshold: float) -> dict:
+    """What the model card draws, computed on the held-out split at build time."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    both = 0 < int(y.sum()) < len(y)  # a ROC curve needs events and non-events
+    return {"calibration": calibration_groups(y, p), "roc": roc_points(y, p) if both else None,
+            "decision_curve": decision_curve(y, p, action_threshold)}

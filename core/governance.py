@@ -1,5 +1,6 @@
 """Governance: the five evaluator questions answered from live data, the deployment checklist
-with automatic status and evidence, sign-off records, and a Markdown export of all of it."""
+with automatic status and evidence, sign-off records, the deployment as configured (for its
+architecture diagram) and the latest deploy-or-stay assessment; core.report prints all of it."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from core import artifacts
+from core import artifacts, assessment, deployment
 from core.clock import now_utc
 from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import InvalidInput, problem
 from core.model_card import is_current, render
 from core.serving import active_artefact
-from core.stop_switch import is_suspended
 from core.store import Event, Store, open_store
 from core.store.records import Signoff
-from core.text import clean_text, md_cell, md_text
+from core.text import clean_text, md_text
 from core.verification import TrailStatus, trail_status
 
 SIGNER_ROLES = ("IRB", "Data protection officer", "Hospital IT")
@@ -43,7 +43,9 @@ def snapshot(store: Store | None = None, settings: Settings | None = None, *,
     signoffs = store.signoff_records()
     return {"artefact": artefact, "signoffs": signoffs, "service": store.service_state(),
             "trail": trail, "questions": _questions(artefact, counts, trail, settings),
-            "checklist": _checklist(artefact, counts, signoffs, settings)}
+            "checklist": _checklist(artefact, counts, signoffs, settings),
+            "deployment": deployment.describe(settings, store, artefact),
+            "assessment": assessment.latest(store), "counts": counts}
 
 
 def trail_sentence(t: TrailStatus) -> str:
@@ -154,9 +156,12 @@ def _checklist(artefact, c: dict, signoffs, settings) -> list[Item]:
         item("The IRB / data-protection officer / hospital IT department has reviewed the "
              "deployment architecture and signed off.", not missing,
              f"sign-offs for {artefact.version}: " + (", ".join(sorted(signed)) or "none")
-             + (f"; missing: {', '.join(missing)}" if missing else "")),
+             + (f"; missing: {', '.join(missing)}" if missing else "")
+             + "; the architecture diagram, drawn from the live configuration, is on this page "
+               "and in the evaluator report"),
         item("The team has answered the five evaluator questions in writing.", True,
-             "answered on this page from live data; export it as a Markdown report"),
+             "answered on this page from live data; printed in the evaluator report (PDF or "
+             "Markdown), with the architecture diagram and the data-flow table"),
     ]
 
 
@@ -196,35 +201,3 @@ def record_signoff(*, signer_name: str, signer_role: str, signed_on: str, scope:
                      model_version=model_version)
     store.append([Event("signoff", by, at, model_version, record)])
     return record.row()
-
-
-def report_markdown(snap: dict) -> str:
-    """The governance page as a Markdown report (for the IRB file)."""
-    a = snap["artefact"]
-    lines = [f"# Governance report: {a.spec.model_name}", "",
-             f"Generated {now_utc():%Y-%m-%d %H:%M} UTC from the live store. Serving model "
-             f"{a.version}.", ""]
-    if a.manifest.get("synthetic_data"):
-        lines += ["**SYNTHETIC MODEL - NOT FOR CLINICAL USE.**", ""]
-    state = snap["service"]
-    lines += [f"Scoring status: {'SUSPENDED' if is_suspended(state) else 'active'}"
-              + (f" (last change {state.created_at:%Y-%m-%d %H:%M} by {md_text(state.user_name)}: "
-                 f"{md_text(state.reason)})" if state else ""), "",
-              "## The five evaluator questions", ""]
-    for i, (q, answer) in enumerate(snap["questions"], 1):
-        lines += [f"### {i}. {q}", "", answer, ""]
-    lines += ["## Deployment checklist", "", "| # | Item | Status | Evidence |", "|---|---|---|---|"]
-    # The checklist's own text keeps its Markdown (code spans); only a table's `|` is escaped.
-    lines += [f"| {i} | {it.text} | {it.status} | {it.evidence.replace('|', chr(92) + '|')} |"
-              for i, it in enumerate(snap["checklist"], 1)]
-    lines += ["", "## Sign-offs", ""]
-    s = snap["signoffs"]
-    if s.empty:
-        lines += ["None recorded.", ""]
-    else:
-        lines += ["| Role | Name | Date | Scope | Model version | Recorded by |", "|---|---|---|---|---|---|"]
-        lines += ["| " + " | ".join(md_cell(v) for v in (r.signer_role, r.signer_name, r.signed_on,
-                                                          r.scope, r.model_version, r.user_name))
-                  + " |" for r in s.itertuples()]
-        lines += [""]
-    return "\n".join(lines)

@@ -2,14 +2,16 @@
 Every sentence comes from the spec, the manifest (which records the cleaning steps applied, the
 routing rule and its warnings) or a fixed explanation of how this software works.
 
-`python -m core model-card` writes MODEL_CARD.md for the shipped default version;
-`--check` exits non-zero when the file differs from what the artefact says (stale).
+`python -m core model-card` writes MODEL_CARD.md for the shipped default version, and its
+figures (calibration, ROC and decision curve, SVG) into MODEL_CARD-figures/ beside it;
+`--check` exits non-zero when the file or a figure differs from what the artefact says (stale).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from core import figures as figs
 from core.artifacts import Artefact
 from core.evaluate import band_labels
 
@@ -39,9 +41,53 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return out + [""]
 
 
+def figures_dir(path: Path) -> Path:
+    """Where the figures of the card file at `path` live: `<name>-figures/` beside it."""
+    return path.with_name(f"{path.stem}-figures")
+
+
+def write(path: Path, artefact: Artefact) -> None:
+    """Write the card to `path` and its figures beside it."""
+    folder = figures_dir(path)
+    folder.mkdir(exist_ok=True)
+    for name, svg in figs.svgs(artefact).items():
+        (folder / f"{name}.svg").write_text(svg)
+    path.write_text(render(artefact, figures=f"{folder.name}/"))
+
+
 def is_current(path: Path, artefact: Artefact) -> bool:
-    """Whether the card file at `path` is exactly what `render` gives for this artefact."""
-    return path.is_file() and path.read_text() == render(artefact)
+    """Whether the card file at `path`, and each of its figures, is exactly what `write` would
+    write for this artefact."""
+    folder = figures_dir(path)
+    if not path.is_file() or path.read_text() != render(artefact, figures=f"{folder.name}/"):
+        return False
+    return all((folder / f"{name}.svg").is_file() and (folder / f"{name}.svg").read_text() == svg
+               for name, svg in figs.svgs(artefact).items())
+
+
+def _decision_sentence(artefact: Artefact) -> str:
+    """The decision curve in words, at half, once and twice the action threshold."""
+    data = figs.curve_data(artefact)
+    t = artefact.manifest["action_threshold"]
+    rows = {round(r["threshold"], 4): r for r in data["decision_curve"]}
+    parts = []
+    for x in sorted({round(t / 2, 2), round(t, 4), round(2 * t, 2)}):
+        r = rows.get(x)
+        if r:
+            parts.append(f"at {_pct(x)}: {r['model'] * 100:.1f} with the model, "
+                         f"{r['treat_all'] * 100:.1f} treating everyone, 0 treating no one")
+    text = ("Net benefit per 100 patients (true positives found, less false positives weighted "
+            "by the threshold's odds), held-out split: " + "; ".join(parts) + ".")
+    return text + (f" {data['note']}" if data["note"] else "")
+
+
+def _figures(artefact: Artefact, prefix: str | None) -> list[str]:
+    lines = [_decision_sentence(artefact), ""]
+    if prefix is None:
+        return lines
+    for name in figs.NAMES:
+        lines += [f"![{figs.caption(name, artefact)}]({prefix}{name}.svg)", ""]
+    return lines
 
 
 def _dates(d: dict) -> str:
@@ -86,8 +132,10 @@ def _subgroup_rows(spec, ev: dict) -> list[list]:
     return rows
 
 
-def render(artefact: Artefact) -> str:
-    """The whole card as Markdown, deterministic for a given artefact."""
+def render(artefact: Artefact, *, figures: str | None = None) -> str:
+    """The whole card as Markdown, deterministic for a given artefact. `figures`: the folder
+    (a link prefix) its figures are linked from; None: the figures are not linked (a page
+    draws them itself)."""
     m, ev, spec = artefact.manifest, artefact.evaluation, artefact.spec
     r, overall, d = m["routing"], ev["overall"], m["data"]
     achieved = r["achieved_on_test"]
@@ -162,6 +210,7 @@ def render(artefact: Artefact) -> str:
     lines += _table(["Decile", "n", "Mean predicted", "Observed"],
                     [[c["decile"], c["n"], _pct(c["mean_predicted"], 1), _pct(c["observed"], 1)]
                      for c in ev["calibration_by_decile"]])
+    lines += _figures(artefact, figures)
     lines += ["## Action threshold and routing rule", "", r["description"], "",
               f"Error target: upper 95% bound of the {spec.outcome.event} rate among auto-finalised "
               f"low-risk predictions at most {_pct(r['low_risk_event_rate_target'], 1)}. Achieved "

@@ -14,6 +14,8 @@ from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
 import core
 from core import auth, clients
 from core import store as core_store
+from core.assessment import FIELDS as ASSESSMENT_FIELDS
+from core.assessment import record_assessment
 from core.cds_feedback import OVERRIDE_SYSTEM, record_feedback
 from core.config import get_settings
 from core.governance import record_signoff
@@ -29,7 +31,7 @@ from core.store import Store
 def every_table_store(path: Path, ref: str, *, comment: str = "checked",
                       more_scores: int = 0) -> Iterator[Store]:
     """The store at `path` with at least one row in each event table but audit_verifications:
-    patients named `ref`-..., a review (and CDS feedback) comment, `more_scores` further
+    patients named `ref`-..., a review (CDS feedback, assessment) comment, `more_scores` further
     predictions. Closed after."""
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "0",
@@ -62,6 +64,8 @@ def every_table_store(path: Path, ref: str, *, comment: str = "checked",
                         user="client:lab-system")
         record_signoff(signer_name="Dr IRB", signer_role="IRB", signed_on="2026-11-01",
                        scope="architecture", model_version="v1", by="alice")
+        record_assessment({field: True for field in ASSESSMENT_FIELDS} | {"capacity_to_run": False},
+                          notes=comment, by="alice", respondent_name="Alice PI", model_version="v1")
         for i in range(more_scores):
             core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-{i}", "age": 50 + i}, user="dr",
                        source="form")

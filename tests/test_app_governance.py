@@ -122,3 +122,38 @@ def test_clinician_sees_model_suspended_and_no_form():
     at = signed_in("clinician")
     assert any("Model suspended" in e.value and "investigating overrides" in e.value for e in at.error)
     assert not [w for w in at.number_input if w.key.startswith("score_")]
+
+
+def test_the_page_draws_the_architecture_diagram_from_the_configuration():
+    at = governance("admin")
+    assert not at.exception
+    assert at.get("image"), "the diagram is shown"
+    facts = at.table[0].value
+    assert "Embedded DuckDB file" in " ".join(map(str, facts["This deployment"]))
+
+
+def test_the_assessment_is_recorded_with_who_answered_and_its_recommendation():
+    from core.assessment import FIELDS, NOT_YET
+
+    at = governance("pi")
+    assert "Not assessed yet." in texts(at)
+    for field in FIELDS:
+        at.radio(key=f"gov_assess_{field}").set_value("no" if field == "capacity_to_run" else "yes")
+    at.text_area(key="gov_assess_notes").input("one data manager, part time")
+    at.button(key="FormSubmitter:gov_assessment-Record the assessment").click().run()
+    assert not at.exception
+    rows = store().assessment_records()
+    assert list(rows["user_name"]) == ["demo-pi"] and list(rows["recommendation"]) == [NOT_YET]
+    assert list(rows["notes"]) == ["one data manager, part time"]
+    page = texts(at).replace("\\", "")
+    assert f"Assessment recorded: {NOT_YET}." in page and f"Recommendation: {NOT_YET}" in page
+
+
+def test_an_unanswered_assessment_is_refused_on_the_page():
+    at = governance("admin")
+    at.button(key="FormSubmitter:gov_assessment-Record the assessment").click().run()
+    shown = [e.value.replace("\\_", "_") for e in at.error]
+    assert shown == [f"{f}: answer yes or no" for f in ("informs_decision", "recurring_use",
+                                                         "non_research_consumer",
+                                                         "service_requested", "capacity_to_run")]
+    assert store().assessment_records().empty

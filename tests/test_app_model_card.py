@@ -72,3 +72,11 @@ def test_governance_checks_the_card_of_the_serving_version(second_version):
     item = snapshot()["checklist"][0]
     assert item.status == "not yet"
     assert item.evidence.startswith("the card of serving version v2 cannot be generated")
+
+
+def test_model_card_page_draws_the_three_figures_where_the_card_places_them():
+    at = signed_in("reviewer").switch_page("views/model_card.py").run()
+    assert not at.exception
+    assert len(at.get("image")) == 3
+    shown = " ".join(str(m.value) for m in at.markdown)
+    assert "figure:" not in shown and "Net benefit per 100 patients" in shown

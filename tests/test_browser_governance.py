@@ -1,7 +1,10 @@
 """End to end in headless Chromium: a clinician scores two patients, a reviewer clears the one
 routed to review, and the PI reads the governance page, records a sign-off and suspends scoring;
-the clinician then sees the model suspended."""
+the clinician then sees the model suspended. The PI answers the deploy-or-stay assessment and
+prints the evaluator report, from the page and from the command line while the service runs."""
 
+
+from pathlib import Path
 
 import store_oracle as oracle
 from browser_support import (
@@ -75,7 +78,9 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
             assert "Audit chain: intact" in recovery
             checklist = table_rows(pi, 0)
             assert [r["#"] for r in checklist] == [str(i) for i in range(1, 10)]
-            assert checklist[7]["Evidence"] == "sign-offs for v1: none; missing: IRB, Data protection officer, Hospital IT"
+            assert checklist[7]["Evidence"].startswith(
+                "sign-offs for v1: none; missing: IRB, Data protection officer, Hospital IT; the "
+                "architecture diagram")
             assert pi.get_by_text("No sign-off recorded yet.").is_visible()
 
             # ... records a sign-off through the form and sees it listed
@@ -128,3 +133,60 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
         == [["demo-pi", SIGNER, "IRB", SCOPE, "v1"]]
     assert service[["user_name", "action", "reason"]].values.tolist() == [["demo-pi", "suspend", STOP_REASON]]
     assert problems == [] and head[0] > 0
+
+
+def test_browser_pi_answers_the_assessment_and_prints_the_evaluator_report(tmp_path):
+    """A fresh demo deployment: the PI sees the architecture diagram, answers the deploy-or-stay
+    assessment and prints the evaluator report from the page; the PDF names the assessment and
+    the audit head at printing, which the store's chain has at that entry."""
+    import io
+    import os
+    import re
+
+    from conftest import MODELS, run_core
+    from playwright.sync_api import sync_playwright
+    from pypdf import PdfReader
+
+    from core.assessment import CRITERIA, DEPLOY_ONCE_AGREED
+
+    db = tmp_path / "app.duckdb"
+    with streamlit_server(db) as url, sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            pi = new_page(browser)
+            sign_in(pi, url, "demo-pi", "demo-pi-password")
+            pi.get_by_role("heading", name="Monitoring", exact=True).wait_for(timeout=30_000)
+            wait_idle(pi, timeout=60_000)
+            pi.get_by_role("link", name="Governance").click()
+            pi.get_by_role("heading", name="Architecture of this deployment").wait_for(timeout=20_000)
+            wait_idle(pi)
+            assert pi.locator('[data-testid="stImage"] img').count() == 1
+            for field, question, _ in CRITERIA:
+                group = pi.locator('[data-testid="stRadio"]').filter(has=pi.get_by_text(question, exact=True))
+                group.get_by_text("no" if field == "service_requested" else "yes", exact=True).click()
+            pi.get_by_role("button", name="Record the assessment").click()
+            pi.get_by_text(f"Assessment recorded: {DEPLOY_ONCE_AGREED}.").wait_for(timeout=20_000)
+            wait_idle(pi)
+            with pi.expect_download(timeout=60_000) as download:
+                pi.get_by_role("button", name="Print the evaluator report (PDF)").first.click()
+            data = Path(download.value.path()).read_bytes()
+            # the same report from the command line, printed by the running service
+            env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(MODELS)}
+            env.pop("APP_PATIENT_KEY", None)
+            printed = run_core("governance", "report", "--pdf", str(tmp_path / "cli.pdf"), env=env)
+            assert printed.returncode == 0, printed.stderr
+        finally:
+            browser.close()
+    cli_text = "".join(p.extract_text() for p in PdfReader(tmp_path / "cli.pdf").pages)
+    assert re.sub(r"\s+", "", DEPLOY_ONCE_AGREED) in re.sub(r"\s+", "", cli_text)
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+    flat = re.sub(r"\s+", "", text)
+    assert re.sub(r"\s+", "", f"Recommendation: {DEPLOY_ONCE_AGREED}.") in flat
+    assert "demo-pi" in text and "Architecture of this deployment" in text
+    seq, digest = re.search(r"Auditheadatprinting:(\d+):([0-9a-f]{64})", flat).groups()
+    store = core_store.open_store(db)
+    try:
+        assert store.entry_hash_at(int(seq)) == digest
+        assert list(store.assessment_records()["user_name"]) == ["demo-pi"]
+    finally:
+        core_store.close_all()

@@ -8,7 +8,8 @@ import store_oracle as oracle
 
 import core
 from core.errors import InvalidInput, ScoringSuspended
-from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
+from core.governance import SIGNER_ROLES, record_signoff, snapshot
+from core.report import markdown as report_markdown
 from core.review import decide
 from core.stop_switch import set_suspended
 
@@ -100,8 +101,10 @@ def test_stop_switch_suspends_and_resumes(journeys, valid_payload, tmp_path):
 def test_report_export_contains_everything(journeys):
     record_signoff(signer_name="Prof IRB", signer_role="IRB", signed_on="2026-11-01",
                    scope="architecture", model_version="v1", by="admin")
-    md = report_markdown(snapshot())
-    assert md.count("### ") == 5 and "| 9 |" in md and "Prof IRB" in md
+    md = report_markdown(snapshot(), by="pi")
+    assert [line for line in md.splitlines() if re.match(r"### \d\. ", line)] == \
+        [f"### {i}. {q}" for i, (q, _) in enumerate(snapshot()["questions"], 1)]
+    assert "| 9 |" in md and "Prof IRB" in md
     assert "NOT FOR CLINICAL USE" in md
 
 
@@ -138,7 +141,7 @@ def test_governance_report_table_survives_a_pipe_in_a_name(journeys):
     record_signoff(signer_name="Dr A | B [x](http://evil.example)", signer_role="IRB",
                    signed_on="2026-11-01", scope="architecture | data flow", model_version="v1",
                    by="admin")
-    report = report_markdown(snapshot())
+    report = report_markdown(snapshot(), by="pi")
     row = next(line for line in report.splitlines() if line.startswith("| IRB |"))
     cells = [c for c in re.split(r"(?<!\\)\|", row)][1:-1]
     assert len(cells) == 6

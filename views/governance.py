@@ -1,12 +1,16 @@
-"""Governance (admin and PI): the five evaluator questions from live data, the deployment
-checklist, sign-offs, the stop switch, and the report export."""
+"""Governance (admin and PI): the architecture diagram of this deployment, the five evaluator
+questions from live data, the deployment checklist, sign-offs, the deploy-or-stay assessment, the
+stop switch, and the evaluator report (PDF and Markdown)."""
 
 import streamlit as st
 
-from core import artifacts
+from core import artifacts, report
+from core.assessment import CRITERIA, record_assessment
 from core.config import get_settings
+from core.deployment import facts
+from core.diagram import svg
 from core.errors import CoreError, InvalidInput
-from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
+from core.governance import SIGNER_ROLES, record_signoff, snapshot
 from core.stop_switch import is_suspended, set_suspended
 from core.text import md_text
 from core.verification import verify_whole
@@ -33,6 +37,20 @@ if suspended:
              f"{md_text(state.user_name)}: {md_text(state.reason)}")
 else:
     st.success(f"Scoring is active. Serving model {snap['artefact'].version}.")
+
+st.download_button("Print the evaluator report (PDF)", lambda: report.pdf(snap, by=user.username),
+                   file_name="evaluator-report.pdf", mime="application/pdf", key="gov_report_pdf",
+                   on_click="ignore", type="primary")
+
+st.header("Architecture of this deployment")
+st.caption("Drawn from the live configuration: the settings, the store, the registered API "
+           "clients and the serving model.")
+diagram = svg(snap["deployment"])
+st.image(diagram, width="stretch")
+with st.expander("What the diagram shows, in words"):
+    st.table([{"What": what, "This deployment": value} for what, value in facts(snap["deployment"])])
+st.download_button("Download the diagram (SVG)", lambda: diagram, file_name="architecture.svg",
+                   mime="image/svg+xml", key="gov_diagram_svg", on_click="ignore")
 
 st.header("The five evaluator questions")
 for i, (question, answer) in enumerate(snap["questions"], 1):
@@ -78,6 +96,39 @@ with st.form("gov_signoff", clear_on_submit=True):
                 for message in messages:
                     st.error(md_text(f"{field}: {message}"))
 
+st.header("Deploy, or stay a research artefact in the notebook?")
+assessed = st.session_state.pop("gov_assessment_notice", None)
+if assessed:
+    st.success(assessed)
+latest = snap["assessment"]
+if latest is None:
+    st.info("Not assessed yet.")
+else:
+    advice = latest["advice"]
+    st.markdown(f"**Recommendation: {md_text(advice.verdict)}** (answered by "
+                f"{md_text(latest['respondent_name'])} on {latest['created_at']:%Y-%m-%d %H:%M} UTC)")
+    for reason in advice.reasons:
+        st.markdown(f"- {md_text(reason)}")
+with st.form("gov_assessment", clear_on_submit=True):
+    st.markdown("**Answer the assessment** (recorded with your name and the time)")
+    answers = {}
+    for field, question, _ in CRITERIA:
+        choice = st.radio(question, ("yes", "no"), index=None, horizontal=True, key=f"gov_assess_{field}")
+        answers[field] = None if choice is None else choice == "yes"
+    notes = st.text_area("Notes (optional)", key="gov_assess_notes")
+    if st.form_submit_button("Record the assessment"):
+        try:
+            row = record_assessment(answers, notes=notes, by=user.username,
+                                    respondent_name=user.display_name,
+                                    model_version=snap["artefact"].version)
+            st.session_state["gov_assessment_notice"] = (
+                f"Assessment recorded: {row['recommendation']}.")
+            st.rerun()
+        except InvalidInput as exc:
+            for field, messages in exc.by_field().items():
+                for message in messages:
+                    st.error(md_text(f"{field}: {message}"))
+
 st.header("Stop switch")
 with st.form("gov_stop_switch"):
     reason = st.text_input("Reason (recorded)", key="gov_stop_reason")
@@ -91,7 +142,11 @@ with st.form("gov_stop_switch"):
 st.caption("Suspending stops all scoring at once: clinicians see 'model suspended' and no risk. "
            "To roll back instead, activate an earlier version on the Admin page.")
 
-# Generated on click (deferred), so its /media/ address expires with the next run.
-st.download_button("Export this page as a Markdown report", lambda: report_markdown(snap),
-                   file_name="governance-report.md", mime="text/markdown", key="gov_export",
+# Generated on click (deferred), so its /media/ address expires with the next run; the audit
+# head in the report is the chain's head at that moment.
+st.download_button("Print the evaluator report (PDF)", lambda: report.pdf(snap, by=user.username),
+                   file_name="evaluator-report.pdf", mime="application/pdf", key="gov_report_pdf_end",
                    on_click="ignore")
+st.download_button("Export the evaluator report as Markdown", lambda: report.markdown(
+                   snap, by=user.username), file_name="evaluator-report.md",
+                   mime="text/markdown", key="gov_export", on_click="ignore")

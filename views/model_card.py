@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from core import artifacts
+from core import artifacts, figures
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.model_card import render
@@ -32,9 +32,18 @@ version = st.selectbox("Model version", versions,
                        index=versions.index(default) if default in versions else 0,
                        key="card_version")
 try:
-    card = render(artifacts.load(settings.models, version))
+    artefact = artifacts.load(settings.models, version)
+    card = render(artefact, figures="figure:")
+    svgs = figures.svgs(artefact)
     # The page title replaces the card's own heading; the file's "generated" comment is for
-    # readers of MODEL_CARD.md, and a page would show it as literal text.
-    st.markdown(re.sub(r"<!--.*?-->\n?", "", card.split("\n", 1)[1], flags=re.DOTALL))
+    # readers of MODEL_CARD.md, and a page would show it as literal text. Each figure is drawn
+    # where the card places it.
+    body = re.sub(r"<!--.*?-->\n?", "", card.split("\n", 1)[1], flags=re.DOTALL)
+    parts = re.split(r"^!\[([^\]]*)\]\(figure:([\w-]+)\.svg\)$", body, flags=re.MULTILINE)
+    st.markdown(parts[0])
+    for caption, name, text in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        st.image(svgs[name], caption=caption, width=640)
+        if text.strip():
+            st.markdown(text)
 except ArtefactMismatch as exc:
     st.error(f"This version cannot be shown: {exc}")

@@ -65,6 +65,9 @@ class Store(Protocol):
 
     def signoff_records(self) -> pd.DataFrame: ...
 
+    def assessment_records(self) -> pd.DataFrame:
+        """The deployment assessments, oldest first (every column but the audit seq)."""
+
     def governance_counts(self) -> dict:
         """The counts the governance page answers from."""
 

@@ -101,6 +101,10 @@ class RecordReads:
         return self._frame("SELECT created_at, user_name, signer_name, signer_role, signed_on, "
                            "scope, model_version FROM signoffs ORDER BY audit_seq")
 
+    def assessment_records(self) -> pd.DataFrame:
+        return self._frame("SELECT * EXCLUDE (audit_seq) FROM deployment_assessments "
+                           "ORDER BY audit_seq")
+
     def activations(self) -> pd.DataFrame:
         return self._frame("SELECT created_at, version, model_sha256, user_name, reason "
                            "FROM model_activations ORDER BY audit_seq")

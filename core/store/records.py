@@ -267,7 +267,27 @@ class CdsFeedback(Record):
     outcome_timestamp: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class DeploymentAssessment(Record):
+    """One answer set of the deploy-or-stay-a-research-artefact questionnaire (core.assessment):
+    the five criteria, the respondent's notes, and the recommendation they gave at the time."""
+
+    table: ClassVar[str] = "deployment_assessments"
+    assessment_id: str
+    created_at: datetime
+    user_name: str  # who answered (signed in)
+    respondent_name: str  # their printed name
+    model_version: str  # the version serving when they answered
+    informs_decision: bool
+    recurring_use: bool
+    non_research_consumer: bool
+    service_requested: bool
+    capacity_to_run: bool
+    notes: str
+    recommendation: str
+
+
 RECORDS: dict[str, type[Record]] = {r.table: r for r in (
     Prediction, RejectedInput, ModelActivation, UserEvent, AccessEvent, RetentionPurge,
     ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification,
-    ClientEvent, CdsFeedback)}
+    ClientEvent, CdsFeedback, DeploymentAssessment)}

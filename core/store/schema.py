@@ -123,6 +123,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE IF NOT EXISTS renamed_columns (
             table_name TEXT NOT NULL, old_name TEXT NOT NULL, new_name TEXT NOT NULL);
     """),
+    # The deploy-or-stay-a-research-artefact assessment: each answer set, who gave it and when.
+    (13, "m013_deployment_assessments", """
+        CREATE TABLE deployment_assessments (
+            assessment_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL, user_name TEXT NOT NULL, respondent_name TEXT NOT NULL,
+            model_version TEXT NOT NULL, informs_decision BOOLEAN NOT NULL,
+            recurring_use BOOLEAN NOT NULL, non_research_consumer BOOLEAN NOT NULL,
+            service_requested BOOLEAN NOT NULL, capacity_to_run BOOLEAN NOT NULL,
+            notes TEXT NOT NULL, recommendation TEXT NOT NULL);
+    """),
 ]
 RENAMES_KEPT = 12  # the migration that makes sure renamed_columns exists
 GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
