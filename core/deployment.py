@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from core.artifacts import Artefact
 from core.clients import list_clients
-from core.config import PROJ_ROOT, Settings
+from core.config import PROJ_ROOT, S3Location, Settings
 from core.store import Store
 
 CONTAINER_MARKERS = (("/.dockerenv", "Docker"), ("/run/.containerenv", "Podman"))
@@ -127,10 +127,12 @@ def describe(settings: Settings, store: Store, artefact: Artefact) -> Deployment
                            if settings.sso_email_roles else [])
         identity.append("roles from " + (" and ".join(how) if how else "nowhere yet: set "
                                          "APP_SSO_ROLE_CLAIM or APP_SSO_EMAIL_ROLES"))
-    models = Path(settings.models)
+    in_bucket = isinstance(settings.models, S3Location)
     return Deployment(
         runtime=kind, runtime_detail=detail, store=store_facts(settings.db),
-        artefacts=_shown(models), artefacts_read_only=not os.access(models, os.W_OK),
+        artefacts=f"{settings.models} (object storage)" if in_bucket else _shown(Path(settings.models)),
+        # a bucket's versions are never rewritten: published whole, once (core.bucket)
+        artefacts_read_only=in_bucket or not os.access(settings.models, os.W_OK),
         identity=identity or ["nobody can sign in: local accounts are off and no identity "
                               "provider is configured"],
         api_clients=[(c.name, c.roles) for c in list_clients(store) if c.active],
