@@ -27,7 +27,7 @@ QUESTIONS = ("What model is in production", "What does the model do when the inp
              "When the model is wrong, what is the recovery path?", "How are predictions logged",
              "What is the procedure for retraining the model")
 # What the form leaves empty, given: the form's patient is then complete and validated
-COMPLETE = {"LVEF (%)": "30", "Systolic blood pressure (mmHg)": "118"}
+COMPLETE = {"lvef": "30", "sbp": "118"}
 
 
 def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
@@ -80,12 +80,12 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
 
             # ... records a sign-off through the form and sees it listed
             form = pi.locator('[data-testid="stForm"]').filter(has_text="Record a sign-off")
-            form.get_by_label("Signer's name", exact=True).fill(SIGNER)
+            form.get_by_label("Signer's name (required)", exact=True).fill(SIGNER)
             role = form.get_by_role("combobox", name="Signer's role")
             role.click()
             pi.keyboard.type("IRB")
             pi.keyboard.press("Enter")
-            form.get_by_label("Scope (what was reviewed)", exact=True).fill(SCOPE)
+            form.get_by_label("Scope (what was reviewed, required)", exact=True).fill(SCOPE)
             form.get_by_role("button", name="Record sign-off", exact=True).click()
             pi.get_by_text("No sign-off recorded yet.").wait_for(state="detached", timeout=20_000)
             wait_idle(pi)
@@ -96,8 +96,8 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
                 in table_rows(pi, 0)[7]["Evidence"]
 
             # ... and suspends scoring with a reason
-            stop = pi.locator('[data-testid="stForm"]').filter(has_text="Reason (recorded)")
-            stop.get_by_label("Reason (recorded)", exact=True).fill(STOP_REASON)
+            stop = pi.locator('[data-testid="stForm"]').filter(has_text="Reason (recorded, required)")
+            stop.get_by_label("Reason (recorded, required)", exact=True).fill(STOP_REASON)
             stop.get_by_role("button", name="Suspend scoring", exact=True).click()
             banner = pi.get_by_text("Scoring is SUSPENDED since")
             banner.wait_for(timeout=20_000)

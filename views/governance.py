@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import artifacts
 from core.config import get_settings
+from core.display import field_label
 from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, report_markdown, snapshot
 from core.stop_switch import is_suspended, set_suspended
@@ -13,8 +14,6 @@ from core.verification import verify_whole
 from ui import session
 
 user = session.guard("govern")
-
-
 
 st.title("Governance")
 try:
@@ -57,16 +56,20 @@ if signed:
 if snap["signoffs"].empty:
     st.info("No sign-off recorded yet.")
 else:
-    st.dataframe(snap["signoffs"], hide_index=True, key="gov_signoffs")
+    st.dataframe(snap["signoffs"], hide_index=True, key="gov_signoffs", column_config={
+        "created_at": st.column_config.DatetimeColumn("Recorded (UTC)"), "user_name": "Recorded by",
+        "signer_name": "Signer", "signer_role": "Role", "signed_on": "Date signed", "scope": "Scope",
+        "model_version": "Model version"})
 with st.form("gov_signoff", clear_on_submit=True):
-    st.markdown("**Record a sign-off** (appended to the audit trail)")
-    name = st.text_input("Signer's name", key="gov_signer_name")
-    role = st.selectbox("Signer's role", SIGNER_ROLES, key="gov_signer_role")
-    signed_on = st.date_input("Date signed", key="gov_signed_on")
-    scope = st.text_input("Scope (what was reviewed)", key="gov_scope")
+    st.subheader("Record a sign-off")
+    st.markdown("Appended to the audit trail.")
+    name = st.text_input(field_label("Signer's name", required=True), key="gov_signer_name")
+    role = st.selectbox(field_label("Signer's role", required=True), SIGNER_ROLES, key="gov_signer_role")
+    signed_on = st.date_input(field_label("Date signed", required=True), key="gov_signed_on")
+    scope = st.text_input(field_label("Scope (what was reviewed)", required=True), key="gov_scope")
     versions = artifacts.list_versions(settings.models)
-    version = st.selectbox("Model version", versions, index=versions.index(snap["artefact"].version),
-                           key="gov_version")
+    version = st.selectbox(field_label("Model version", required=True), versions,
+                           index=versions.index(snap["artefact"].version), key="gov_version")
     if st.form_submit_button("Record sign-off"):
         try:
             record_signoff(signer_name=name, signer_role=role, signed_on=str(signed_on), scope=scope,
@@ -74,13 +77,15 @@ with st.form("gov_signoff", clear_on_submit=True):
             st.session_state["gov_signoff_notice"] = f"Sign-off by {md_text(name)} ({role}) recorded."
             st.rerun()
         except InvalidInput as exc:
-            for field, messages in exc.by_field().items():
-                for message in messages:
-                    st.error(md_text(f"{field}: {message}"))
+            names = {"signer_name": "Signer's name", "signer_role": "Signer's role",
+                     "signed_on": "Date signed", "scope": "Scope", "model_version": "Model version"}
+            for said in exc.sentences(names).values():
+                for sentence in said:
+                    st.error(md_text(sentence))
 
 st.header("Stop switch")
 with st.form("gov_stop_switch"):
-    reason = st.text_input("Reason (recorded)", key="gov_stop_reason")
+    reason = st.text_input(field_label("Reason (recorded)", required=True), key="gov_stop_reason")
     label = "Resume scoring" if suspended else "Suspend scoring"
     if st.form_submit_button(label, type="primary"):
         try:
@@ -88,8 +93,8 @@ with st.form("gov_stop_switch"):
             st.rerun()
         except ValueError as exc:
             st.error(str(exc))
-st.caption("Suspending stops all scoring at once: clinicians see 'model suspended' and no risk. "
-           "To roll back instead, activate an earlier version on the Admin page.")
+st.markdown("Suspending stops all scoring at once: clinicians see 'model suspended' and no risk. "
+            "To roll back instead, activate an earlier version on the Admin page.")
 
 # Generated on click (deferred), so its /media/ address expires with the next run.
 st.download_button("Export this page as a Markdown report", lambda: report_markdown(snap),
