@@ -173,7 +173,9 @@ def _go(page, title: str) -> None:
 
 
 def _check(page, state: str, title: str) -> list[str]:
-    return structure_problems(page, state, title) + axe_findings(page, state)
+    shown = page.locator('[data-testid="stMain"]').inner_text()
+    literal = [f"{state}: shows a literal HTML comment"] if "<!--" in shown else []
+    return literal + structure_problems(page, state, title) + axe_findings(page, state)
 
 
 def test_sign_in_page(server, page):
