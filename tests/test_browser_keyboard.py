@@ -32,6 +32,9 @@ HIGHLIGHTED = """() => {
 
 PART_OF_A_FIELD = ("Help for ", "Clear value")  # a field's help icon, a chosen option's clear button
 
+# The focused combobox shows `option` as its value
+CHOSEN = "option => !!document.activeElement && document.activeElement.value === option"
+
 
 def tab_to(page, name: str, limit: int = 80) -> list[str]:
     """Press Tab until `name` has the focus; the controls passed on the way (the parts of a field
@@ -50,12 +53,16 @@ def tab_to(page, name: str, limit: int = 80) -> list[str]:
 def choose(page, option: str) -> None:
     """In the focused combobox: type the option, move to it with the arrow keys, take it with Enter."""
     page.keyboard.type(option)
-    for _ in range(10):
+    page.get_by_role("option", name=option, exact=True).wait_for()  # the list, filtered
+    page.wait_for_timeout(200)
+    for _ in range(20):
         if page.evaluate(HIGHLIGHTED).strip() == option:
             break
         page.keyboard.press("ArrowDown")
+        page.wait_for_timeout(150)  # the list redraws its highlight
     assert page.evaluate(HIGHLIGHTED).strip() == option
     page.keyboard.press("Enter")
+    page.wait_for_function(CHOSEN, arg=option)
 
 
 def sign_in_by_keyboard(page, url: str, username: str, password: str) -> None:
