@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint venv dev model-card screenshots clean
+.PHONY: run test lint venv dev browser-deps model-card screenshots clean
 
 $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,14 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	touch $@
 
+# axe-core for the accessibility browser tests, at the exact version package-lock.json pins
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 venv: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
+browser-deps: node_modules/.installed
 
 run: venv
 	APP_DEMO=$${APP_DEMO:-1} STREAMLIT_SERVER_PORT=$(PORT) $(PY) -m uvicorn serve:app --port $(PORT)
@@ -30,7 +36,7 @@ lint: dev
 	$(VENV)/bin/hadolint Dockerfile
 	$(PY) -m core model-card --check
 
-test: lint
+test: lint browser-deps
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # The README's screenshots, taken from the real app in headless Chromium (tests/screenshots.py).
@@ -38,4 +44,4 @@ screenshots: dev
 	$(PY) tests/screenshots.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules

@@ -135,9 +135,17 @@ except CoreError as exc:
     st.error(f"The service cannot start: {exc}")
     st.stop()
 
+
+
+def _run(page) -> None:
+    """Run the page under a browser title of its own (its name first, then the model's)."""
+    st.set_page_config(page_title=f"{page.title} - {serving_title()}")
+    page.run()
+
+
 if user is None:
     _page_by_url(None)
-    st.navigation([st.Page(_sign_in_page, title="Sign in", icon=":material/login:")]).run()
+    _run(st.navigation([st.Page(_sign_in_page, title="Sign in", icon=":material/login:")]))
     st.stop()
 
 session.touch()
@@ -150,4 +158,4 @@ with st.sidebar:
     _idle_watch(settings.idle_timeout_minutes * 60)
 
 _page_by_url(user)
-st.navigation([st.Page(p.path, title=p.title, icon=p.icon) for p in access.pages_for(user.roles)]).run()
+_run(st.navigation([st.Page(p.path, title=p.title, icon=p.icon) for p in access.pages_for(user.roles)]))

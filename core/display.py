@@ -22,3 +22,12 @@ def confidence_meaning(artefact: Artefact) -> str:
     """What a version's confidence means, in the clinician's paragraph from its manifest."""
     return (artefact.manifest["confidence"]["description"] + " Predictions below the "
             "confidence level in the routing rule go to clinical review.")
+
+
+def field_label(label: str, *, required: bool, unit: str = "") -> str:
+    """A form field's label with its unit and whether it must be given, in one pair of brackets:
+    "Age (years, required)", "Weight (kg, optional)", "Patient reference (study ID, required)"."""
+    marks = ", ".join(m for m in (unit, "required" if required else "optional") if m)
+    if label.endswith(")"):
+        return f"{label[:-1]}, {marks})"
+    return f"{label} ({marks})"

@@ -4,6 +4,7 @@ caller can see all it may have to handle; and the one shape of a field error the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 MAX_ECHO = 80  # characters of a rejected value (or field name) echoed back in an error
@@ -40,6 +41,62 @@ def problem(field: str, message: str, value: Any, *, shown: str | None = None) -
     field = str(field).encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ECHO]
     return Problem(field=field, message=message,
                    value=safe_repr(value) if shown is None else _short(str(shown)))
+
+
+# A message that goes on from the field's name ("is required", "must be a number"); any other
+# is a sentence of its own, shown after the field's name and a colon.
+_PREDICATES = ("is ", "are ", "must ", "may ", "can ", "cannot ", "has ", "needs ", "should ")
+_WHOLE = ("(form)", "(payload)", "(row)", "(more)", "(feedback)")  # no field: the input as a whole
+
+
+def field_sentence(label: str, message: str) -> str:
+    """One problem as a sentence a person reads, naming its field in words:
+    ("Age", "is required") -> "Age is required."; ("", ...) for the form as a whole."""
+    message = message.strip().rstrip(".")
+    if not label:
+        text = message
+    elif message.startswith(_PREDICATES):
+        text = f"{label} {message}"
+    else:
+        text = f"{label}: {message}"
+    return text[:1].upper() + text[1:] + "."
+
+
+def plain_message(err: Mapping[str, Any]) -> str:
+    """A pydantic error (of a form model: a review, an outcome, CDS feedback) in plain words,
+    never the validator's own text; the messages of the model's own validators are kept."""
+    kind, ctx = err.get("type", ""), err.get("ctx") or {}
+    # A null is refused only where a value is required (an optional field accepts it)
+    if kind == "missing" or (kind == "string_too_short" and ctx.get("min_length") == 1) or (
+            "input" in err and err["input"] is None and not kind.startswith("value_error")):
+        return "is required"
+    if kind == "string_too_short":
+        return f"must be at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_type":
+        return "must be text"
+    if kind == "string_pattern_mismatch":
+        return "contains characters that are not allowed"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number" if kind == "int_from_float" else "must be a number"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"must be at least {ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"must be at most {ctx.get('le', ctx.get('lt'))}"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be yes or no"
+    if kind in ("literal_error", "enum"):
+        return "must be one of: " + str(ctx.get("expected", "the listed options")).replace("'", "")
+    if kind.startswith(("date_", "datetime_")):
+        return "must be a date (YYYY-MM-DD)"
+    if kind == "extra_forbidden":
+        return "is not a field of this form (unknown field)"
+    if kind in ("value_error", "assertion_error"):
+        return str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return "is not a valid value"
 
 
 class CoreError(Exception):
@@ -96,8 +153,7 @@ class InvalidInput(CoreError):
     @classmethod
     def from_pydantic(cls, exc) -> InvalidInput:
         """Translate a pydantic ValidationError of a form model (field, message, value)."""
-        return cls([problem(str(e["loc"][0]) if e["loc"] else "(form)",
-                            e["msg"].removeprefix("Value error, "), e.get("input"))
+        return cls([problem(str(e["loc"][0]) if e["loc"] else "(form)", plain_message(e), e.get("input"))
                     for e in exc.errors()])
 
     MAX_PROBLEMS = 50  # listed and recorded; a hostile payload could otherwise name millions
@@ -118,6 +174,12 @@ class InvalidInput(CoreError):
         for e in self.errors:
             grouped.setdefault(e["field"], []).append(e["message"])
         return grouped
+
+    def sentences(self, labels: Mapping[str, str]) -> dict[str, list[str]]:
+        """by_field() for people: each message a sentence naming its field by its label in
+        `labels` (a field of no label by its name; the input as a whole by none)."""
+        return {field: [field_sentence("" if field in _WHOLE else labels.get(field, f"'{field}'"), m)
+                        for m in messages] for field, messages in self.by_field().items()}
 
 
 class AlreadyDecided(CoreError):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from core.errors import InvalidInput, Problem, problem, safe_repr
+from core.errors import InvalidInput, Problem, plain_message, problem, safe_repr
 
 if TYPE_CHECKING:
     from core.spec import Feature, Spec
@@ -165,7 +165,7 @@ def _translate(spec: Spec, err: dict) -> Problem:
     elif kind == "string_type":
         message = "must be text"
     else:
-        message = err["msg"].removeprefix("Value error, ")
+        message = plain_message(err)
     return problem(field, message, value)
 
 

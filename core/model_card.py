@@ -147,7 +147,7 @@ def render(artefact: Artefact, *, figures: str | None = None) -> str:
     if r["warnings"]:
         lines += ["**Routing warning:** " + " ".join(r["warnings"]), ""]
     lines += ["## Model facts", ""]
-    lines += _table(["", ""], [
+    lines += _table(["Fact", "Value"], [
         ["Predicts", f"{spec.outcome.label}: {spec.outcome.definition}"],
         ["Index event and horizon", f"{spec.outcome.horizon_days} days from "
                                     f"{spec.index.description}"],

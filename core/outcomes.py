@@ -95,7 +95,7 @@ def _check_definition(o: OutcomeInput, definition: Outcome) -> None:
     """The event date and the measured value as this prediction's outcome definition has them."""
     problems = []
     if o.event and o.event_date is None and definition.event_date == "required":
-        problems.append(problem("(form)", "event_date is required when the event happened", None))
+        problems.append(problem("event_date", "is required when the event happened", None))
     if o.event_date is not None and definition.event_date == "none":
         problems.append(problem("event_date", "this model's outcome records no event date; leave it empty",
                                 o.event_date, shown=o.event_date.isoformat()))

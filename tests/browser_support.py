@@ -16,7 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import MODELS
+from conftest import DEMO_SPEC, MODELS
+
+from core.display import field_label
+from core.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -31,11 +34,19 @@ IDLE = """() => {
     && app.getAttribute('data-test-script-state') === 'notRunning'
     && !document.querySelector('[data-testid="stSkeleton"]');
 }"""
-FORM = {"patient_ref": "BROWSER-1", "Age (years)": "70", "Sex": "male", "Weight (kg)": "78",
-        "eGFR (mL/min/1.73m2)": "58", "Baseline serum potassium (mmol/L)": "4.4",
-        "Diabetes mellitus": "no", "RAAS inhibitor": "acei",
-        "Spironolactone starting dose (mg/day)": "25", "NYHA class": "II",
-        "Loop diuretic": "yes", "Potassium supplement": "no", "NSAID use": "no"}
+# The demonstration's form by field name; the page's labels come from the spec (label(name)).
+FORM = {"patient_ref": "BROWSER-1", "age": "70", "sex": "male", "weight_kg": "78", "egfr": "58",
+        "potassium": "4.4", "diabetes": "no", "raas_inhibitor": "acei", "spironolactone_dose_mg": "25",
+        "nyha_class": "II", "loop_diuretic": "yes", "potassium_supplement": "no", "nsaid": "no"}
+SPEC = load_spec(DEMO_SPEC)
+
+
+def label(name: str) -> str:
+    """The score form's label of a field, as the page builds it from the spec."""
+    if name == "patient_ref":
+        return field_label(SPEC.patient_reference.label, required=True)
+    feature = SPEC.feature(name)
+    return field_label(feature.label, required=feature.required, unit=feature.unit or "")
 # Streamlit saves a table's CSV through the browser's save dialog when it has one; headless
 # Chromium has none to answer, so fall back to a plain download.
 NO_SAVE_PICKER = "delete window.showSaveFilePicker;"
@@ -102,18 +113,18 @@ def sign_in(page, url: str, username: str, password: str) -> None:
 
 
 def fill_form(page, patient_ref: str) -> None:
-    for label, value in {**FORM, "patient_ref": patient_ref}.items():
-        if label == "patient_ref":
-            page.get_by_label("Patient reference (study ID or MRN)", exact=True).fill(value)
+    for name, value in {**FORM, "patient_ref": patient_ref}.items():
+        if name == "patient_ref":
+            page.get_by_label(label(name), exact=True).fill(value)
         elif value in ("yes", "no"):
             group = page.locator('[data-testid="stRadio"]').filter(
-                has=page.get_by_text(label, exact=True))
+                has=page.get_by_text(label(name), exact=True))
             group.get_by_text(value, exact=True).click()
         elif not value[0].isdigit():
-            page.get_by_role("combobox", name=label, exact=True).click()
+            page.get_by_role("combobox", name=label(name), exact=True).click()
             page.get_by_role("option", name=value, exact=True).click()
         else:
-            page.get_by_label(label, exact=True).fill(value)
+            page.get_by_label(label(name), exact=True).fill(value)
 
 
 def new_page(browser):
@@ -138,11 +149,11 @@ def table_rows(page, index: int = 0) -> list[dict]:
 
 
 def score_in_browser(page, ref: str, expect: str, extra: dict[str, str] | None = None) -> None:
-    """Fill the form for `ref` (then the labelled fields in `extra`), score it, and check that the
+    """Fill the form for `ref` (then the fields named in `extra`), score it, and check that the
     result card says `expect`. The form alone leaves LVEF and systolic pressure empty."""
     fill_form(page, ref)
-    for label, value in (extra or {}).items():
-        page.get_by_label(label, exact=True).fill(value)
+    for name, value in (extra or {}).items():
+        page.get_by_label(label(name), exact=True).fill(value)
     page.get_by_role("button", name="Score", exact=True).click()
     card = page.locator(".st-key-score_result_card")
     card.get_by_text(f"Result for {ref}").wait_for(timeout=20_000)

@@ -82,7 +82,7 @@ def test_the_app_serves_the_adopted_model(serving):
     assert {"score_bmi", "score_ltg", "score_glu", "score_sex"} <= keys
     assert not any("potassium" in k for k in keys)
     assert at.selectbox(key="score_sex").options == ["1", "2"]
-    assert at.number_input(key="score_bmi").label == "Body mass index (kg/m2)"
+    assert at.number_input(key="score_bmi").label == "Body mass index (kg/m2, required)"
 
     at = submit_score(fill(at, form_values(serving["rows"].iloc[0].to_dict())))
     assert not at.exception and not at.error
@@ -115,10 +115,10 @@ def test_outcome_entry_follows_the_adopted_outcome(scored):
     at.selectbox(key="outcomes_prediction").set_value(scored[0].prediction_id)
     at = at.run()
     assert at.radio(key="outcomes_event").label == \
-        "Marked progression at one year (within the 365-day horizon)?"
+        "Marked progression at one year within the 365-day horizon? (required)"
     assert not at.date_input  # this outcome records no event date
     value = at.number_input(key="outcomes_measured_value")
-    assert value.label == "Disease progression score at one year (points), if known"
+    assert value.label == "Disease progression score at one year (points, optional)"
     assert "a value at or above 200 points is the event" in value.help
     assert not DEMO_WORDS.search(texts(at))
 

@@ -118,12 +118,13 @@ def test_monitoring_charts_equal_independent_counts():
     assert data["time_to_decision"][0]["decided"].sum() == count(
         "SELECT count(*) FROM decided WHERE supersedes IS NULL")
 
-    share = at.dataframe[0].value.iloc[0]
+    frames = [d.value for d in at.dataframe]  # the page's tables, then each chart's data table
+    share = next(f for f in frames if "expected_review_share" in f.columns).iloc[0]
     assert share["model_version"] == "v1" and share["expected_review_share"] == pytest.approx(EXPECTED_SHARE)
     assert share["routed_to_review"] == review
 
     outcomes = count("SELECT count(*) FROM outcomes")
-    performance = at.dataframe[1].value.set_index("group")
+    performance = next(f for f in frames if "auroc_ci95" in f.columns).set_index("group")
     assert performance.loc["All predictions", "outcomes"] == outcomes >= 100
     assert 0.5 < performance.loc["All predictions", "auroc"] <= 1
     calibration = with_column(data["calibration"], "decile")
@@ -176,3 +177,41 @@ def test_monitoring_empty_store_says_too_few_outcomes():
     assert "All predictions: Too few outcomes for stable estimates: 0 with 0 events (need 100 with " \
            "10 events)." in info
     assert any(c.value.startswith("No override alert") for c in at.caption)
+
+
+def _contrast(colour: str, background: str = "#ffffff") -> float:
+    """WCAG 2.1 contrast ratio of two #rrggbb colours."""
+    def luminance(c: str) -> float:
+        channels = [int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    high, low = sorted([luminance(colour), luminance(background)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _colours(node) -> list[str]:
+    """Every #rrggbb colour a chart's marks or scales name (its spec, outside `config`)."""
+    if isinstance(node, dict):
+        return [c for key, value in node.items() if key != "config" for c in _colours(value)]
+    if isinstance(node, list):
+        return [c for value in node for c in _colours(value)]
+    return [node] if isinstance(node, str) and len(node) == 7 and node.startswith("#") else []
+
+
+@pytest.mark.usefixtures("busy")
+def test_monitoring_charts_meet_contrast_and_have_a_text_alternative():
+    """Charts are drawn on a canvas, which axe cannot read: their colours are checked in their
+    specs. Text 4.5:1, marks and their keys 3:1 against the page (WCAG 2.1 AA)."""
+    at = pi_page()
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    assert len(specs) == 9
+    for spec in specs:
+        config = spec["config"]
+        text = [config["axis"]["labelColor"], config["axis"]["titleColor"],
+                config["legend"]["labelColor"], config["legend"]["titleColor"]]
+        assert all(_contrast(c) >= 4.5 for c in text), (spec["name"], text)
+        marks = config["range"]["category"] + _colours({k: v for k, v in spec.items() if k != "datasets"})
+        assert marks and all(_contrast(c) >= 3 for c in marks), (spec["name"], marks)
+    expanders = [e.label for e in at.expander]
+    assert len([e for e in expanders if e.startswith("Data table: ")]) == len(specs)
+    assert any(c.value.startswith("Over these weeks reviewers upgraded") for c in at.caption)

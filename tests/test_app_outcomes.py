@@ -52,7 +52,7 @@ def test_outcomes_lists_due_predictions_most_overdue_first(scored):
     assert due["patient_ref"].tolist() == ["OLD-1", "OLD-2"]
     assert (due["days_overdue"] == 8).all()
     assert scored["recent"].prediction_id not in due["prediction_id"].tolist()
-    assert "Due or overdue (2)" in [s.value for s in at.subheader]
+    assert "Due or overdue (2)" in [s.value for s in at.header]
 
 
 def test_outcomes_records_no_event_and_leaves_the_due_list(scored):
@@ -70,11 +70,12 @@ def test_outcomes_records_no_event_and_leaves_the_due_list(scored):
 
 
 @pytest.mark.parametrize("values,field,message", [
-    ({"event": "yes", "source": "lab"}, None, "event_date is required when the event happened"),
+    ({"event": "yes", "source": "lab"}, "event_date", "Date of the event is required when the event happened."),
     ({"event": "no", "measured_value": 6.1, "source": "lab"}, None, "contradicts event=no"),
-    ({"event": "no"}, "source", "at least 1 character"),
-    ({"source": "lab"}, "event", "valid boolean"),
-    ({"event": "no", "measured_value": 12.0, "source": "lab"}, "measured_value", "must be between 1.5 and 10 mmol/L"),
+    ({"event": "no"}, "source", "Source is required."),
+    ({"source": "lab"}, "event", "Event is required."),
+    ({"event": "no", "measured_value": 12.0, "source": "lab"}, "measured_value",
+     "Highest serum potassium within the horizon must be between 1.5 and 10 mmol/L."),
 ])
 def test_outcomes_validation_error_is_shown_and_nothing_recorded(scored, values, field, message):
     pid = scored["due"][0].prediction_id

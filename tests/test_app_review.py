@@ -104,7 +104,8 @@ def test_incomplete_decision_shows_error_and_records_nothing(decision, reason):
         decision = f"override_{other(result.risk_class)}"
     at = submit(signed_in("reviewer"), result.prediction_id, decision, reason, comment="")
     errors = [e.value for e in at.error]
-    expected = "Required." if decision is None else "A comment is required for an override and for reason 'other'."
+    expected = ("Decision is required." if decision is None
+                else "A comment is required for an override and for reason 'other'.")
     assert errors == [expected]
     assert not at.success
     assert oracle.rows(store(), "review_decisions", prediction_id=result.prediction_id).empty

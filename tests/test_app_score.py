@@ -13,7 +13,9 @@ def test_form_is_built_from_the_spec():
     at = signed_in("clinician")
     age = at.number_input(key="score_age")
     assert (age.min, age.max, age.value) == (18, 120, None)
-    assert age.label == "Age (years)" and "Validated on: 41-95 years" in age.help
+    assert age.label == "Age (years, required)" and "Validated on: 41-95 years" in age.help
+    assert at.number_input(key="score_lvef").label == "LVEF (%, optional)"
+    assert at.radio(key="score_nsaid").label == "NSAID use (required)"
     assert at.number_input(key="score_lvef").value is None
     assert at.selectbox(key="score_nyha_class").options == ["I", "II", "III", "IV"]
     assert at.radio(key="score_nsaid").options == ["no", "yes"]
@@ -45,7 +47,7 @@ def test_score_out_of_range_is_sent_to_review_with_reasons():
     at = submit_score(fill_form(signed_in("clinician"), age=110))
     row = store().recent_predictions_with_review(user="demo-clinician").iloc[0]
     assert row["routing"] == "review"
-    review = [w.value for w in at.warning if w.value.startswith("Sent to clinical review")]
+    review = [w.value for w in at.warning if "Sent to clinical review" in w.value]
     assert review and "Age" in review[0]
     assert at.dataframe[0].value["Status"].tolist() == ["awaiting clinical review"]
 
@@ -53,7 +55,8 @@ def test_score_out_of_range_is_sent_to_review_with_reasons():
 def test_score_empty_form_shows_errors_by_field_and_records_rejection():
     at = submit_score(signed_in("clinician"))
     errors = [e.value for e in at.error]
-    assert errors.count("is required") >= 10  # one next to each required field
+    assert "Age is required." in errors and "Sex is required." in errors  # each names its field
+    assert sum(e.endswith(" is required.") for e in errors) >= 10  # one next to each required field
     assert any(e.startswith("Not scored - please correct") for e in errors)
     assert not [m for m in at.metric]
     assert store().count("predictions") == 0 and store().count("rejected_inputs") == 1

@@ -30,7 +30,7 @@ QUESTIONS = ("What model is in production", "What does the model do when the inp
              "When the model is wrong, what is the recovery path?", "How are predictions logged",
              "What is the procedure for retraining the model")
 # What the form leaves empty, given: the form's patient is then complete and validated
-COMPLETE = {"LVEF (%)": "30", "Systolic blood pressure (mmHg)": "118"}
+COMPLETE = {"lvef": "30", "sbp": "118"}
 
 
 def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
@@ -85,12 +85,12 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
 
             # ... records a sign-off through the form and sees it listed
             form = pi.locator('[data-testid="stForm"]').filter(has_text="Record a sign-off")
-            form.get_by_label("Signer's name", exact=True).fill(SIGNER)
+            form.get_by_label("Signer's name (required)", exact=True).fill(SIGNER)
             role = form.get_by_role("combobox", name="Signer's role")
             role.click()
             pi.keyboard.type("IRB")
             pi.keyboard.press("Enter")
-            form.get_by_label("Scope (what was reviewed)", exact=True).fill(SCOPE)
+            form.get_by_label("Scope (what was reviewed, required)", exact=True).fill(SCOPE)
             form.get_by_role("button", name="Record sign-off", exact=True).click()
             pi.get_by_text("No sign-off recorded yet.").wait_for(state="detached", timeout=20_000)
             wait_idle(pi)
@@ -101,8 +101,8 @@ def test_browser_pi_signs_off_and_suspends_scoring(tmp_path):
                 in table_rows(pi, 0)[7]["Evidence"]
 
             # ... and suspends scoring with a reason
-            stop = pi.locator('[data-testid="stForm"]').filter(has_text="Reason (recorded)")
-            stop.get_by_label("Reason (recorded)", exact=True).fill(STOP_REASON)
+            stop = pi.locator('[data-testid="stForm"]').filter(has_text="Reason (recorded, required)")
+            stop.get_by_label("Reason (recorded, required)", exact=True).fill(STOP_REASON)
             stop.get_by_role("button", name="Suspend scoring", exact=True).click()
             banner = pi.get_by_text("Scoring is SUSPENDED since")
             banner.wait_for(timeout=20_000)
@@ -148,6 +148,7 @@ def test_browser_pi_answers_the_assessment_and_prints_the_evaluator_report(tmp_p
     from pypdf import PdfReader
 
     from core.assessment import CRITERIA, DEPLOY_ONCE_AGREED
+    from core.display import field_label
 
     db = tmp_path / "app.duckdb"
     with streamlit_server(db) as url, sync_playwright() as pw:
@@ -162,7 +163,8 @@ def test_browser_pi_answers_the_assessment_and_prints_the_evaluator_report(tmp_p
             wait_idle(pi)
             assert pi.locator('[data-testid="stImage"] img').count() == 1
             for field, question, _ in CRITERIA:
-                group = pi.locator('[data-testid="stRadio"]').filter(has=pi.get_by_text(question, exact=True))
+                group = pi.locator('[data-testid="stRadio"]').filter(
+                    has=pi.get_by_text(field_label(question, required=True), exact=True))
                 group.get_by_text("no" if field == "service_requested" else "yes", exact=True).click()
             pi.get_by_role("button", name="Record the assessment").click()
             pi.get_by_text(f"Assessment recorded: {DEPLOY_ONCE_AGREED}.").wait_for(timeout=20_000)

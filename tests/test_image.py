@@ -65,7 +65,7 @@ MISTAKES = {
     "deploy/certs/fullchain.pem": "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
     "deploy/certs/privkey.pem": "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
 }
-COMPLETE = {"LVEF (%)": "30", "Systolic blood pressure (mmHg)": "118"}
+COMPLETE = {"lvef": "30", "sbp": "118"}
 
 
 

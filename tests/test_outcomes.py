@@ -38,7 +38,7 @@ def test_no_event_needs_the_horizon_to_pass(any_store, scored):
 
 
 @pytest.mark.parametrize("payload,field", [
-    ({"event": True, "source": "lab"}, "(form)"),  # no date
+    ({"event": True, "source": "lab"}, "event_date"),  # no date
     ({"event": False, "measured_value": 6.1, "source": "lab"}, "(form)"),  # contradiction
     ({"event": True, "event_date": "2001-01-01", "source": "lab"}, "event_date"),
     ({"event": "perhaps", "source": "lab"}, "event"),

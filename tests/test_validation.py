@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import math
+from datetime import date
 
 import pytest
 import store_oracle as oracle
@@ -246,3 +247,36 @@ def test_too_many_problems_end_with_one_that_counts_the_rest():
     exc = InvalidInput([problem(f"f{i}", "is wrong", i) for i in range(60)])
     assert len(exc.errors) == InvalidInput.MAX_PROBLEMS
     assert exc.errors[-1] == {"field": "(more)", "message": "and 11 more problems", "value": ""}
+
+
+def test_field_sentence_names_the_field_in_plain_words():
+    from core.errors import field_sentence
+
+    assert field_sentence("Age", "is required") == "Age is required."
+    assert field_sentence("Age", "must be between 18 and 120 years.") == "Age must be between 18 and 120 years."
+    assert field_sentence("Date of the event", "this model's outcome records no event date") == (
+        "Date of the event: this model's outcome records no event date.")
+    assert field_sentence("", "a comment is required for an override") == "A comment is required for an override."
+
+
+def test_form_problems_never_show_the_validators_text():
+    from pydantic import BaseModel, Field, ValidationError
+
+    class Form(BaseModel):
+        source: str = Field(min_length=1, max_length=5)
+        event: bool
+        count: int = Field(ge=1)
+        day: date
+
+    with pytest.raises(ValidationError) as caught:
+        Form.model_validate({"source": "", "event": None, "count": 0, "day": "soon"})
+    exc = InvalidInput.from_pydantic(caught.value)
+    assert exc.by_field() == {"source": ["is required"], "event": ["is required"],
+                              "count": ["must be at least 1"], "day": ["must be a date (YYYY-MM-DD)"]}
+    assert exc.sentences({"source": "Source", "event": "Event"}) == {
+        "source": ["Source is required."], "event": ["Event is required."],
+        "count": ["'count' must be at least 1."], "day": ["'day' must be a date (YYYY-MM-DD)."]}
+    with pytest.raises(ValidationError) as caught:
+        Form.model_validate({"source": "too long", "event": "perhaps", "count": "x", "day": "2026-01-01"})
+    assert InvalidInput.from_pydantic(caught.value).by_field() == {
+        "source": ["must be at most 5 characters"], "event": ["must be yes or no"], "count": ["must be a number"]}

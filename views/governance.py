@@ -9,6 +9,7 @@ from core.assessment import CRITERIA, record_assessment
 from core.config import get_settings
 from core.deployment import facts
 from core.diagram import svg
+from core.display import field_label
 from core.errors import CoreError, InvalidInput
 from core.governance import SIGNER_ROLES, record_signoff, snapshot
 from core.stop_switch import is_suspended, set_suspended
@@ -17,8 +18,6 @@ from core.verification import verify_whole
 from ui import session
 
 user = session.guard("govern")
-
-
 
 st.title("Governance")
 try:
@@ -75,16 +74,20 @@ if signed:
 if snap["signoffs"].empty:
     st.info("No sign-off recorded yet.")
 else:
-    st.dataframe(snap["signoffs"], hide_index=True, key="gov_signoffs")
+    st.dataframe(snap["signoffs"], hide_index=True, key="gov_signoffs", column_config={
+        "created_at": st.column_config.DatetimeColumn("Recorded (UTC)"), "user_name": "Recorded by",
+        "signer_name": "Signer", "signer_role": "Role", "signed_on": "Date signed", "scope": "Scope",
+        "model_version": "Model version"})
 with st.form("gov_signoff", clear_on_submit=True):
-    st.markdown("**Record a sign-off** (appended to the audit trail)")
-    name = st.text_input("Signer's name", key="gov_signer_name")
-    role = st.selectbox("Signer's role", SIGNER_ROLES, key="gov_signer_role")
-    signed_on = st.date_input("Date signed", key="gov_signed_on")
-    scope = st.text_input("Scope (what was reviewed)", key="gov_scope")
+    st.subheader("Record a sign-off")
+    st.markdown("Appended to the audit trail.")
+    name = st.text_input(field_label("Signer's name", required=True), key="gov_signer_name")
+    role = st.selectbox(field_label("Signer's role", required=True), SIGNER_ROLES, key="gov_signer_role")
+    signed_on = st.date_input(field_label("Date signed", required=True), key="gov_signed_on")
+    scope = st.text_input(field_label("Scope (what was reviewed)", required=True), key="gov_scope")
     versions = artifacts.list_versions(settings.models)
-    version = st.selectbox("Model version", versions, index=versions.index(snap["artefact"].version),
-                           key="gov_version")
+    version = st.selectbox(field_label("Model version", required=True), versions,
+                           index=versions.index(snap["artefact"].version), key="gov_version")
     if st.form_submit_button("Record sign-off"):
         try:
             record_signoff(signer_name=name, signer_role=role, signed_on=str(signed_on), scope=scope,
@@ -92,9 +95,11 @@ with st.form("gov_signoff", clear_on_submit=True):
             st.session_state["gov_signoff_notice"] = f"Sign-off by {md_text(name)} ({role}) recorded."
             st.rerun()
         except InvalidInput as exc:
-            for field, messages in exc.by_field().items():
-                for message in messages:
-                    st.error(md_text(f"{field}: {message}"))
+            names = {"signer_name": "Signer's name", "signer_role": "Signer's role",
+                     "signed_on": "Date signed", "scope": "Scope", "model_version": "Model version"}
+            for said in exc.sentences(names).values():
+                for sentence in said:
+                    st.error(md_text(sentence))
 
 st.header("Deploy, or stay a research artefact in the notebook?")
 assessed = st.session_state.pop("gov_assessment_notice", None)
@@ -110,12 +115,14 @@ else:
     for reason in advice.reasons:
         st.markdown(f"- {md_text(reason)}")
 with st.form("gov_assessment", clear_on_submit=True):
-    st.markdown("**Answer the assessment** (recorded with your name and the time)")
+    st.subheader("Answer the assessment")
+    st.markdown("Recorded with your name and the time.")
     answers = {}
     for field, question, _ in CRITERIA:
-        choice = st.radio(question, ("yes", "no"), index=None, horizontal=True, key=f"gov_assess_{field}")
+        choice = st.radio(field_label(question, required=True), ("yes", "no"), index=None,
+                          horizontal=True, key=f"gov_assess_{field}")
         answers[field] = None if choice is None else choice == "yes"
-    notes = st.text_area("Notes (optional)", key="gov_assess_notes")
+    notes = st.text_area(field_label("Notes", required=False), key="gov_assess_notes")
     if st.form_submit_button("Record the assessment"):
         try:
             row = record_assessment(answers, notes=notes, by=user.username,
@@ -125,13 +132,14 @@ with st.form("gov_assessment", clear_on_submit=True):
                 f"Assessment recorded: {row['recommendation']}.")
             st.rerun()
         except InvalidInput as exc:
-            for field, messages in exc.by_field().items():
-                for message in messages:
-                    st.error(md_text(f"{field}: {message}"))
+            questions = {field: question for field, question, _ in CRITERIA} | {"notes": "Notes"}
+            for said in exc.sentences(questions).values():
+                for sentence in said:
+                    st.error(md_text(sentence))
 
 st.header("Stop switch")
 with st.form("gov_stop_switch"):
-    reason = st.text_input("Reason (recorded)", key="gov_stop_reason")
+    reason = st.text_input(field_label("Reason (recorded)", required=True), key="gov_stop_reason")
     label = "Resume scoring" if suspended else "Suspend scoring"
     if st.form_submit_button(label, type="primary"):
         try:
@@ -139,8 +147,8 @@ with st.form("gov_stop_switch"):
             st.rerun()
         except ValueError as exc:
             st.error(str(exc))
-st.caption("Suspending stops all scoring at once: clinicians see 'model suspended' and no risk. "
-           "To roll back instead, activate an earlier version on the Admin page.")
+st.markdown("Suspending stops all scoring at once: clinicians see 'model suspended' and no risk. "
+            "To roll back instead, activate an earlier version on the Admin page.")
 
 # Generated on click (deferred), so its /media/ address expires with the next run; the audit
 # head in the report is the chain's head at that moment.

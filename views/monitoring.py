@@ -23,7 +23,11 @@ DEFAULT_WEEKS = 12
 ALL_VERSIONS = "All versions"
 DIRECTION_LABELS = {"upgrade": "upgrade (model low, reviewer high)",
                     "downgrade": "downgrade (model high, reviewer low)", "none": "agreed with the model"}
-DIRECTION_COLOURS = {"upgrade": "#d62728", "downgrade": "#1f77b4", "none": "#bbbbbb"}
+# Chart marks and their keys at least 3:1 against the page, their text at least 4.5:1 (WCAG 2.1 AA)
+DIRECTION_COLOURS = {"upgrade": "#c0392b", "downgrade": "#0072b2", "none": "#6b6b6b"}
+PALETTE = ["#0072b2", "#d55e00", "#007a5a", "#a8507f", "#6b6b6b", "#7a4fa0"]  # 3.9:1 to 6.1:1
+CHART_TEXT = "#0a0a0a"  # the theme's text colour
+RULE = "#6b6b6b"
 ROUTING_LABELS = {"auto_finalised": "auto-finalised", "review": "routed to review"}
 GROUP_LABELS = {"all": "All predictions", "auto_finalised": "Auto-finalised",
                 "reviewed": "Routed to review"}
@@ -46,10 +50,23 @@ def _download(frame: pd.DataFrame, name: str, what: str) -> None:
                        key=f"monitoring_csv_{name}", on_click="ignore", icon=":material/download:")
 
 
-def _chart(chart: alt.TopLevelMixin, description: str, name: str) -> None:
+def _chart(chart: alt.TopLevelMixin, description: str, name: str, *, key_figure: str,
+           data: pd.DataFrame, columns: dict[str, str]) -> None:
+    """A chart and its text alternative: a sentence with its key figure under it, and its data
+    as a table one click away (`columns`: the data's columns shown, and their headings)."""
     # The spec's name lets a test (or a reader of the page's source) tell the charts apart.
-    st.altair_chart(chart.properties(name=name), width="stretch", key=f"monitoring_chart_{name}",
-                    alt=description)
+    readable = chart.properties(name=name).configure_axis(
+        labelColor=CHART_TEXT, titleColor=CHART_TEXT, domainColor=RULE, tickColor=RULE
+    ).configure_legend(labelColor=CHART_TEXT, titleColor=CHART_TEXT).configure_range(category=PALETTE)
+    st.altair_chart(readable, width="stretch", key=f"monitoring_chart_{name}", alt=description)
+    st.caption(key_figure)
+    with st.expander(f"Data table: {description.split(';')[0]}"):
+        st.dataframe(data[list(columns)].rename(columns=columns), hide_index=True,
+                     key=f"monitoring_table_{name}")
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{part / whole:.0%}" if whole else "-"
 
 
 def _direction_colour(field: str, directions: list[str]) -> alt.Color:
@@ -58,6 +75,12 @@ def _direction_colour(field: str, directions: list[str]) -> alt.Color:
                      legend=alt.Legend(orient="bottom", labelLimit=320, labelExpr=" : ".join(
                          f"datum.label == '{d}' ? '{DIRECTION_LABELS[d]}'" for d in directions)
                          + " : datum.label"))
+
+
+def _top_reason(frame: pd.DataFrame, reason: str, count: str, what: str) -> str:
+    totals = frame.groupby(reason)[count].sum().sort_values(ascending=False)
+    return (f"Most common: {totals.index[0]} ({int(totals.iloc[0])} of {int(totals.sum())} {what})."
+            if len(totals) else "")
 
 
 settings = get_settings()
@@ -135,14 +158,23 @@ else:
                  alt.Tooltip("overridden:Q", title="Overridden"),
                  alt.Tooltip("reviewed:Q", title="Reviewed")])
     limit = alt.Chart(pd.DataFrame({"alert_share": [settings.override_alert_share]})).mark_rule(
-        strokeDash=[4, 4], color="#888888").encode(y="alert_share:Q", tooltip=[
+        strokeDash=[4, 4], color=RULE).encode(y="alert_share:Q", tooltip=[
             alt.Tooltip("alert_share:Q", title="Alert share", format=".0%")])
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Override rate per week, by direction")
+        reviewed_all, ups, downs = (int(weekly[c].sum()) for c in ("reviewed", "upgrades", "downgrades"))
         _chart(alt.layer(rates, limit).properties(height=300),
                "Weekly share of reviewed cases upgraded and downgraded by reviewers, per model version; "
-               "dashed line: the alert share", "override_rate")
+               "dashed line: the alert share", "override_rate",
+               key_figure=f"Over these weeks reviewers upgraded {ups} of {reviewed_all} reviewed cases "
+                          f"({_share(ups, reviewed_all)}) and downgraded {downs} "
+                          f"({_share(downs, reviewed_all)}); the alert share is "
+                          f"{settings.override_alert_share:.0%}.",
+               data=weekly, columns={"week": "Week starting", "model_version": "Model",
+                                     "reviewed": "Reviewed", "upgrades": "Upgraded",
+                                     "upgrade_rate": "Share upgraded", "downgrades": "Downgraded",
+                                     "downgrade_rate": "Share downgraded"})
     with right:
         st.subheader("Reviewed cases per week")
         _chart(alt.Chart(weekly).mark_bar().encode(
@@ -153,7 +185,10 @@ else:
             tooltip=[alt.Tooltip("week:T", title="Week starting"), alt.Tooltip("model_version:N", title="Model"),
                      alt.Tooltip("reviewed:Q", title="Reviewed"), alt.Tooltip("upgrades:Q", title="Upgraded"),
                      alt.Tooltip("downgrades:Q", title="Downgraded")]).properties(height=300),
-            "Number of review decisions per week and model version", "reviewed")
+            "Number of review decisions per week and model version", "reviewed",
+            key_figure=f"{reviewed_all} review decisions in {weekly['week'].nunique()} weeks; the most "
+                       f"in one week: {int(weekly.groupby('week')['reviewed'].sum().max())}.",
+            data=weekly, columns={"week": "Week starting", "model_version": "Model", "reviewed": "Reviewed"})
     _download(weekly, "override_rate_by_week", "override rates per week")
 
     st.subheader("Reasons reviewers gave")
@@ -164,7 +199,9 @@ else:
         color=_direction_colour("direction", ["upgrade", "downgrade", "none"]),
         tooltip=[alt.Tooltip("reason_code:N", title="Reason"), alt.Tooltip("direction:N", title="Decision"),
                  alt.Tooltip("decisions:Q", title="Decisions")]).properties(height=200),
-        "Reason codes of review decisions, split by override direction", "reasons")
+        "Reason codes of review decisions, split by override direction", "reasons",
+        key_figure=_top_reason(reasons, "reason_code", "decisions", "decisions"),
+        data=reasons, columns={"reason_code": "Reason", "direction": "Decision", "decisions": "Decisions"})
     _download(reasons, "override_reasons", "reason codes")
 
 # ---- predictions and routing ----------------------------------------------------------------------
@@ -191,7 +228,10 @@ if not daily.empty:
                 "datum.label == 'review' ? 'routed to review' : 'auto-finalised'"))),
             tooltip=[alt.Tooltip("day:T", title="Day"), alt.Tooltip("routing:N", title="Routing"),
                      alt.Tooltip("predictions:Q", title="Predictions")]).properties(height=280),
-            "Predictions recorded per day, split into auto-finalised and routed to review", "daily")
+            "Predictions recorded per day, split into auto-finalised and routed to review", "daily",
+            key_figure=f"{predictions} predictions on {daily['day'].nunique()} days, {routed} "
+                       f"({_share(routed, predictions)}) routed to review.",
+            data=daily, columns={"day": "Day (UTC)", "routing": "Routing", "predictions": "Predictions"})
         _download(daily, "predictions_per_day", "predictions per day")
     with right:
         st.subheader("Share routed to review")
@@ -204,10 +244,16 @@ if not daily.empty:
                      alt.Tooltip("predictions:Q", title="Predictions")])
         expected = alt.Chart(table).mark_tick(color="black", thickness=3, size=56).encode(
             x="model_version:N", y="expected_review_share:Q")
+        st.markdown("Bars: observed. Black ticks: expected from the held-out patients.")
         _chart(alt.layer(observed, expected).properties(height=280),
                "Observed share of predictions routed to review per model version (bars) against the "
-               "share expected from held-out patients (black ticks)", "review_share")
-        st.caption("Bars: observed. Black ticks: expected from the held-out patients.")
+               "share expected from held-out patients (black ticks)", "review_share",
+               key_figure=" ".join(
+                   f"Model {r.model_version}: {r.observed_share:.0%} routed to review, "
+                   f"{r.expected_review_share:.0%} expected." for r in table.itertuples()),
+               data=table, columns={"model_version": "Model", "predictions": "Predictions",
+                                    "observed_share": "Share to review",
+                                    "expected_review_share": "Expected share (held-out)"})
 
 st.subheader("Why predictions went to review")
 review_reasons = f["review_reasons"].assign(
@@ -220,8 +266,10 @@ else:
         x=alt.X("predictions:Q", title="Predictions with this reason"),
         tooltip=[alt.Tooltip("reason:N", title="Reason"), alt.Tooltip("reason_code:N", title="Code"),
                  alt.Tooltip("predictions:Q", title="Predictions")]).properties(height=180),
-        "Reasons predictions were routed to review, including out-of-distribution inputs", "review_reasons")
-    st.caption("A prediction can have several reasons.")
+        "Reasons predictions were routed to review, including out-of-distribution inputs", "review_reasons",
+        key_figure=_top_reason(review_reasons, "reason", "predictions", "predictions")
+        + " A prediction can have several reasons.",
+        data=review_reasons, columns={"reason": "Reason", "reason_code": "Code", "predictions": "Predictions"})
     _download(review_reasons, "review_reasons", "review reasons")
 
 st.subheader("Fields named by rejected inputs")
@@ -261,7 +309,12 @@ with left:
                      alt.Tooltip("median_hours:Q", title="Median hours", format=".1f"),
                      alt.Tooltip("p90_hours:Q", title="90th percentile hours", format=".1f")]
         ).properties(height=260), "Median and 90th percentile hours from prediction to first decision, "
-           "per week", "time_to_decision")
+           "per week", "time_to_decision",
+           key_figure=(f"Week starting {speed['week'].iloc[-1]:%d %b %Y}: median {speed['median_hours'].iloc[-1]:.1f} "
+                       f"hours, 90th percentile {speed['p90_hours'].iloc[-1]:.1f} hours, "
+                       f"{int(speed['decided'].iloc[-1])} decided."),
+           data=speed, columns={"week": "Week starting", "decided": "Decided", "median_hours": "Median hours",
+                                "p90_hours": "90th percentile hours"})
         _download(speed, "time_to_decision", "time to decision")
 with right:
     st.subheader("Reviewer workload")
@@ -274,9 +327,10 @@ with right:
             x=alt.X("decisions:Q", title="Decisions recorded"),
             tooltip=[alt.Tooltip("reviewer_name:N", title="Reviewer"),
                      alt.Tooltip("decisions:Q", title="Decisions")]).properties(height=220),
-            "Review decisions recorded per reviewer, in alphabetical order", "workload")
-        st.caption("Decisions recorded per reviewer, alphabetical: a view of workload to share it "
-                   "fairly, not a ranking of reviewers.")
+            "Review decisions recorded per reviewer, in alphabetical order", "workload",
+            key_figure=f"{len(workload)} reviewers recorded {int(workload['decisions'].sum())} decisions. "
+                       "Alphabetical: a view of workload to share it fairly, not a ranking of reviewers.",
+            data=workload, columns={"reviewer_name": "Reviewer", "decisions": "Decisions"})
         _download(workload, "decisions_per_reviewer", "workload")
 
 # ---- real-world performance --------------------------------------------------------------------
@@ -302,7 +356,7 @@ if not deciles.empty:
     st.subheader("Observed against predicted risk, by decile of predicted risk")
     top = float(max(deciles["mean_predicted"].max(), deciles["observed"].max()))
     diagonal = alt.Chart(pd.DataFrame({"risk": [0.0, top]})).mark_line(
-        color="#888888", strokeDash=[4, 4]).encode(x="risk:Q", y="risk:Q")
+        color=RULE, strokeDash=[4, 4]).encode(x="risk:Q", y="risk:Q")
     points = alt.Chart(deciles).mark_line(point=True).encode(
         x=alt.X("mean_predicted:Q", title="Mean predicted risk", axis=alt.Axis(format="%")),
         y=alt.Y("observed:Q", title="Observed event rate", axis=alt.Axis(format="%")),
@@ -313,7 +367,13 @@ if not deciles.empty:
                  alt.Tooltip("observed:Q", title="Observed", format=".1%")])
     _chart(alt.layer(diagonal, points).properties(height=320),
            "Calibration: observed event rate against mean predicted risk per decile; dashed line: "
-           "perfect calibration", "calibration")
+           "perfect calibration", "calibration",
+           key_figure=" ".join(
+               f"{group}, highest decile: {rows['mean_predicted'].iloc[-1]:.0%} predicted, "
+               f"{rows['observed'].iloc[-1]:.0%} observed."
+               for group, rows in deciles.sort_values("decile").groupby("group", sort=False)),
+           data=deciles, columns={"group": "Predictions", "decile": "Decile", "n": "Patients",
+                                  "mean_predicted": "Mean predicted risk", "observed": "Observed event rate"})
     _download(deciles, "calibration", "calibration by decile")
 
 st.subheader("Overridden predictions: whose risk class matched the outcome")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.clock import now_utc
+from core.display import field_label
 from core.errors import (
     AlreadyRecorded,
     ArtefactMismatch,
@@ -47,7 +48,7 @@ notice = st.session_state.pop("outcomes_notice", None)
 if notice:
     st.success(notice)
 
-st.subheader(f"Due or overdue ({len(due)})")
+st.header(f"Due or overdue ({len(due)})")
 if st.toggle("Only predictions I scored", key="outcomes_mine"):
     due = [d for d in due if d.user_name == user.username]
 if not due:
@@ -65,7 +66,7 @@ else:
             "routing": "Routing", "model_version": "Model", "user_name": "Scored by",
             "prediction_id": "Prediction ID"})
 
-st.subheader("Record an outcome")
+st.header("Record an outcome")
 labels = {row.prediction_id: f"{row.patient_ref} - scored {row.created_at:%Y-%m-%d} by {row.user_name} "
                              f"({row.days_overdue} days overdue)" for row in due}
 cols = st.columns(2)
@@ -99,7 +100,8 @@ st.markdown(f"**{md_text(prediction.patient_ref or '(patient reference purged)')
             f"{'auto-finalised' if prediction.routing == 'auto_finalised' else 'routed to review'}, "
             f"model {prediction.model_version}.")
 if record.history:
-    st.markdown("**Outcome history** (oldest first; nothing is ever changed or deleted)")
+    st.subheader("Outcome history")
+    st.markdown("Oldest first; nothing is ever changed or deleted.")
     value_label = (f"{measurement.label} ({measurement.unit})".replace(" ()", "")
                    if measurement else "Measured value")
     st.dataframe(pd.DataFrame([h.model_dump() for h in record.history])[
@@ -115,27 +117,27 @@ if current:
 
 with st.form("outcomes_form"):
     slots = {}
-    event = st.radio(f"{outcome.label} (within the {outcome.horizon_days}-day horizon)?",
+    event = st.radio(f"{outcome.label} within the {outcome.horizon_days}-day horizon? (required)",
                      ["yes", "no"], index=None, horizontal=True, key="outcomes_event",
                      help=outcome.definition)
     slots["event"] = st.empty()
     event_date = None
     if outcome.event_date != "none":
         event_date = st.date_input(
-            "Date of the event", value=None, max_value=now.date(), key="outcomes_event_date",
+            "Date of the event (required if it happened)" if outcome.event_date == "required"
+            else field_label("Date of the event", required=False), value=None, max_value=now.date(), key="outcomes_event_date",
             help="Required when the event happened" if outcome.event_date == "required"
             else "Optional: the date of the event, when known")
     slots["event_date"] = st.empty()
     measured = None
     if measurement:
-        unit = f" ({measurement.unit})" if measurement.unit else ""
         measured = st.number_input(
-            f"{measurement.label}{unit}, if known", value=None, step=0.1, format="%.2f",
+            field_label(measurement.label, required=False, unit=measurement.unit or ""), value=None, step=0.1, format="%.2f",
             key=f"outcomes_{MEASURED}",
             help=f"Between {measurement.min:g} and {measurement.max:g}; a value "
                  f"{measurement.describe_event()} is the event.")
     slots[MEASURED] = st.empty()
-    source = st.text_input("Source", key="outcomes_source", max_chars=200,
+    source = st.text_input(field_label("Source", required=True), key="outcomes_source", max_chars=200,
                            placeholder="e.g. lab system, clinic letter, telephone follow-up")
     slots["source"] = st.empty()
     summary = st.empty()
@@ -148,13 +150,16 @@ if submitted:
     try:
         record_outcome(payload, user=user.username)
     except InvalidInput as exc:
-        by_field = exc.by_field()
-        for field, messages in by_field.items():
+        names = {"event": "Event", "event_date": "Date of the event", "source": "Source",
+                 MEASURED: measurement.label if measurement else "Measured value",
+                 "prediction_id": "Prediction ID", "supersedes": "Outcome corrected"}
+        sentences = exc.sentences(names)
+        for field, said in sentences.items():
             if field in slots:
-                slots[field].error("; ".join(messages))
-        unplaced = [m for field, messages in by_field.items() if field not in slots for m in messages]
+                slots[field].error(md_text(" ".join(said)))
+        unplaced = [m for field, said in sentences.items() if field not in slots for m in said]
         if unplaced:  # a problem of the form as a whole, or of no field shown here
-            summary.error("Not recorded: " + "; ".join(unplaced))
+            summary.error(md_text("Not recorded: " + " ".join(unplaced)))
         else:
             summary.error(f"Not recorded - please correct {len(exc.errors)} problem(s) above.")
     except (AlreadyRecorded, NotFound) as exc:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import artifacts, review
 from core.config import get_settings
-from core.display import confidence_text, pct
+from core.display import confidence_text, field_label, pct
 from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound, StoreUnavailable
 from core.predict import REASON_CODES
 from core.review_queue import QUEUE_LIMIT, queue, recent_decisions
@@ -51,10 +51,9 @@ def _submit(form: str, prediction_id: str, patient: str, supersedes: str | None)
         d = review.decide(payload, user=user.username, display_name=user.display_name)
     except InvalidInput as exc:
         errors: dict[str, list[str]] = {}
-        for field, messages in exc.by_field().items():
+        for field, said in exc.sentences(FIELD_NAMES).items():
             field = "comment" if field == "(form)" else field  # the comment rule is the form's
-            errors.setdefault(field, []).extend(
-                "Required." if payload.get(field, "") is None else m.capitalize() + "." for m in messages)
+            errors.setdefault(field, []).extend(said)
         state["review_errors"] = {form: {field: " ".join(m) for field, m in errors.items()}}
     except AlreadyDecided as exc:
         first = exc.decision
@@ -73,6 +72,10 @@ def _submit(form: str, prediction_id: str, patient: str, supersedes: str | None)
             state["review_correct_pick"] = None  # close the correction form
 
 
+FIELD_NAMES = {"decision": "Decision", "reason_code": "Reason", "comment": "Comment",
+               "prediction_id": "Prediction", "supersedes": "Decision corrected"}
+
+
 def _decision_form(prediction_id: str, model_class: str, *, form: str, patient: str,
                    supersedes: str | None = None) -> None:
     """One signed decision on one prediction; a correction when `supersedes` is the decision in force."""
@@ -80,27 +83,27 @@ def _decision_form(prediction_id: str, model_class: str, *, form: str, patient: 
     choices = {"agree": f"Agree: {model_class} risk", f"override_{other}": f"Override to {other} risk"}
     shown = errors.get(form, {})
     with st.form(form):
-        st.radio("Decision", list(choices), format_func=choices.get, index=None, horizontal=True,
+        st.radio(field_label("Decision", required=True), list(choices), format_func=choices.get, index=None, horizontal=True,
                  key=f"{form}_decision")
         if "decision" in shown:
-            st.error(shown.pop("decision"))
-        st.selectbox("Reason", settings.review_reason_codes, index=None, placeholder="Choose a reason",
+            st.error(md_text(shown.pop("decision")))
+        st.selectbox(field_label("Reason", required=True), settings.review_reason_codes, index=None, placeholder="Choose a reason",
                      key=f"{form}_reason")
         if "reason_code" in shown:
-            st.error(shown.pop("reason_code"))
+            st.error(md_text(shown.pop("reason_code")))
         st.text_area("Comment (required for an override and for 'other')", max_chars=2000,
                      key=f"{form}_comment")
         if "comment" in shown:
-            st.error(shown.pop("comment"))
+            st.error(md_text(shown.pop("comment")))
         name = user.display_name
         st.markdown(
             "**By submitting you sign**, according to your decision:\n"
             f"- {choices['agree']}: *{md_text(review.meaning(name, 'agree', model_class, model_class))}*\n"
             f"- {choices[f'override_{other}']}: "
             f"*{md_text(review.meaning(name, f'override_{other}', model_class, other))}*")
-        st.caption(f"Recorded with your username ({user.username}) and the time.")
+        st.markdown(f"Recorded with your username ({md_text(user.username)}) and the time.")
         for message in shown.values():
-            st.error(message)
+            st.error(md_text(message))
         st.form_submit_button("Correct this decision" if supersedes else "Sign and submit", type="primary",
                               on_click=_submit, args=(form, prediction_id, patient, supersedes))
 
@@ -167,14 +170,15 @@ else:
     item = by_id[pick]
     patient = _ref(item.patient_ref)
     with st.container(border=True, key="review_item"):
-        st.subheader(f"{md_text(patient)}, model {md_text(item.model_version)}")
+        st.header(f"{md_text(patient)}, model {md_text(item.model_version)}")
         cols = st.columns(4)
         cols[0].metric("Risk", pct(item.risk))
         cols[0].markdown(f"**{item.risk_class.capitalize()} risk** by the model")
         cols[1].metric("95% interval", f"{pct(item.risk_low)} - {pct(item.risk_high)}")
         cols[2].metric("Confidence", confidence_text(item.confidence), help=item.confidence_meaning)
         cols[3].metric("Waiting", item.age_text)
-        st.markdown("**Why review:**\n" + "\n".join(f"- {r}" for r in item.reasons))
+        st.subheader("Why review")
+        st.markdown("\n".join(f"- {md_text(r)}" for r in item.reasons))
         st.caption(f"Scored by {item.scored_by} at {_when(item.created_at)}.")
         if item.inputs is None:
             st.warning(f"Input values are not shown: {item.inputs_note}.")
@@ -187,7 +191,7 @@ else:
                                         "check": "Check"})
         _decision_form(pick, item.risk_class, form=f"review_form_{pick}", patient=patient)
 
-st.subheader("Recent decisions")
+st.header("Recent decisions")
 if not decided:
     st.caption("No decisions yet.")
 else:

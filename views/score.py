@@ -8,7 +8,7 @@ import streamlit as st
 import core
 from core import artifacts
 from core.config import get_settings
-from core.display import confidence_meaning, confidence_text, pct
+from core.display import confidence_meaning, confidence_text, field_label, pct
 from core.errors import ArtefactMismatch, ScoringSuspended, StoreUnavailable
 from core.recent import RecentPrediction, recent_predictions
 from core.scoring import ScoreResult
@@ -48,8 +48,11 @@ def _help(f: Feature) -> str:
     return " ".join(parts)
 
 
+COLUMNS = 3  # fields per row: the form is read, and tabbed through, row by row
+
+
 def _widget(f: Feature):
-    label = f"{f.label} ({f.unit})" if f.unit else f.label
+    label = field_label(f.label, required=f.required, unit=f.unit or "")
     key, help_text = f"score_{f.name}", _help(f)
     placeholder = "required" if f.required else "optional"
     if f.numeric and f.type == "integer":
@@ -67,15 +70,17 @@ def _widget(f: Feature):
 
 
 with st.form("score_form"):
-    ref = st.text_input(spec.patient_reference.label, help=spec.patient_reference.help,
-                        max_chars=spec.patient_reference.max_length, key="score_patient_ref")
+    ref = st.text_input(field_label(spec.patient_reference.label, required=True),
+                        help=spec.patient_reference.help, max_chars=spec.patient_reference.max_length,
+                        key="score_patient_ref")
     slots = {PATIENT_REF: st.empty()}
     values = {}
-    cols = st.columns(3)
-    for i, feature in enumerate(spec.features):
-        with cols[i % 3]:
-            values[feature.name] = _widget(feature)
-            slots[feature.name] = st.empty()
+    features = list(spec.features)
+    for start in range(0, len(features), COLUMNS):  # one row of columns at a time
+        for col, feature in zip(st.columns(COLUMNS), features[start:start + COLUMNS], strict=False):
+            with col:
+                values[feature.name] = _widget(feature)
+                slots[feature.name] = st.empty()
     summary = st.empty()
     submitted = st.form_submit_button("Score", type="primary")
 
@@ -85,13 +90,13 @@ if submitted:
         st.session_state["score_result"] = core.score(payload, user=user.username, source="form")
     except core.InvalidInput as exc:
         st.session_state.pop("score_result", None)
-        for field, messages in exc.by_field().items():
+        names = {f.name: f.label for f in spec.features} | {PATIENT_REF: spec.patient_reference.label}
+        sentences = exc.sentences(names)
+        for field, said in sentences.items():
             if field in slots:
-                slots[field].error("; ".join(messages))
-        names = {f.name: f.label for f in spec.features} | {PATIENT_REF: "Patient reference"}
-        summary.error(f"Not scored - please correct {len(exc.errors)} problem(s): "
-                      + "; ".join(f"{names.get(e['field'], e['field'])} {e['message']}"
-                                  for e in exc.errors))
+                slots[field].error(md_text(" ".join(said)))
+        summary.error(md_text(f"Not scored - please correct {len(exc.errors)} problem(s): "
+                              + " ".join(s for said in sentences.values() for s in said)))
     except (StoreUnavailable, ArtefactMismatch, ScoringSuspended) as exc:
         st.session_state.pop("score_result", None)
         st.error(f"Not scored: {md_text(exc)}. Nothing was recorded; please try again or tell the "
@@ -101,9 +106,20 @@ if submitted:
 
 def _render(result: ScoreResult) -> None:
     with st.container(border=True, key="score_result_card"):
-        st.subheader(f"Result for {result.patient_ref}")
-        cols = st.columns(3)
+        st.header(f"Result for {result.patient_ref}")
         cls = "High risk" if result.risk_class == "high" else "Low risk"
+        interval = f"{pct(result.risk_interval_95[0])} to {pct(result.risk_interval_95[1])}"
+        # The headline in one alert, so that a screen reader announces all of it at once.
+        headline = (f"{cls} of {spec.outcome.label}: {pct(result.risk)} (95% interval {interval}; "
+                    f"action threshold {pct(result.action_threshold)}). ")
+        if result.routing == "auto_finalised":
+            st.success(md_text(headline + "Auto-finalised: the model is confident and every input is "
+                               "within the range it was validated on."))
+        else:
+            st.warning(md_text(headline + "Sent to clinical review: a reviewer checks this prediction "
+                               "before it is final. Why:") + "\n" + "\n".join(
+                                   f"- {md_text(r)}" for r in result.reasons))
+        cols = st.columns(3)
         cols[0].metric(f"Risk: {spec.outcome.label}", pct(result.risk),
                        help=f"{spec.outcome.definition} Horizon: {spec.horizon_text()}.")
         cols[0].markdown(f"**{cls}** (action threshold {pct(result.action_threshold)})")
@@ -111,17 +127,11 @@ def _render(result: ScoreResult) -> None:
                                         f"{pct(result.risk_interval_95[1])}")
         cols[2].metric("Confidence", confidence_text(result.confidence),
                        help=confidence_meaning(artefact))
-        if result.routing == "auto_finalised":
-            st.success("Auto-finalised: the model is confident and every input is within the "
-                       "range it was validated on.")
-        else:
-            st.warning("Sent to clinical review: a reviewer checks this prediction before it is "
-                       "final. Why:\n" + "\n".join(f"- {r}" for r in result.reasons))
-        st.markdown(f"**What the threshold means:** {spec.action}")
+        st.subheader("What the threshold means")
+        st.markdown(spec.action)
         if result.top_factors:
-            st.markdown("**Top contributing factors**\n" + "\n".join(
-                f"- {f.label}: {f.direction}" for f in result.top_factors),
-                help=artefact.manifest["explanation"]["description"])
+            st.subheader("Top contributing factors", help=artefact.manifest["explanation"]["description"])
+            st.markdown("\n".join(f"- {f.label}: {f.direction}" for f in result.top_factors))
         st.caption(f"Model {result.model_version} (sha256 {result.model_sha256[:12]}...), "
                    f"prediction {result.prediction_id}, recorded {result.created_at:%Y-%m-%d %H:%M} UTC")
         with st.expander(f"Model facts for version {result.model_version}"):
@@ -156,7 +166,7 @@ def _recent_row(r: RecentPrediction) -> dict:
             "Reviewed (UTC)": _when(r.decided_at), "Model": r.model_version}
 
 
-st.subheader("Your recent predictions")
+st.header("Your recent predictions")
 try:
     recent = recent_predictions(user.username)
 except StoreUnavailable as exc:
