@@ -13,6 +13,7 @@ import streamlit as st
 
 from core import access, auth, preflight, sso
 from core.config import get_settings
+from core.display import field_label
 from core.errors import CoreError
 from core.serving import serving_title
 from core.text import md_text
@@ -77,8 +78,9 @@ def _sign_in_page() -> None:
                      "(APP_LOCAL_ACCOUNTS) and no identity provider is set up.")
         return
     with st.form("signin_form"):
-        username = st.text_input("Username", key="signin_username")
-        password = st.text_input("Password", type="password", key="signin_password")
+        username = st.text_input(field_label("Username", required=True), key="signin_username")
+        password = st.text_input(field_label("Password", required=True), type="password",
+                                 key="signin_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if settings.demo:
         st.caption("Demo accounts (demo only): "

@@ -105,10 +105,10 @@ def wait_idle(page, timeout: float = 20_000) -> None:
 
 def sign_in(page, url: str, username: str, password: str) -> None:
     page.goto(url)
-    page.get_by_label("Username", exact=True).wait_for()
+    page.get_by_label("Username (required)", exact=True).wait_for()
     wait_idle(page)
-    page.get_by_label("Username", exact=True).fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Username (required)", exact=True).fill(username)
+    page.get_by_label("Password (required)", exact=True).fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
 
 

@@ -180,7 +180,7 @@ def _check(page, state: str, title: str) -> list[str]:
 
 def test_sign_in_page(server, page):
     page.goto(server)
-    page.get_by_label("Username", exact=True).wait_for()
+    page.get_by_label("Username (required)", exact=True).wait_for()
     found = _check(page, "sign-in", "Sign in")
     sign_in(page, server, "demo-clinician", "wrong-password")
     page.get_by_text("Wrong username or password").wait_for(timeout=20_000)

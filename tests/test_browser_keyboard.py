@@ -67,11 +67,11 @@ def choose(page, option: str) -> None:
 
 def sign_in_by_keyboard(page, url: str, username: str, password: str) -> None:
     page.goto(url)
-    page.get_by_label("Username", exact=True).wait_for()
+    page.get_by_label("Username (required)", exact=True).wait_for()
     wait_idle(page)
-    tab_to(page, "Username")
+    tab_to(page, "Username (required)")
     page.keyboard.type(username)
-    tab_to(page, "Password")
+    tab_to(page, "Password (required)")
     page.keyboard.type(password)
     tab_to(page, "Sign in")
     page.keyboard.press("Enter")
