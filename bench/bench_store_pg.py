@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -39,21 +40,29 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 SCORE_RATIO_TARGET = 1.5
 DASHBOARD_TARGET_S = 1.0
-PAYLOAD = {"age": 70, "sex": "male", "weight_kg": 78.0, "egfr": 58.0, "potassium": 4.4,
-           "diabetes": False, "raas_inhibitor": "acei", "spironolactone_dose_mg": 25.0,
-           "nyha_class": "II", "lvef": 30.0, "sbp": 118.0, "loop_diuretic": True,
-           "potassium_supplement": False, "nsaid": False}
+PATIENTS = REPO / "data" / "sample_patients.csv"  # the serving model's sample patients, in turn
 WRITER = """
-import sys, time
+import json, sys, time
 from core import scoring
-payload, n = eval(sys.argv[1]), int(sys.argv[2])
-scoring.score({**payload, "patient_ref": "warm"}, user="bench", source="api")
+patients, n = json.loads(open(sys.argv[1]).read()), int(sys.argv[2])
+scoring.score(patients[0], user="bench", source="api")
 t = time.perf_counter()
 for i in range(n):
-    scoring.score({**payload, "potassium": 4.0 + (i % 30) / 10, "patient_ref": f"w-{i}"},
-                  user="bench", source="api")
+    scoring.score(patients[i % len(patients)], user="bench", source="api")
 print(time.perf_counter() - t)
 """
+
+
+def payloads(csv_path: Path) -> list[dict]:
+    """The sample patients as the API takes them (JSON's own types), for the serving version."""
+    from bench_api import load_patients
+
+    from core import artifacts
+    from core.config import get_settings
+
+    models = get_settings().models
+    return [p.payload for p in load_patients(artifacts.load(models, artifacts.default_version(models)),
+                                             csv_path)]
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -71,7 +80,8 @@ def new_database(server, owner: str) -> str:
     return server.url(name)
 
 
-def score_latency(server, pg_support, tmp: Path, calls: int) -> dict[str, list[float]]:
+def score_latency(server, pg_support, tmp: Path, calls: int, patients: list[dict]
+                  ) -> dict[str, list[float]]:
     from core import scoring
     from core import store as core_store
 
@@ -80,13 +90,13 @@ def score_latency(server, pg_support, tmp: Path, calls: int) -> dict[str, list[f
     for db in stores.values():  # warm: open, migrate, load the model
         os.environ["APP_DB"] = db
         for i in range(30):
-            scoring.score({**PAYLOAD, "patient_ref": f"warm-{i}"}, user="bench", source="api")
+            scoring.score(patients[i % len(patients)], user="bench", source="api")
     blocks = 10
     for block in range(blocks):
         for name, db in (stores.items() if block % 2 == 0 else reversed(stores.items())):
             os.environ["APP_DB"] = db
             for i in range(calls // blocks):
-                payload = {**PAYLOAD, "potassium": 4.0 + (i % 30) / 10, "patient_ref": f"b{block}-{i}"}
+                payload = patients[(block * calls + i) % len(patients)]
                 t = time.perf_counter()
                 scoring.score(payload, user="bench", source="api")
                 times[name].append(time.perf_counter() - t)
@@ -152,10 +162,10 @@ def dashboard_seconds(server, pg_support, tmp: Path, predictions: int, runs: int
     return out["embedded"], out["postgresql"], {"copied_s": copied}
 
 
-def writers(url: str, n: int, processes: int) -> float:
+def writers(url: str, n: int, processes: int, patients_file: Path) -> float:
     """Combined scores/s of `processes` processes scoring n each at once."""
     env = {**os.environ, "APP_DB": url}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, repr(PAYLOAD), str(n)], cwd=REPO,
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(patients_file), str(n)], cwd=REPO,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(processes)]
     outs = [p.communicate() for p in procs]
@@ -185,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-store-pg-") as tmp:
             tmp = Path(tmp)
-            times = score_latency(server, pg_support, tmp, args.calls)
+            patients = payloads(PATIENTS)
+            (tmp / "patients.json").write_text(json.dumps(patients))
+            times = score_latency(server, pg_support, tmp, args.calls, patients)
             embedded_s, pg_s, fill = dashboard_seconds(server, pg_support, tmp, args.predictions, args.runs)
             url = new_database(server, pg_support.OWNER)
-            one = writers(url, args.per_writer, 1)
-            four = writers(url, args.per_writer, 4)
+            one = writers(url, args.per_writer, 1, tmp / "patients.json")
+            four = writers(url, args.per_writer, 4, tmp / "patients.json")
             store = core_store.open_store(url)
             recorded = store.count("predictions")
             core_store.close_all()
