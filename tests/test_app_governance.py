@@ -152,8 +152,11 @@ def test_the_assessment_is_recorded_with_who_answered_and_its_recommendation():
 def test_an_unanswered_assessment_is_refused_on_the_page():
     at = governance("admin")
     at.button(key="FormSubmitter:gov_assessment-Record the assessment").click().run()
-    shown = [e.value.replace("\\_", "_") for e in at.error]
-    assert shown == [f"{f}: answer yes or no" for f in ("informs_decision", "recurring_use",
-                                                         "non_research_consumer",
-                                                         "service_requested", "capacity_to_run")]
+    from core.assessment import CRITERIA
+    from core.errors import field_sentence
+
+    shown = [e.value.replace("\\", "") for e in at.error]  # markdown escapes taken out
+    assert [f for f, _, _ in CRITERIA] == ["informs_decision", "recurring_use", "non_research_consumer",
+                                           "service_requested", "capacity_to_run"]
+    assert shown == [field_sentence(question, "answer yes or no") for _, question, _ in CRITERIA]
     assert store().assessment_records().empty
