@@ -45,7 +45,8 @@ st.header("Architecture of this deployment")
 st.caption("Drawn from the live configuration: the settings, the store, the registered API "
            "clients and the serving model.")
 diagram = svg(snap["deployment"])
-st.image(diagram, width="stretch")
+st.image(diagram, width="stretch", alt="Architecture diagram of this deployment; every fact it "
+         "draws is listed in words below it")
 with st.expander("What the diagram shows, in words"):
     st.table([{"What": what, "This deployment": value} for what, value in facts(snap["deployment"])])
 st.download_button("Download the diagram (SVG)", lambda: diagram, file_name="architecture.svg",

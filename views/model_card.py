@@ -42,7 +42,7 @@ try:
     parts = re.split(r"^!\[([^\]]*)\]\(figure:([\w-]+)\.svg\)$", body, flags=re.MULTILINE)
     st.markdown(parts[0])
     for caption, name, text in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
-        st.image(svgs[name], caption=caption, width=640)
+        st.image(svgs[name], caption=caption, width=640, alt=caption)
         if text.strip():
             st.markdown(text)
 except ArtefactMismatch as exc:
