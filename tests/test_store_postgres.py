@@ -61,6 +61,8 @@ def _reads(store: Store) -> dict:
     reads["recent_decisions"] = store.recent_decisions(limit=500)
     reads["due_outcomes"] = store.due_outcomes(now=NOW, horizons={"v1": 30})
     reads["users"] = store.users()
+    for name in ("signoff_records", "assessment_records", "activations"):  # empty here, but read
+        reads[name] = getattr(store, name)()
     counts = store.governance_counts()
     reads["governance_counts"] = pd.DataFrame([counts])
     reads["versions"] = pd.DataFrame({"v": store.prediction_versions()})

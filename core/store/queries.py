@@ -102,8 +102,8 @@ class RecordReads:
                            "scope, model_version FROM signoffs ORDER BY audit_seq")
 
     def assessment_records(self) -> pd.DataFrame:
-        return self._frame("SELECT * EXCLUDE (audit_seq) FROM deployment_assessments "
-                           "ORDER BY audit_seq")
+        columns = ", ".join(c for c in TABLES["deployment_assessments"] if c != "audit_seq")
+        return self._frame(f"SELECT {columns} FROM deployment_assessments ORDER BY audit_seq")
 
     def activations(self) -> pd.DataFrame:
         return self._frame("SELECT created_at, version, model_sha256, user_name, reason "
