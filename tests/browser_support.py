@@ -95,6 +95,39 @@ def streamlit_server(db: Path, **settings: str) -> Iterator[str]:
         log.close()
 
 
+@contextmanager
+def chromium_browser() -> Iterator:
+    """Headless Chromium for a module's pages; always closed."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch(pw)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@contextmanager
+def seeded_server(tmp_path: Path, **seed) -> Iterator[str]:
+    """The app in demo mode over a store with a few weeks of activity (monitoring_support's
+    seed_activity, `seed` its options): a review queue, outcomes due, charts."""
+    from monitoring_support import seed_activity
+
+    from core import store as core_store
+
+    db = tmp_path / "app.duckdb"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("APP_DB", str(db))
+        mp.setenv("APP_MODELS", str(MODELS))
+        mp.setenv("APP_DEMO", "1")
+        mp.delenv("APP_PATIENT_KEY", raising=False)
+        seed_activity(tmp_path, **seed)
+        core_store.close_all()  # the server process owns the file from here
+    with streamlit_server(db) as url:
+        yield url
+
+
 def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
 

@@ -82,7 +82,7 @@ def take(folder: Path) -> dict[str, Path]:
                 clinician.get_by_role("heading", name="Score a patient").wait_for(timeout=30_000)
                 wait_idle(clinician)
                 score_in_browser(clinician, "SYN-DEMO-1", "Auto-finalised",
-                                 extra={"LVEF (%)": "30", "Systolic blood pressure (mmHg)": "118"})
+                                 extra={"lvef": "30", "sbp": "118"})
                 card = clinician.locator(".st-key-score_result_card")
                 card.scroll_into_view_if_needed()
                 card.screenshot(path=str(paths["clinician"]))

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from browser_support import BROWSER_MARKS, fill_form, launch, sign_in, streamlit_server, wait_idle
+from browser_support import BROWSER_MARKS, chromium_browser, fill_form, sign_in, streamlit_server, wait_idle
 
 pytestmark = BROWSER_MARKS
 SCREENSHOT = os.environ.get("APP_TEST_SCREENSHOT")  # optional: where to save the result page
@@ -17,14 +17,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture

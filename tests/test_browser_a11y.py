@@ -18,17 +18,13 @@ import pytest
 from browser_support import (
     BROWSER_MARKS,
     REPO,
+    chromium_browser,
     fill_form,
-    launch,
     new_page,
+    seeded_server,
     sign_in,
-    streamlit_server,
     wait_idle,
 )
-from conftest import MODELS
-from monitoring_support import seed_activity
-
-from core import store as core_store
 
 pytestmark = BROWSER_MARKS
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
@@ -126,29 +122,14 @@ def server(tmp_path_factory):
     """The app over a store with a few weeks of activity: a review queue, outcomes due, charts."""
     if not AXE.exists():
         pytest.fail(f"axe-core is not installed ({AXE.relative_to(REPO)}): run `make browser-deps`")
-    tmp_path = tmp_path_factory.mktemp("browser-a11y")
-    db = tmp_path / "app.duckdb"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("APP_DB", str(db))
-        mp.setenv("APP_MODELS", str(MODELS))
-        mp.setenv("APP_DEMO", "1")
-        mp.delenv("APP_PATIENT_KEY", raising=False)
-        seed_activity(tmp_path, patients=160)
-        core_store.close_all()  # the server process owns the file from here
-    with streamlit_server(db) as url:
+    with seeded_server(tmp_path_factory.mktemp("browser-a11y"), patients=160) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -4,11 +4,7 @@ monitoring charts and the override alert banner."""
 import os
 
 import pytest
-from browser_support import BROWSER_MARKS, launch, sign_in, streamlit_server, wait_idle
-from conftest import MODELS
-from monitoring_support import seed_activity
-
-from core import store as core_store
+from browser_support import BROWSER_MARKS, launch, seeded_server, sign_in, wait_idle
 
 pytestmark = BROWSER_MARKS
 SCREENSHOT = os.environ.get("APP_TEST_MONITORING_SCREENSHOT")  # optional: where to save the page
@@ -17,16 +13,7 @@ SCREENSHOT = os.environ.get("APP_TEST_MONITORING_SCREENSHOT")  # optional: where
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app over a store seeded with reviews that mostly upgrade (the alert fires)."""
-    tmp_path = tmp_path_factory.mktemp("browser-monitoring")
-    db = tmp_path / "app.duckdb"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("APP_DB", str(db))
-        mp.setenv("APP_MODELS", str(MODELS))
-        mp.setenv("APP_DEMO", "1")
-        mp.delenv("APP_PATIENT_KEY", raising=False)
-        seed_activity(tmp_path)
-        core_store.close_all()  # the server process owns the file from here
-    with streamlit_server(db) as url:
+    with seeded_server(tmp_path_factory.mktemp("browser-monitoring")) as url:
         yield url
 
 

@@ -70,9 +70,9 @@ def test_a_download_address_expires_with_the_next_run(tmp_path):
             wait_idle(page)
             assert "/media/" not in page.content().replace("/static/media/", "")  # none before a click
             with page.expect_download() as download:
-                page.get_by_role("button", name="Export this page as a Markdown report").click()
+                page.get_by_role("button", name="Export the evaluator report as Markdown").click()
             address = download.value.url
-            assert "governance-report" in download.value.suggested_filename
+            assert "evaluator-report" in download.value.suggested_filename
             assert status(address) == 200
             # A downloaded file is marked at the next run and dropped at the one after. Each
             # verification is recorded, so each run's message names one entry more.

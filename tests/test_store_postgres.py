@@ -234,7 +234,6 @@ def _core(args: list[str], db: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120, env={**os.environ, "APP_DB": db})
 
 
-@pytest.mark.browser  # a real server: runs with the other server tests (conftest)
 def test_the_one_server_process_on_postgresql_with_a_command_beside_it(pg_server, tmp_path):
     """uvicorn serve:app over a PostgreSQL store; `clients add` connects to the database itself
     while the service runs; the API scores and records; no password in any log or record."""
