@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from core.artifacts import Artefact
 from core.clients import list_clients
 from core.config import PROJ_ROOT, S3Location, Settings
-from core.store import Store
+from core.store import Store, is_database_url
 
 CONTAINER_MARKERS = (("/.dockerenv", "Docker"), ("/run/.containerenv", "Podman"))
 
@@ -62,11 +62,8 @@ def _shown(path: Path) -> str:
 def store_facts(db: Path | str) -> StoreFacts:
     """The store APP_DB names: a file path is the embedded DuckDB file; a postgresql:// URL the
     institution's PostgreSQL, shown as host and database only."""
-    text = str(db)
-    scheme = text.split(":", 1)[0].lower()
-    if scheme in ("postgresql", "postgres") and ":" in text:
-        rest = text.split(":", 1)[1].lstrip("/")  # a Path folds the URL's '//' into one '/'
-        url = urlsplit("postgresql://" + rest)
+    if is_database_url(db):  # the settings keep a database URL as text (core.config)
+        url = urlsplit(db)
         host = url.hostname or "(host not given)"
         port = f":{url.port}" if url.port else ""
         database = url.path.lstrip("/") or "(database not given)"
