@@ -14,20 +14,14 @@ from core import artifacts
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
-from core.exports import frame_csv
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
 from ui import session
+from ui.charts import DIRECTION_LABELS, RULE, chart, direction_colour, download
+from ui.charts import share as _share
 
 DEFAULT_WEEKS = 12
 ALL_VERSIONS = "All versions"
-DIRECTION_LABELS = {"upgrade": "upgrade (model low, reviewer high)",
-                    "downgrade": "downgrade (model high, reviewer low)", "none": "agreed with the model"}
-# Chart marks and their keys at least 3:1 against the page, their text at least 4.5:1 (WCAG 2.1 AA)
-DIRECTION_COLOURS = {"upgrade": "#c0392b", "downgrade": "#0072b2", "none": "#6b6b6b"}
-PALETTE = ["#0072b2", "#d55e00", "#007a5a", "#a8507f", "#6b6b6b", "#7a4fa0"]  # 3.9:1 to 6.1:1
-CHART_TEXT = "#0a0a0a"  # the theme's text colour
-RULE = "#6b6b6b"
 ROUTING_LABELS = {"auto_finalised": "auto-finalised", "review": "routed to review"}
 GROUP_LABELS = {"all": "All predictions", "auto_finalised": "Auto-finalised",
                 "reviewed": "Routed to review"}
@@ -43,38 +37,7 @@ def _aggregates(store_file: str, first_day: date, last_day: date, version: str |
 
 
 def _download(frame: pd.DataFrame, name: str, what: str) -> None:
-    # Generated on click (deferred): its /media/ address then lives only until the next run, so
-    # a copied link does not hand the figures to someone without a session.
-    st.download_button(f"Download {what} (CSV)", lambda: frame_csv(frame),
-                       file_name=f"{name}_{first_day}_{last_day}.csv", mime="text/csv",
-                       key=f"monitoring_csv_{name}", on_click="ignore", icon=":material/download:")
-
-
-def _chart(chart: alt.TopLevelMixin, description: str, name: str, *, key_figure: str,
-           data: pd.DataFrame, columns: dict[str, str]) -> None:
-    """A chart and its text alternative: a sentence with its key figure under it, and its data
-    as a table one click away (`columns`: the data's columns shown, and their headings)."""
-    # The spec's name lets a test (or a reader of the page's source) tell the charts apart.
-    readable = chart.properties(name=name).configure_axis(
-        labelColor=CHART_TEXT, titleColor=CHART_TEXT, domainColor=RULE, tickColor=RULE
-    ).configure_legend(labelColor=CHART_TEXT, titleColor=CHART_TEXT).configure_range(category=PALETTE)
-    st.altair_chart(readable, width="stretch", key=f"monitoring_chart_{name}", alt=description)
-    st.caption(key_figure)
-    with st.expander(f"Data table: {description.split(';')[0]}"):
-        st.dataframe(data[list(columns)].rename(columns=columns), hide_index=True,
-                     key=f"monitoring_table_{name}")
-
-
-def _share(part: float, whole: float) -> str:
-    return f"{part / whole:.0%}" if whole else "-"
-
-
-def _direction_colour(field: str, directions: list[str]) -> alt.Color:
-    return alt.Color(f"{field}:N", title="Reviewer decision",
-                     scale=alt.Scale(domain=directions, range=[DIRECTION_COLOURS[d] for d in directions]),
-                     legend=alt.Legend(orient="bottom", labelLimit=320, labelExpr=" : ".join(
-                         f"datum.label == '{d}' ? '{DIRECTION_LABELS[d]}'" for d in directions)
-                         + " : datum.label"))
+    download(frame, name, what, f"{first_day}_{last_day}")
 
 
 def _top_reason(frame: pd.DataFrame, reason: str, count: str, what: str) -> str:
@@ -150,7 +113,7 @@ else:
     rates = base.mark_line(point=True).encode(
         x=alt.X("week:T", timeUnit="yearmonthdate", title="Week starting"),
         y=alt.Y("rate:Q", title="Share overridden", axis=alt.Axis(format="%")),
-        color=_direction_colour("direction", ["upgrade", "downgrade"]),
+        color=direction_colour("direction", ["upgrade", "downgrade"]),
         strokeDash=alt.StrokeDash("model_version:N", title="Model version"),
         tooltip=[alt.Tooltip("week:T", title="Week starting"), alt.Tooltip("model_version:N", title="Model"),
                  alt.Tooltip("direction:N", title="Direction"),
@@ -164,7 +127,7 @@ else:
     with left:
         st.subheader("Override rate per week, by direction")
         reviewed_all, ups, downs = (int(weekly[c].sum()) for c in ("reviewed", "upgrades", "downgrades"))
-        _chart(alt.layer(rates, limit).properties(height=300),
+        chart(alt.layer(rates, limit).properties(height=300),
                "Weekly share of reviewed cases upgraded and downgraded by reviewers, per model version; "
                "dashed line: the alert share", "override_rate",
                key_figure=f"Over these weeks reviewers upgraded {ups} of {reviewed_all} reviewed cases "
@@ -177,7 +140,7 @@ else:
                                      "downgrade_rate": "Share downgraded"})
     with right:
         st.subheader("Reviewed cases per week")
-        _chart(alt.Chart(weekly).mark_bar().encode(
+        chart(alt.Chart(weekly).mark_bar().encode(
             x=alt.X("week:O", timeUnit="yearmonthdate", title="Week starting",
                     axis=alt.Axis(format="%d %b", labelAngle=0, labelOverlap=True)),
             y=alt.Y("reviewed:Q", title="Reviewed cases"),
@@ -193,10 +156,10 @@ else:
 
     st.subheader("Reasons reviewers gave")
     reasons = f["override_reasons"]
-    _chart(alt.Chart(reasons).mark_bar().encode(
+    chart(alt.Chart(reasons).mark_bar().encode(
         y=alt.Y("reason_code:N", title=None, sort="-x", axis=alt.Axis(labelLimit=320)),
         x=alt.X("sum(decisions):Q", title="Decisions"),
-        color=_direction_colour("direction", ["upgrade", "downgrade", "none"]),
+        color=direction_colour("direction", ["upgrade", "downgrade", "none"]),
         tooltip=[alt.Tooltip("reason_code:N", title="Reason"), alt.Tooltip("direction:N", title="Decision"),
                  alt.Tooltip("decisions:Q", title="Decisions")]).properties(height=200),
         "Reason codes of review decisions, split by override direction", "reasons",
@@ -221,7 +184,7 @@ if not daily.empty:
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Predictions per day")
-        _chart(alt.Chart(daily).mark_bar().encode(
+        chart(alt.Chart(daily).mark_bar().encode(
             x=alt.X("day:T", timeUnit="yearmonthdate", title="Day (UTC)"),
             y=alt.Y("sum(predictions):Q", title="Predictions"),
             color=alt.Color("routing:N", title="Routing", legend=alt.Legend(orient="bottom", labelExpr=(
@@ -245,7 +208,7 @@ if not daily.empty:
         expected = alt.Chart(table).mark_tick(color="black", thickness=3, size=56).encode(
             x="model_version:N", y="expected_review_share:Q")
         st.markdown("Bars: observed. Black ticks: expected from the held-out patients.")
-        _chart(alt.layer(observed, expected).properties(height=280),
+        chart(alt.layer(observed, expected).properties(height=280),
                "Observed share of predictions routed to review per model version (bars) against the "
                "share expected from held-out patients (black ticks)", "review_share",
                key_figure=" ".join(
@@ -261,7 +224,7 @@ review_reasons = f["review_reasons"].assign(
 if review_reasons.empty:
     st.caption("No predictions were routed to review in this date range.")
 else:
-    _chart(alt.Chart(review_reasons).mark_bar().encode(
+    chart(alt.Chart(review_reasons).mark_bar().encode(
         y=alt.Y("reason:N", title=None, sort="-x", axis=alt.Axis(labelLimit=320)),
         x=alt.X("predictions:Q", title="Predictions with this reason"),
         tooltip=[alt.Tooltip("reason:N", title="Reason"), alt.Tooltip("reason_code:N", title="Code"),
@@ -299,7 +262,7 @@ with left:
     if speed.empty:
         st.caption("No review decisions in this date range.")
     else:
-        _chart(alt.Chart(speed).transform_fold(
+        chart(alt.Chart(speed).transform_fold(
             ["median_hours", "p90_hours"], as_=["statistic", "hours"]).mark_line(point=True).encode(
             x=alt.X("week:T", timeUnit="yearmonthdate", title="Week starting"),
             y=alt.Y("hours:Q", title="Hours"),
@@ -322,7 +285,7 @@ with right:
     if workload.empty:
         st.caption("No review decisions in this date range.")
     else:
-        _chart(alt.Chart(workload).mark_bar().encode(
+        chart(alt.Chart(workload).mark_bar().encode(
             y=alt.Y("reviewer_name:N", title=None, sort=None),
             x=alt.X("decisions:Q", title="Decisions recorded"),
             tooltip=[alt.Tooltip("reviewer_name:N", title="Reviewer"),
@@ -365,7 +328,7 @@ if not deciles.empty:
                  alt.Tooltip("n:Q", title="Patients"),
                  alt.Tooltip("mean_predicted:Q", title="Predicted", format=".1%"),
                  alt.Tooltip("observed:Q", title="Observed", format=".1%")])
-    _chart(alt.layer(diagonal, points).properties(height=320),
+    chart(alt.layer(diagonal, points).properties(height=320),
            "Calibration: observed event rate against mean predicted risk per decile; dashed line: "
            "perfect calibration", "calibration",
            key_figure=" ".join(
