@@ -145,7 +145,7 @@ class _TimedStore:
 def time_aggregates(store, *, start, end, now, runs: int) -> list[tuple[str, float, int]]:
     """Median seconds and result rows of each store call inside dashboard(), of the Python
     performance figures, then of dashboard() itself."""
-    from core import monitoring
+    from core import monitoring, performance
     from core.config import get_settings
 
     settings = get_settings()
@@ -155,9 +155,9 @@ def time_aggregates(store, *, start, end, now, runs: int) -> list[tuple[str, flo
     results = [(name, statistics.median(t for t, _ in calls), calls[-1][1])
                for name, calls in timed.calls.items()]
     pairs = store.outcome_pairs((start, end, None))
-    groups = monitoring.performance(pairs, settings.min_outcomes_for_metrics)["groups"]
+    groups = performance.performance(pairs, settings.min_outcomes_for_metrics)["groups"]
     results.append(("performance (Python: DeLong AUROC CI)", _median_seconds(
-        lambda: monitoring.performance(pairs, settings.min_outcomes_for_metrics), runs), len(groups)))
+        lambda: performance.performance(pairs, settings.min_outcomes_for_metrics), runs), len(groups)))
     total = _median_seconds(lambda: monitoring.dashboard(start=start, end=end, now=now, store=store),
                             runs)
     results.append(("dashboard() total", total, len(monitoring.dashboard(

@@ -123,6 +123,22 @@ class Settings(BaseSettings):
     min_outcomes_for_metrics: int = Field(
         default=100, ge=10, description="outcomes (with at least 10 events) before AUROC and "
         "calibration are shown")
+    # The stop rules (core.stop_rules; RUNBOOK "When to stop using the model"): read on the
+    # serving version's predictions of the last stop_rule_window_days that have an outcome.
+    stop_rule_window_days: int = Field(
+        default=180, ge=7, le=3650, description="days of predictions (with outcomes) the stop rules read")
+    stop_rule_min_outcomes: int = Field(
+        default=200, ge=20, description="outcomes (with at least 10 events) before the calibration-"
+        "slope and discrimination rules can raise a recommendation")
+    stop_rule_slope_min: float = Field(
+        default=0.7, gt=0, le=1, description="calibration slope below which the model's risks are "
+        "too extreme to keep using it")
+    stop_rule_slope_max: float = Field(
+        default=1.3, ge=1, le=10, description="calibration slope above which the model's risks are "
+        "too modest to keep using it")
+    stop_rule_min_low_risk_outcomes: int = Field(
+        default=100, ge=10, description="outcomes among auto-finalised low-risk predictions before "
+        "their event rate can raise a recommendation")
     demo: bool = Field(default=False, description="demo mode: synthetic model, demo accounts")
     idle_timeout_minutes: float = Field(
         default=15, gt=0, description="minutes without interaction after which a user is signed out")

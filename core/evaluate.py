@@ -120,11 +120,12 @@ def subgroups(df: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float,
         f = spec.feature(group.feature)
         col = df[f.name]
         out[f.name] = {label: summarise(y[m], p[m], threshold)
-                       for label, m in _groups(f, col, group.bands or [])}
+                       for label, m in group_masks(f, col, group.bands or [])}
     return out
 
 
-def _groups(f: Feature, col: pd.Series, cuts: list[float]):
+def group_masks(f: Feature, col: pd.Series, cuts: list[float]):
+    """(label, mask) of each group of a subgroup feature: yes/no, its categories, or its bands."""
     if f.type == "boolean":
         for value, label in ((True, "yes"), (False, "no")):
             yield label, (col == value).to_numpy()

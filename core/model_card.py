@@ -175,10 +175,13 @@ def render(artefact: Artefact, *, figures: str | None = None) -> str:
               f"Users: {spec.intended_users}", "",
               "## Out of scope, and when to stop using the model", ""]
     lines += [f"- {item}" for item in spec.out_of_scope]
-    lines += ["- Stop (suspend scoring with the stop switch) when: the same-direction override alert "
-              "persists after review; real-world calibration or AUROC on recorded outcomes falls "
-              "clearly below the figures here; the audit chain fails verification; the patient "
-              "population or protocol changes.", "",
+    lines += ["- Stop (suspend scoring with the stop switch) when: a stop rule's recommendation on "
+              "the monitoring page holds and is not explained (the calibration slope outside its "
+              "range, events among auto-finalised low-risk patients above the routing target, or "
+              "the AUROC's interval below the held-out one; RUNBOOK.md \"When to stop using the "
+              "model\"); the same-direction override alert persists after review; the inputs drift "
+              "from the training data; the audit chain fails verification; the patient population "
+              "or protocol changes.", "",
               "## Training data" if m["origin"] == "trained" else "## Held-out data", ""]
     at_extraction = ("including the exclusions the team made when it drew the extract"
                      if spec.extraction_exclusions else

@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from core import artifacts, evaluate
+from core import artifacts
 from core.clock import now_utc
 from core.config import get_settings
-from core.errors import SpecError
+from core.errors import ArtefactMismatch, SpecError
+from core.performance import performance
 from core.scoring import UNKNOWN_FIELD, known_fields
+from core.spec import Spec
 from core.store import Store, open_store
-
-MIN_EVENTS = 10
 
 
 @dataclass
@@ -83,9 +82,24 @@ def dashboard(*, start: datetime, end: datetime, model_version: str | None = Non
     window_end = min(end, now + timedelta(seconds=1))
     window = (window_end - timedelta(days=settings.override_alert_window_days), window_end,
               model_version)
+    spec = _subgroup_spec(settings, store, model_version)
+    features = tuple(g.feature for g in spec.subgroups) if spec else ()
     return Dashboard(frames=frames, alerts=override_alerts(store.agg_override_window(window)),
                      expected_review_share=expected,
-                     performance=performance(store.outcome_pairs(f), settings.min_outcomes_for_metrics))
+                     performance=performance(store.outcome_pairs(f, features),
+                                             settings.min_outcomes_for_metrics, spec))
+
+
+def _subgroup_spec(settings, store: Store, model_version: str | None) -> Spec | None:
+    """The spec whose subgroups the performance is cut by: the chosen version's, or for all
+    versions the serving one's (None when it cannot be read: no subgroups then)."""
+    version = model_version or artifacts.serving_version(store.active_activation(), settings.models)
+    if version is None:
+        return None
+    try:
+        return artifacts.spec_of(settings.models, version)
+    except (SpecError, ArtefactMismatch, FileNotFoundError):
+        return None
 
 
 def _known_fields(models: Path) -> set[str]:
@@ -121,35 +135,3 @@ def override_alerts(window: pd.DataFrame) -> list[Alert]:
             alerts.append(Alert(row.direction, round(share, 4), int(row.n), reviewed,
                                 settings.override_alert_window_days, top))
     return alerts
-
-
-def performance(pairs: pd.DataFrame, minimum: int) -> dict:
-    """Observed against predicted, by routing group; and who was right on overrides."""
-    groups = {"all": pairs, "auto_finalised": pairs[pairs["routing"] == "auto_finalised"],
-              "reviewed": pairs[pairs["routing"] == "review"]}
-    out: dict = {"groups": {}, "overrides": _who_was_right(pairs)}
-    for name, g in groups.items():
-        y, p = g["event"].to_numpy(dtype=int), g["risk"].to_numpy(dtype=float)
-        summary = {"n": int(len(g)), "events": int(y.sum())}
-        if len(g) < minimum or y.sum() < MIN_EVENTS or y.sum() == len(y):
-            summary["too_few"] = (f"Too few outcomes for stable estimates: {len(g)} with "
-                                  f"{int(y.sum())} events (need {minimum} with {MIN_EVENTS} events).")
-        else:
-            auc, lo, hi = evaluate.auroc_ci(y, p)
-            summary.update({"auroc": round(auc, 3), "auroc_ci95": [round(lo, 3), round(hi, 3)],
-                            "brier": round(float(np.mean((p - y) ** 2)), 4),
-                            "calibration": evaluate.calibration_deciles(y, p)})
-        out["groups"][name] = summary
-    return out
-
-
-def _who_was_right(pairs: pd.DataFrame) -> pd.DataFrame:
-    over = pairs[pairs["direction"].isin(["upgrade", "downgrade"])]
-    rows = []
-    for direction in ("upgrade", "downgrade"):
-        g = over[over["direction"] == direction]
-        event = g["event"].astype(bool)
-        rows.append({"direction": direction, "overrides_with_outcome": len(g),
-                     "reviewer_right": int(((g["reviewer_class"] == "high") == event).sum()),
-                     "model_right": int(((g["risk_class"] == "high") == event).sum())})
-    return pd.DataFrame(rows)

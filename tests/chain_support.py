@@ -12,7 +12,7 @@ import pytest
 from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
 
 import core
-from core import auth, clients
+from core import auth, clients, stop_rules
 from core import store as core_store
 from core.assessment import FIELDS as ASSESSMENT_FIELDS
 from core.assessment import record_assessment
@@ -66,6 +66,9 @@ def every_table_store(path: Path, ref: str, *, comment: str = "checked",
                        scope="architecture", model_version="v1", by="alice")
         record_assessment({field: True for field in ASSESSMENT_FIELDS} | {"capacity_to_run": False},
                           notes=comment, by="alice", respondent_name="Alice PI", model_version="v1")
+        # A stop rule raised (on one outcome no rule can be met: the record is appended directly).
+        store.append([stop_rules._event("calibration_slope", "v1", "raised", comment, "",
+                                        stop_rules.MONITORING, datetime(2026, 11, 3, 8, 0))])
         for i in range(more_scores):
             core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-{i}", "age": 50 + i}, user="dr",
                        source="form")

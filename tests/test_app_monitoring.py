@@ -130,8 +130,20 @@ def test_monitoring_charts_equal_independent_counts():
     calibration = with_column(data["calibration"], "decile")
     assert calibration.groupby("group")["n"].sum()["All predictions"] == outcomes
 
+    # Month by month: the chart's data table, or the counts alone when every month has too few.
+    months = next(f for f in frames if list(f.columns[:3]) == ["Month", "Outcomes", "Events"])
+    months = months.rename(columns=str.lower)
+    by_month = pairs("SELECT CAST(date_trunc('month', p.created_at) AS DATE), count(*) FROM "
+                     "outcomes o JOIN predictions p USING (prediction_id) GROUP BY ALL")
+    assert dict(zip(pd.to_datetime(months["month"]), months["outcomes"], strict=True)) == {
+        pd.Timestamp(m): n for m, n in by_month.items()}
+    sex = next(f for f in frames if "group" in f.columns and set(f["group"]) <= {"female", "male"})
+    assert dict(zip(sex["group"], sex["outcomes"], strict=True)) == pairs(
+        "SELECT phi.input_json ->> 'sex', count(*) FROM outcomes o JOIN phi_inputs phi USING (prediction_id) "
+        "GROUP BY ALL")
+
     labels = [b.proto.label for b in at.get("download_button")]
-    assert len(labels) == 11 and all(label.endswith("(CSV)") for label in labels)
+    assert len(labels) == 14 and all(label.endswith("(CSV)") for label in labels)
 
 
 @pytest.mark.usefixtures("busy")
@@ -175,7 +187,7 @@ def test_monitoring_empty_store_says_too_few_outcomes():
     assert {m.label: m.value for m in at.metric}["Predictions"] == "0"
     info = [i.value for i in at.info]
     assert "All predictions: Too few outcomes for stable estimates: 0 with 0 events (need 100 with " \
-           "10 events)." in info
+           "at least 10 events and 10 without)." in info
     assert any(c.value.startswith("No override alert") for c in at.caption)
 
 

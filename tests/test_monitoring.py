@@ -167,3 +167,43 @@ def test_rejected_inputs_are_counted_per_field_within_the_filters(any_store, val
     assert dict(zip(fields["field"], fields["rejections"], strict=True))["(unknown field)"] == 2
     assert not fields["field"].str.contains("Jane").any()
     assert dashboard(start=start, end=end, model_version="v0").frames["rejected_fields"].empty
+
+
+def test_performance_by_subgroup_and_month_equal_independent_counts(busy_store):
+    from core.evaluate import auroc_ci
+
+    start, end = window()
+    perf = dashboard(start=start, end=end).performance
+    rows = oracle.sql(busy_store, "SELECT CAST(phi.input_json ->> 'age' AS DOUBLE), phi.input_json ->> 'sex', "
+                      "p.risk, o.event FROM outcomes o JOIN predictions p USING (prediction_id) "
+                      "JOIN phi_inputs phi USING (prediction_id)")
+    frame = pd.DataFrame(rows, columns=["age", "sex", "risk", "event"])
+    sex = perf["subgroups"]["sex"].set_index("group")
+    assert sex.attrs["label"] and dict(sex["outcomes"]) == frame["sex"].value_counts().to_dict()
+    women = frame[frame["sex"] == "female"]
+    auc, lo, hi = auroc_ci(women["event"].to_numpy(), women["risk"].to_numpy())
+    assert (sex.loc["female", "auroc"], sex.loc["female", "auroc_low"]) == (round(auc, 3), round(lo, 3))
+    age = perf["subgroups"]["age"].set_index("group")
+    oldest = int((frame["age"] >= 85).sum())
+    assert age.loc["85+", "outcomes"] == oldest and age["outcomes"].sum() == len(frame)
+    for row in age.itertuples():  # a small group shows its counts, never figures
+        assert (row.too_few is None) == (row.outcomes >= 100 and 10 <= row.events <= row.outcomes - 10)
+        assert (row.auroc is None or np.isnan(row.auroc)) == (row.too_few is not None)
+    months = perf["by_month"]
+    assert months["outcomes"].sum() == len(frame) and months["events"].sum() == int(frame["event"].sum())
+
+
+def test_a_subgroup_value_the_inputs_no_longer_hold_is_counted_as_not_recorded():
+    from core.performance import NOT_RECORDED, subgroups
+    from core.spec import load_spec
+
+    spec = load_spec(MODELS / "v1" / "spec.json")
+    rng = np.random.default_rng(1)
+    n = 400
+    pairs = pd.DataFrame({"event": rng.random(n) < 0.3, "risk": rng.random(n),
+                          "input.sex": ["female", "male", None, "male"] * (n // 4),
+                          "input.age": [str(a) for a in rng.integers(18, 99, n)]})
+    sex = subgroups(pairs, 50, spec)["sex"].set_index("group")
+    assert dict(sex["outcomes"]) == {"female": 100, "male": 200, NOT_RECORDED: 100}
+    assert sex["too_few"].isna().all()
+    assert subgroups(pairs.iloc[:0], 50, spec) == {}

@@ -16,6 +16,7 @@ from core.stop_switch import is_suspended, set_suspended
 from core.text import md_text
 from core.verification import verify_whole
 from ui import session
+from ui import stop_rules as stop_rule_section
 
 user = session.guard("govern")
 
@@ -137,6 +138,8 @@ with st.form("gov_assessment", clear_on_submit=True):
             for said in exc.sentences(questions).values():
                 for sentence in said:
                     st.error(md_text(sentence))
+
+stop_rule_section.render(user, key="gov")
 
 st.header("Stop switch")
 with st.form("gov_stop_switch"):

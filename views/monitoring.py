@@ -16,15 +16,15 @@ from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
+from ui import monitoring_performance as performance_section
 from ui import session
-from ui.charts import DIRECTION_LABELS, RULE, chart, direction_colour, download
+from ui import stop_rules as stop_rule_section
+from ui.charts import RULE, chart, direction_colour, download
 from ui.charts import share as _share
 
 DEFAULT_WEEKS = 12
 ALL_VERSIONS = "All versions"
 ROUTING_LABELS = {"auto_finalised": "auto-finalised", "review": "routed to review"}
-GROUP_LABELS = {"all": "All predictions", "auto_finalised": "Auto-finalised",
-                "reviewed": "Routed to review"}
 
 user = session.guard("monitor")
 
@@ -97,6 +97,8 @@ cols[3].metric("Rejected inputs", int(rejected["rejected_inputs"].iloc[0]) if le
                     "The fields they named are listed under 'Predictions and routing'.")
 if predictions == 0:
     st.info("No predictions recorded in this date range.")
+
+stop_rule_section.render(user, key="monitoring")
 
 # ---- reviewer overrides ---------------------------------------------------------------------------
 
@@ -298,64 +300,4 @@ with right:
 
 # ---- real-world performance --------------------------------------------------------------------
 
-st.header("Real-world performance")
-st.caption("Predictions in the date range with an outcome recorded. Predicted risk against the "
-           "outcome: discrimination (AUROC), accuracy of the risk (Brier score) and calibration.")
-groups = d.performance["groups"]
-summary = pd.DataFrame([{
-    "group": GROUP_LABELS[name], "outcomes": g["n"], "events": g["events"], "auroc": g.get("auroc"),
-    "auroc_ci95": (f"{g['auroc_ci95'][0]:.3f} to {g['auroc_ci95'][1]:.3f}" if "auroc_ci95" in g else None),
-    "brier": g.get("brier")} for name, g in groups.items()])
-st.dataframe(summary, hide_index=True, key="monitoring_performance", column_config={
-    "group": "Predictions", "outcomes": "Outcomes", "events": "Events", "auroc": "AUROC",
-    "auroc_ci95": "AUROC 95% CI", "brier": st.column_config.NumberColumn("Brier score", format="%.4f")})
-for name, g in groups.items():
-    if "too_few" in g:
-        st.info(f"{GROUP_LABELS[name]}: {g['too_few']}")
-_download(summary, "performance", "performance")
-deciles = pd.DataFrame([{"group": GROUP_LABELS[name], **row} for name, g in groups.items()
-                        for row in g.get("calibration", [])])
-if not deciles.empty:
-    st.subheader("Observed against predicted risk, by decile of predicted risk")
-    top = float(max(deciles["mean_predicted"].max(), deciles["observed"].max()))
-    diagonal = alt.Chart(pd.DataFrame({"risk": [0.0, top]})).mark_line(
-        color=RULE, strokeDash=[4, 4]).encode(x="risk:Q", y="risk:Q")
-    points = alt.Chart(deciles).mark_line(point=True).encode(
-        x=alt.X("mean_predicted:Q", title="Mean predicted risk", axis=alt.Axis(format="%")),
-        y=alt.Y("observed:Q", title="Observed event rate", axis=alt.Axis(format="%")),
-        color=alt.Color("group:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip("group:N", title="Predictions"), alt.Tooltip("decile:Q", title="Decile"),
-                 alt.Tooltip("n:Q", title="Patients"),
-                 alt.Tooltip("mean_predicted:Q", title="Predicted", format=".1%"),
-                 alt.Tooltip("observed:Q", title="Observed", format=".1%")])
-    chart(alt.layer(diagonal, points).properties(height=320),
-           "Calibration: observed event rate against mean predicted risk per decile; dashed line: "
-           "perfect calibration", "calibration",
-           key_figure=" ".join(
-               f"{group}, highest decile: {rows['mean_predicted'].iloc[-1]:.0%} predicted, "
-               f"{rows['observed'].iloc[-1]:.0%} observed."
-               for group, rows in deciles.sort_values("decile").groupby("group", sort=False)),
-           data=deciles, columns={"group": "Predictions", "decile": "Decile", "n": "Patients",
-                                  "mean_predicted": "Mean predicted risk", "observed": "Observed event rate"})
-    _download(deciles, "calibration", "calibration by decile")
-
-st.subheader("Overridden predictions: whose risk class matched the outcome")
-overrides = d.performance["overrides"]
-if overrides["overrides_with_outcome"].sum() == 0:
-    st.caption("No overridden prediction has an outcome recorded yet.")
-else:
-    n = overrides["overrides_with_outcome"]
-    shares = overrides.assign(reviewer_share=(overrides["reviewer_right"] / n.where(n > 0)).round(4),
-                              model_share=(overrides["model_right"] / n.where(n > 0)).round(4))
-
-    def _matched(count: int, total: int) -> str:
-        return f"{count} ({count / total:.0%})" if total else "-"
-
-    st.dataframe(pd.DataFrame({
-        "direction": overrides["direction"].map(DIRECTION_LABELS), "overrides": n,
-        "reviewer": [_matched(c, t) for c, t in zip(overrides["reviewer_right"], n, strict=True)],
-        "model": [_matched(c, t) for c, t in zip(overrides["model_right"], n, strict=True)]}),
-        hide_index=True, key="monitoring_overrides", column_config={
-            "direction": "Override", "overrides": "Overrides with an outcome",
-            "reviewer": "Reviewer's class matched the outcome", "model": "Model's class matched the outcome"})
-    _download(shares, "overrides_vs_outcome", "overrides against outcomes")
+performance_section.render(d.performance, settings=settings, suffix=f"{first_day}_{last_day}")

@@ -90,10 +90,17 @@ class MonitoringReads:
             f"({self._dialect.json_fields('base', 'rejection_id', 'fields_json', 'field')}) r "
             "GROUP BY 1 ORDER BY rejections DESC, field", self._R, f, [known, unknown])
 
-    def outcome_pairs(self, f: tuple) -> pd.DataFrame:
-        """Predictions with an outcome in force: risk, class, routing, review, and the event."""
-        return self._agg(
-            f"SELECT b.prediction_id, b.risk, b.risk_class, b.routing, o.event, "
-            f"d.direction, d.reviewer_class FROM base b "
+    def outcome_pairs(self, f: tuple, features: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Predictions with an outcome in force: when, which version, risk, class, routing,
+        review, the event, and the text of each of `features` in the recorded inputs (None once
+        a retention purge removed them), as columns 'input.<feature>'."""
+        values = "".join(f", {self._dialect.json_text('phi.input_json')} AS x{i}"
+                         for i in range(len(features)))
+        frame = self._agg(
+            f"SELECT b.prediction_id, b.created_at, b.model_version, b.risk, b.risk_class, "
+            f"b.routing, o.event, d.direction, d.reviewer_class{values} FROM base b "
             f"JOIN ({CURRENT_OUTCOMES}) o USING (prediction_id) "
-            f"LEFT JOIN ({CURRENT_DECISIONS}) d USING (prediction_id)", self._P, f)
+            f"LEFT JOIN ({CURRENT_DECISIONS}) d USING (prediction_id) "
+            f"LEFT JOIN phi_inputs phi ON phi.prediction_id = b.prediction_id", self._P, f,
+            list(features))
+        return frame.rename(columns={f"x{i}": f"input.{name}" for i, name in enumerate(features)})

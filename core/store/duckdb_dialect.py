@@ -250,3 +250,9 @@ def json_fields(source: str, id_column: str, json_column: str, field: str) -> st
     whose text is not valid JSON give none."""
     return (f"SELECT {id_column}, unnest(from_json({json_column}, '[{{\"{field}\": \"VARCHAR\"}}]'), "
             f"recursive := true) FROM {source} WHERE json_valid({json_column})")
+
+
+def json_text(json_column: str) -> str:
+    """The text of one key of a JSON object column (the key: one bound parameter); NULL when
+    the key is absent or null."""
+    return f"({json_column} ->> CAST(? AS TEXT))"

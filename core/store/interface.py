@@ -65,6 +65,9 @@ class Store(Protocol):
 
     def signoff_records(self) -> pd.DataFrame: ...
 
+    def stop_rule_records(self) -> pd.DataFrame:
+        """The stop rules' recommendation events, oldest first (every column but the audit seq)."""
+
     def assessment_records(self) -> pd.DataFrame:
         """The deployment assessments, oldest first (every column but the audit seq)."""
 
@@ -179,4 +182,4 @@ class Store(Protocol):
 
     def agg_rejected_fields(self, f: tuple, known: list[str], unknown: str) -> pd.DataFrame: ...
 
-    def outcome_pairs(self, f: tuple) -> pd.DataFrame: ...
+    def outcome_pairs(self, f: tuple, features: tuple[str, ...] = ()) -> pd.DataFrame: ...

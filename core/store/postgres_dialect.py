@@ -264,3 +264,7 @@ def json_fields(source: str, id_column: str, json_column: str, field: str) -> st
     return (f"SELECT s.{id_column}, e.value ->> '{field}' AS {field} FROM {source} s, "
             f"jsonb_array_elements(CASE WHEN jsonb_typeof(CAST(s.{json_column} AS JSONB)) = 'array' "
             f"THEN CAST(s.{json_column} AS JSONB) ELSE '[]' END) AS e(value)")
+
+
+def json_text(json_column: str) -> str:
+    return f"(CAST({json_column} AS JSONB) ->> CAST(? AS TEXT))"

@@ -101,6 +101,10 @@ class RecordReads:
         return self._frame("SELECT created_at, user_name, signer_name, signer_role, signed_on, "
                            "scope, model_version FROM signoffs ORDER BY audit_seq")
 
+    def stop_rule_records(self) -> pd.DataFrame:
+        columns = ", ".join(c for c in TABLES["stop_rule_events"] if c != "audit_seq")
+        return self._frame(f"SELECT {columns} FROM stop_rule_events ORDER BY audit_seq")
+
     def assessment_records(self) -> pd.DataFrame:
         columns = ", ".join(c for c in TABLES["deployment_assessments"] if c != "audit_seq")
         return self._frame(f"SELECT {columns} FROM deployment_assessments ORDER BY audit_seq")

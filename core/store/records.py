@@ -287,7 +287,24 @@ class DeploymentAssessment(Record):
     recommendation: str
 
 
+@dataclass(frozen=True, slots=True)
+class StopRuleEvent(Record):
+    """A stop rule's recommendation for one model version (core.stop_rules): raised when the
+    rule's condition is met, acknowledged by the PI (with what they decided), cleared when the
+    condition no longer holds."""
+
+    table: ClassVar[str] = "stop_rule_events"
+    event_id: str
+    created_at: datetime
+    user_name: str  # "monitoring" for raised and cleared; the PI for an acknowledgement
+    rule: str
+    model_version: str
+    action: str  # 'raised', 'acknowledged' or 'cleared'
+    evidence: str  # the figures that met (or no longer meet) the rule, in words
+    note: str  # the acknowledgement's decision and reason; '' otherwise
+
+
 RECORDS: dict[str, type[Record]] = {r.table: r for r in (
     Prediction, RejectedInput, ModelActivation, UserEvent, AccessEvent, RetentionPurge,
     ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification,
-    ClientEvent, CdsFeedback, DeploymentAssessment)}
+    ClientEvent, CdsFeedback, DeploymentAssessment, StopRuleEvent)}

@@ -133,6 +133,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             service_requested BOOLEAN NOT NULL, capacity_to_run BOOLEAN NOT NULL,
             notes TEXT NOT NULL, recommendation TEXT NOT NULL);
     """),
+    # The stop rules' recommendations: raised, acknowledged by the PI, cleared (core.stop_rules).
+    (15, "m015_stop_rule_events", """
+        CREATE TABLE stop_rule_events (
+            event_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, rule TEXT NOT NULL, model_version TEXT NOT NULL,
+            action TEXT NOT NULL, evidence TEXT NOT NULL, note TEXT NOT NULL);
+    """),
 ]
 RENAMES_KEPT = 12  # the migration that makes sure renamed_columns exists
 GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
