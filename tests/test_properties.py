@@ -287,9 +287,27 @@ def hostile_payloads(draw):
 # ---- properties -------------------------------------------------------------------------------
 
 
+# Validation does not depend on the store: the embedded store takes the long runs, PostgreSQL a
+# shorter one of the same properties (what it records, and that it records nothing else).
+ON_DUCKDB = pytest.mark.parametrize("any_store", ["duckdb"], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize("any_store", ["postgresql"], indirect=True)
+
+
+@ON_DUCKDB
 @settings(max_examples=1000, **PROPERTY_SETTINGS)
 @given(payload=hostile_payloads())
 def test_hostile_payloads_never_crash_or_predict_from_invalid_input(any_store: Store, payload):
+    _hostile(any_store, payload)
+
+
+@ON_POSTGRESQL
+@settings(max_examples=250, **PROPERTY_SETTINGS)
+@given(payload=hostile_payloads())
+def test_hostile_payloads_on_postgresql(any_store: Store, payload):
+    _hostile(any_store, payload)
+
+
+def _hostile(any_store: Store, payload) -> None:
     predictions, rejections = any_store.count("predictions"), any_store.count("rejected_inputs")
     valid = oracle_valid(payload)
     try:
@@ -316,9 +334,21 @@ def test_hostile_payloads_never_crash_or_predict_from_invalid_input(any_store: S
             assert value in f["categories"]
 
 
+@ON_DUCKDB
 @settings(max_examples=500, **PROPERTY_SETTINGS)
 @given(payload=valid_payloads())
 def test_valid_payloads_always_score_coherently(any_store: Store, payload):
+    _valid(any_store, payload)
+
+
+@ON_POSTGRESQL
+@settings(max_examples=125, **PROPERTY_SETTINGS)
+@given(payload=valid_payloads())
+def test_valid_payloads_score_coherently_on_postgresql(any_store: Store, payload):
+    _valid(any_store, payload)
+
+
+def _valid(any_store: Store, payload) -> None:
     assert oracle_valid(payload)
     before = any_store.count("predictions")
     result = core.score(payload, user="fuzz", source="form")
