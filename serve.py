@@ -15,7 +15,7 @@ import streamlit as st
 from starlette.routing import Mount
 
 from api import PREFIX, create_api
-from core import admin_channel
+from core import admin_channel, alerts
 
 
 def _config_from_environment() -> None:
@@ -33,10 +33,13 @@ def _config_from_environment() -> None:
 async def lifespan(app):
     # From start to shutdown this process holds the store; `python -m core` commands reach it
     # through the store's admin socket (core.admin_channel).
+    # The alert checks (core.alerts) run every APP_ALERT_CHECK_MINUTES in a thread of their own.
     channel = admin_channel.start()
+    checks = alerts.start_periodic()
     try:
         yield
     finally:
+        await asyncio.to_thread(checks.stop)
         await asyncio.to_thread(channel.stop)  # waits for a running command, off the event loop
 
 

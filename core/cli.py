@@ -311,7 +311,7 @@ def _users(args) -> int:
 
 
 # Commands that write the store record the effective configuration first, when it changed.
-WRITES_STORE = {"score-batch", "users", "clients", "outcomes", "retention", "backup"}
+WRITES_STORE = {"score-batch", "users", "clients", "outcomes", "retention", "backup", "alerts"}
 # Commands that never open the store (models verify too): they run where they are typed.
 RUN_HERE = {"train", "import-model", "model-card"}
 COMMANDS = {"train": _train, "import-model": _import_model, "models": _models,

@@ -1,4 +1,5 @@
-"""Commands for operating the store: audit, retention, outcome import, backup and restore."""
+"""Commands for operating the store: audit, retention, outcome import, backup and restore, and the
+alert check."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ def add_parsers(sub) -> None:
     sm.add_argument("--to", required=True, metavar="URL",
                     help="postgresql://OWNER@HOST/DB (the password in PGPASSWORD)")
 
+    al = sub.add_parser("alerts", help="send the alerts of the conditions in force")
+    alsub = al.add_subparsers(dest="action", required=True)
+    ac = alsub.add_parser("check", help="send each condition in force once by e-mail and webhook, "
+                                        "retry failed ones, record clears (for cron); exit 1 if "
+                                        "an alert failed")
+    ac.add_argument("--by", default=getpass.getuser(), help="who runs the check (recorded)")
+
     b = sub.add_parser("backup", help="write a consistent copy of the store into DIR")
     b.add_argument("directory", type=Path)
     rs = sub.add_parser("restore", help="replace the store with a verified backup of this "
@@ -86,6 +94,15 @@ def run_retention(args) -> int:
     removed = purge_expired(open_store(settings.db), days=days, by=args.by)
     print(f"purged raw inputs and patient references older than {days} days: {removed} records")
     return 0
+
+
+def run_alerts(args) -> int:
+    from core.alerts import check, describe
+
+    report = check(by=args.by)
+    for line in describe(report):
+        print(line)
+    return 0 if report.ok else 1
 
 
 def run_backup(args) -> int:
@@ -199,4 +216,4 @@ def _move_store(source, url: str) -> int:
 
 
 COMMANDS = {"store": run_store, "model-card": run_model_card, "audit": run_audit, "retention": run_retention, "backup": run_backup,
-            "restore": run_restore, "outcomes": run_outcomes}
+            "restore": run_restore, "outcomes": run_outcomes, "alerts": run_alerts}

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
 
@@ -29,6 +29,11 @@ PROJ_ROOT = Path(__file__).resolve().parent.parent
 DEMO_PATIENT_KEY = b"demo-only-key-synthetic-data-not-for-clinical-use"
 ROLES = ("clinician", "reviewer", "pi", "admin")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
+# An e-mail address as alerts are sent to it: local part @ a dotted domain, nothing around it
+EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?=.{1,253}$)[A-Za-z0-9]"
+                      r"(?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                      r"[A-Za-z0-9])?)+$")
+HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
 class S3Location(BaseModel):
@@ -67,6 +72,24 @@ ModelsLocation = Annotated[Path | S3Location, BeforeValidator(models_location),
                            PlainSerializer(str, return_type=str)]
 
 
+def email_list(value: Any) -> Any:
+    """APP_ALERT_EMAIL_TO as a JSON list or as addresses separated by commas."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return TypeAdapter(list[str]).validate_json(text)
+            except ValidationError:
+                raise ValueError("is not a JSON list of addresses") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _none_when_empty(value: Any) -> Any:
+    """An empty line in .env (`APP_X=`) leaves an optional secret unset."""
+    return None if value in ("", None) else value
+
+
 def _default_cache() -> Path:
     """Outside the repository: the user's cache folder."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -88,8 +111,10 @@ def redacted_url(url: str) -> str:
 class Settings(BaseSettings):
     """Configuration from the environment (prefix APP_), or a .env file beside the repo."""
 
+    # hide_input_in_errors: a refused value may be a secret (the patient key, the webhook's
+    # address), so no error's text ever repeats what was given.
     model_config = SettingsConfigDict(env_prefix="APP_", env_file=".env", extra="ignore",
-                                      frozen=True)
+                                      frozen=True, hide_input_in_errors=True)
 
     db: Path | str = Field(
         default=PROJ_ROOT / "data" / "app.duckdb",
@@ -164,6 +189,116 @@ class Settings(BaseSettings):
     patient_key: SecretStr | None = Field(
         default=None, description="secret for keyed hashes of patient references (required "
         "outside demo mode; at least 32 characters)")
+    # ---- alerts (core.alerts): e-mail through the institution's relay and/or a webhook --------
+    alert_queue_age_hours: float = Field(
+        default=24, gt=0, le=24 * 366, description="hours the oldest prediction routed to review "
+        "may wait without a decision before the queue-ageing alert fires")
+    alert_check_minutes: float = Field(
+        default=15, ge=0, le=24 * 60, description="minutes between the running service's alert "
+        "checks; 0: none in the service (run `python -m core alerts check` from cron instead)")
+    alert_timeout_seconds: float = Field(
+        default=10, gt=0, le=120, description="seconds an alert waits for the relay or the webhook")
+    alert_smtp_host: str = Field(
+        default="", max_length=253, description="the institution's SMTP relay (host name or "
+        "address); empty: no e-mail alerts")
+    alert_smtp_port: int = Field(default=587, ge=1, le=65535, description="the relay's port")
+    alert_smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (upgrade the connection, usually port 587), tls "
+        "(implicit TLS, usually port 465) or none (a relay inside the network, usually port 25)")
+    alert_smtp_user: str = Field(
+        default="", max_length=320, description="the relay's user name, when it needs a login")
+    alert_smtp_password: SecretStr | None = Field(
+        default=None, description="the relay's password (with APP_ALERT_SMTP_USER); never "
+        "logged or recorded")
+    alert_email_from: str = Field(default="", max_length=320,
+                                  description="the alerts' sender address")
+    alert_email_to: Annotated[list[str], NoDecode, BeforeValidator(email_list)] = Field(
+        default=[], description="who gets the alert e-mails: a JSON list or addresses separated "
+        "by commas")
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="an incoming webhook (Slack, Mattermost, Rocket.Chat, Teams) "
+        "that alerts are posted to as JSON; kept secret, as its address is its credential")
+
+    @field_validator("alert_smtp_password", "alert_webhook_url", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return _none_when_empty(value)
+
+    @field_validator("alert_check_minutes")
+    @classmethod
+    def _check_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (no checks in the service) or at least 1 minute")
+        return value
+
+    @field_validator("alert_smtp_host")
+    @classmethod
+    def _relay_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if "://" in value or not HOST_RE.match(value):
+            raise ValueError("give the relay's host name or address only, e.g. smtp.hospital.example "
+                             "(its port is APP_ALERT_SMTP_PORT)")
+        return value
+
+    @field_validator("alert_email_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        value = value.strip()
+        if value and not EMAIL_RE.match(value):
+            raise ValueError(f"{value[:80]!r} is not an e-mail address (name@example.org)")
+        return value
+
+    @field_validator("alert_email_to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        cleaned = [address.strip() for address in value]
+        bad = [address for address in cleaned if not EMAIL_RE.match(address)]
+        if bad:
+            raise ValueError(f"{', '.join(repr(a[:80]) for a in bad[:5])} "
+                             f"{'is not an e-mail address' if len(bad) == 1 else 'are not e-mail addresses'}"
+                             " (name@example.org)")
+        return list(dict.fromkeys(cleaned))
+
+    @model_validator(mode="after")
+    def _alert_settings_agree(self) -> Settings:
+        # Checked here, not in a field validator, so that no error ever echoes the webhook's
+        # address: it is its credential.
+        hook = self.alert_webhook_url.get_secret_value() if self.alert_webhook_url else ""
+        parts = urlsplit(hook)
+        if hook and (parts.scheme not in ("http", "https") or not parts.hostname
+                     or any(c.isspace() for c in hook) or parts.username or parts.password):
+            raise ValueError("APP_ALERT_WEBHOOK_URL must be an http:// or https:// address "
+                             "without spaces or a user name (not shown here: it is a secret)")
+        mail = bool(self.alert_smtp_host)
+        if not mail:
+            for name, given in (("APP_ALERT_SMTP_USER", self.alert_smtp_user),
+                                ("APP_ALERT_SMTP_PASSWORD", self.alert_smtp_password),
+                                ("APP_ALERT_EMAIL_FROM", self.alert_email_from),
+                                ("APP_ALERT_EMAIL_TO", self.alert_email_to)):
+                if given:
+                    raise ValueError(f"{name} is set but APP_ALERT_SMTP_HOST is not: e-mail alerts "
+                                     "need the institution's relay (or leave both unset)")
+            return self
+        if not self.alert_email_from:
+            raise ValueError("APP_ALERT_EMAIL_FROM is needed with APP_ALERT_SMTP_HOST: the "
+                             "alerts' sender address")
+        if not self.alert_email_to:
+            raise ValueError("APP_ALERT_EMAIL_TO is needed with APP_ALERT_SMTP_HOST: who gets "
+                             "the alert e-mails")
+        if bool(self.alert_smtp_user) != bool(self.alert_smtp_password):
+            raise ValueError("APP_ALERT_SMTP_USER and APP_ALERT_SMTP_PASSWORD go together: set "
+                             "both for a relay that needs a login, or neither")
+        if self.alert_smtp_password and self.alert_smtp_tls == "none":
+            raise ValueError("APP_ALERT_SMTP_PASSWORD would be sent unencrypted with "
+                             "APP_ALERT_SMTP_TLS=none: use starttls or tls")
+        return self
 
     @model_validator(mode="before")
     @classmethod

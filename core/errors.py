@@ -131,6 +131,12 @@ class NotCompiled(CoreError):
     caller."""
 
 
+class AlertNotDelivered(CoreError):
+    """An alert did not reach its channel (the SMTP relay or the webhook refused it or could not
+    be reached): recorded as failed, with this message, and tried again at the next check. The
+    message never holds a password or the webhook's address."""
+
+
 class StoreUnavailable(CoreError):
     """The store cannot be opened or written; nothing was recorded."""
 

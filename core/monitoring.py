@@ -16,7 +16,7 @@ import pandas as pd
 
 from core import artifacts
 from core.clock import now_utc
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.errors import ArtefactMismatch, SpecError
 from core.performance import performance
 from core.scoring import UNKNOWN_FIELD, known_fields
@@ -119,9 +119,9 @@ def _with_rates(weekly: pd.DataFrame) -> pd.DataFrame:
                          downgrade_rate=(weekly["downgrades"] / weekly["reviewed"]).round(4))
 
 
-def override_alerts(window: pd.DataFrame) -> list[Alert]:
+def override_alerts(window: pd.DataFrame, settings: Settings | None = None) -> list[Alert]:
     """The same-direction override alert: share >= threshold with enough reviewed cases."""
-    settings = get_settings()
+    settings = settings or get_settings()
     if window.empty:
         return []
     reviewed = int(window["reviewed"].iloc[0])

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
+from pydantic import SecretStr
 
 import core
-from core import auth, clients, stop_rules
+from core import alerts, auth, clients, stop_rules
 from core import store as core_store
 from core.assessment import FIELDS as ASSESSMENT_FIELDS
 from core.assessment import record_assessment
 from core.cds_feedback import OVERRIDE_SYSTEM, record_feedback
+from core.conditions import Condition
 from core.config import get_settings
 from core.governance import record_signoff
 from core.maintenance import purge_expired, record_configuration
@@ -69,6 +71,10 @@ def every_table_store(path: Path, ref: str, *, comment: str = "checked",
         # A stop rule raised (on one outcome no rule can be met: the record is appended directly).
         store.append([stop_rules._event("calibration_slope", "v1", "raised", comment, "",
                                         stop_rules.MONITORING, datetime(2026, 11, 3, 8, 0))])
+        unreachable = get_settings().model_copy(update={  # a closed port: a failed alert
+            "alert_webhook_url": SecretStr("http://127.0.0.1:9/hook"), "alert_timeout_seconds": 2})
+        alerts.check(settings=unreachable, by="alice", providers=[lambda *_: [Condition(
+            "queue_age", "queue_age", "Review queue", f"{comment}: 1 waiting")]])
         for i in range(more_scores):
             core.score({**TYPICAL_PATIENT, "patient_ref": f"{ref}-{i}", "age": 50 + i}, user="dr",
                        source="form")

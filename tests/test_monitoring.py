@@ -174,7 +174,7 @@ def test_performance_by_subgroup_and_month_equal_independent_counts(busy_store):
 
     start, end = window()
     perf = dashboard(start=start, end=end).performance
-    rows = oracle.sql(busy_store, "SELECT CAST(phi.input_json ->> 'age' AS DOUBLE), phi.input_json ->> 'sex', "
+    rows = oracle.sql(open_store(busy_store.path), "SELECT CAST(phi.input_json ->> 'age' AS DOUBLE), phi.input_json ->> 'sex', "
                       "p.risk, o.event FROM outcomes o JOIN predictions p USING (prediction_id) "
                       "JOIN phi_inputs phi USING (prediction_id)")
     frame = pd.DataFrame(rows, columns=["age", "sex", "risk", "event"])

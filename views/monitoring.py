@@ -16,8 +16,8 @@ from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
+from ui import monitoring_alerts, session
 from ui import monitoring_performance as performance_section
-from ui import session
 from ui import stop_rules as stop_rule_section
 from ui.charts import RULE, chart, direction_colour, download
 from ui.charts import share as _share
@@ -81,6 +81,7 @@ if not d.alerts:
     st.caption(f"No override alert: the alert fires when at least {settings.override_alert_share:.0%} "
                f"of the cases reviewed in the last {settings.override_alert_window_days} days (at least "
                f"{settings.override_alert_min_reviewed} reviewed) were overridden in one direction.")
+monitoring_alerts.render()
 
 share = f["review_share"]
 predictions, routed = int(share["predictions"].sum()), int(share["routed_to_review"].sum())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.config import DATABASE_URL_SCHEMES
 from core.store.aggregates import MonitoringReads
+from core.store.alert_reads import AlertReads
 from core.store.base import StoreBase
 from core.store.chain_windows import ChainWindowReads
 from core.store.interface import Store
@@ -26,7 +27,7 @@ __all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS
 
 
 class DuckDBStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
-                  MonitoringReads, ChainWindowReads):
+                  MonitoringReads, ChainWindowReads, AlertReads):
     """A store in an embedded DuckDB file; create with `open_store` so each file has one per
     process."""
 

@@ -183,3 +183,11 @@ class Store(Protocol):
     def agg_rejected_fields(self, f: tuple, known: list[str], unknown: str) -> pd.DataFrame: ...
 
     def outcome_pairs(self, f: tuple, features: tuple[str, ...] = ()) -> pd.DataFrame: ...
+
+    # ---- alerts sent, failed and cleared (core.alerts) -------------------------------------
+
+    def alert_states(self) -> pd.DataFrame:
+        """The latest notification of each (condition key, channel), a clear's channel ''."""
+
+    def recent_alert_notifications(self, *, limit: int = 50) -> pd.DataFrame:
+        """The latest `limit` alert notifications, newest first."""

@@ -22,6 +22,7 @@ from core.audit import GENESIS
 from core.errors import StoreUnavailable
 from core.store import postgres_dialect
 from core.store.aggregates import MonitoringReads
+from core.store.alert_reads import AlertReads
 from core.store.base import StoreBase
 from core.store.chain_windows import ChainWindowReads
 from core.store.queries import STATE, STATE_WITH_HEAD, AccessReads, OutcomeReads, RecordReads, ReviewReads
@@ -32,7 +33,7 @@ GUARDED = [*APPEND_ONLY, *TABLES]
 
 
 class PostgresStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
-                    MonitoringReads, ChainWindowReads):
+                    MonitoringReads, ChainWindowReads, AlertReads):
     """A store in a PostgreSQL database; create with `open_store(url)` (one per process)."""
 
     _dialect = postgres_dialect

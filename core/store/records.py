@@ -288,6 +288,26 @@ class DeploymentAssessment(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class AlertNotification(Record):
+    """One alert sent, or one that failed to go out, on one channel; or a condition cleared
+    (core.alerts). No patient data: the condition's title and message carry counts, shares,
+    thresholds, model versions and field names only."""
+
+    table: ClassVar[str] = "alert_notifications"
+    notification_id: str
+    created_at: datetime
+    user_name: str  # who ran the check (the service's own check, or a command's user)
+    condition_key: str  # e.g. "override:upgrade", "queue_age"
+    kind: str
+    channel: str  # 'email' or 'webhook'; '' for a clear (of every channel)
+    status: str  # 'sent', 'failed' or 'cleared'
+    destination: str  # the recipients, or the webhook's host; '' for a clear
+    title: str
+    message: str
+    error: str  # why it failed ('' when sent or cleared); never a secret
+
+
+@dataclass(frozen=True, slots=True)
 class StopRuleEvent(Record):
     """A stop rule's recommendation for one model version (core.stop_rules): raised when the
     rule's condition is met, acknowledged by the PI (with what they decided), cleared when the
@@ -307,4 +327,4 @@ class StopRuleEvent(Record):
 RECORDS: dict[str, type[Record]] = {r.table: r for r in (
     Prediction, RejectedInput, ModelActivation, UserEvent, AccessEvent, RetentionPurge,
     ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification,
-    ClientEvent, CdsFeedback, DeploymentAssessment, StopRuleEvent)}
+    ClientEvent, CdsFeedback, DeploymentAssessment, AlertNotification, StopRuleEvent)}

@@ -133,6 +133,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             service_requested BOOLEAN NOT NULL, capacity_to_run BOOLEAN NOT NULL,
             notes TEXT NOT NULL, recommendation TEXT NOT NULL);
     """),
+    # Alerts sent by e-mail or webhook, alerts that failed to go out, and conditions cleared.
+    (14, "m014_alert_notifications", """
+        CREATE TABLE alert_notifications (
+            notification_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL, user_name TEXT NOT NULL, condition_key TEXT NOT NULL,
+            kind TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL,
+            destination TEXT NOT NULL, title TEXT NOT NULL, message TEXT NOT NULL,
+            error TEXT NOT NULL);
+    """),
     # The stop rules' recommendations: raised, acknowledged by the PI, cleared (core.stop_rules).
     (15, "m015_stop_rule_events", """
         CREATE TABLE stop_rule_events (
