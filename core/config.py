@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from core.errors import ConfigError
 
@@ -424,3 +425,8 @@ def _read_settings() -> Settings:
         problems = "; ".join((f"APP_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
                              + e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise ConfigError(f"settings are invalid: {problems}") from exc
+    except SettingsError as exc:  # a list or object setting whose text is not JSON
+        name = re.search(r'field "(\w+)"', str(exc))
+        which = f"APP_{name.group(1).upper()}" if name else "a list or object setting"
+        raise ConfigError(f"settings are invalid: {which}: is not valid JSON (a list is written "
+                          '["a", "b"], an object {"key": ["value"]})') from exc

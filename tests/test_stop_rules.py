@@ -129,3 +129,10 @@ def test_the_pages_show_a_recommendation_and_record_its_acknowledgement(demo_app
     ack = stop_rules.history().query("action == 'acknowledged'")
     assert list(ack["user_name"]) == ["demo-pi"] and list(ack["note"]) == ["investigate: lab feed under review"]
     assert any("Acknowledged by demo-pi" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("name", ["TRUSTED_PROXIES", "REVIEW_REASON_CODES", "SSO_EMAIL_ROLES"])
+def test_a_list_or_object_setting_that_is_not_json_is_refused_by_name(monkeypatch, name):
+    monkeypatch.setenv(f"APP_{name}", "not [json")
+    with pytest.raises(ConfigError, match=f"APP_{name}: is not valid JSON"):
+        get_settings()
