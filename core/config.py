@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     patient_key: SecretStr | None = Field(
         default=None, description="secret for keyed hashes of patient references (required "
         "outside demo mode; at least 32 characters)")
+    # ---- the demo's seeded history (core.demo_history) ----------------------------------------
+    demo_history: bool = Field(
+        default=True, description="demo mode only: at start, seed a store that has no "
+        "predictions with a synthetic history of about 12 weeks, marked as demo data (never "
+        "outside demo mode)")
 
     @model_validator(mode="before")
     @classmethod
