@@ -137,7 +137,7 @@ class _TimedStore:
         def timed(*args, **kwargs):
             t = time.perf_counter()
             out = method(*args, **kwargs)
-            self.calls.setdefault(name, []).append((time.perf_counter() - t, len(out)))
+            self.calls.setdefault(name, []).append((time.perf_counter() - t, len(out) if hasattr(out, "__len__") else 1))
             return out
         return timed
 

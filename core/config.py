@@ -300,6 +300,11 @@ class Settings(BaseSettings):
             raise ValueError("APP_ALERT_SMTP_PASSWORD would be sent unencrypted with "
                              "APP_ALERT_SMTP_TLS=none: use starttls or tls")
         return self
+    # ---- the demo's seeded history (core.demo_history) ----------------------------------------
+    demo_history: bool = Field(
+        default=True, description="demo mode only: at start, seed a store that has no "
+        "predictions with a synthetic history of about 12 weeks, marked as demo data (never "
+        "outside demo mode)")
 
     @model_validator(mode="before")
     @classmethod

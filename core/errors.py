@@ -207,6 +207,10 @@ class AlreadyRecorded(CoreError):
     """An outcome is already in force for this prediction; correct it instead."""
 
 
+class AlreadySeeded(CoreError):
+    """The store holds predictions or a seeded demo history: it is never seeded (again)."""
+
+
 class ScoringSuspended(CoreError):
     """Scoring is suspended by the stop switch; no prediction is made or shown."""
 

@@ -64,20 +64,12 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
     """Validate and append one outcome; InvalidInput names every problem."""
     store = store or open_store(get_settings().db)
     now = now or now_utc()
-    try:
-        o = OutcomeInput.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidInput.from_pydantic(exc) from None
+    o = checked(payload)
     prediction = store.prediction(o.prediction_id)
     if prediction is None:
         raise NotFound(f"prediction {o.prediction_id} does not exist")
-    definition = outcome_of(prediction["model_version"])
-    _check_definition(o, definition)
-    _check_timing(o, prediction, definition.horizon_days, now)
-    record = OutcomeRecord(outcome_id=str(uuid.uuid4()), created_at=now, user_name=user,
-                           prediction_id=o.prediction_id, event=o.event, event_date=o.event_date,
-                           measured_value=o.measured_value, source=o.source,
-                           supersedes=o.supersedes)
+    record = outcome_record(o, prediction, outcome_of(prediction["model_version"]), user=user,
+                            now=now)
 
     def one_in_force() -> None:
         current = store.current_outcome(o.prediction_id)
@@ -89,6 +81,26 @@ def record_outcome(payload: dict, *, user: str, store: Store | None = None,
 
     store.append([Event("outcome", user, now, o.prediction_id, record)], precondition=one_in_force)
     return record.row()
+
+
+def checked(payload: dict) -> OutcomeInput:
+    """The outcome a form or an import row states, validated on its own."""
+    try:
+        return OutcomeInput.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidInput.from_pydantic(exc) from None
+
+
+def outcome_record(o: OutcomeInput, prediction: dict, definition: Outcome, *, user: str,
+                   now: datetime) -> OutcomeRecord:
+    """The record of outcome `o` of `prediction` (its row, for its created_at), checked against
+    its version's outcome `definition` and against the timing as at `now`, when it is recorded
+    (now, except in the demo's seeded history, core.demo_history)."""
+    _check_definition(o, definition)
+    _check_timing(o, prediction, definition.horizon_days, now)
+    return OutcomeRecord(outcome_id=str(uuid.uuid4()), created_at=now, user_name=user,
+                         prediction_id=o.prediction_id, event=o.event, event_date=o.event_date,
+                         measured_value=o.measured_value, source=o.source, supersedes=o.supersedes)
 
 
 def _check_definition(o: OutcomeInput, definition: Outcome) -> None:

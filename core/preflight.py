@@ -5,7 +5,8 @@ clear reason instead of failing on the first patient.
 1. The settings parse; outside demo mode a patient key (32+ characters, not the demo's) is set.
 2. The store opens: created and migrated if new; refused if another process holds it. On
    PostgreSQL outside demo mode, the service's role may only read and append (RUNBOOK.md).
-3. Demo and production never mix: outside demo mode no demo account may be active in the store.
+3. Demo and production never mix: outside demo mode no demo account may be active in the store,
+   and the store may hold no seeded demo history (core.demo_history).
 4. The serving model version's files match their recorded sha256 (in a bucket: the models'
    bucket can be read with the environment's credentials, and the files fetched from it match).
 
@@ -39,6 +40,7 @@ def problems(settings: Settings | None = None, *, model: bool = True) -> tuple[l
         store = open_store(settings.db)
         active = store.active_activation()
         users = store.users()
+        seeded = store.count("demo_history")
     except CoreError as exc:
         return [str(exc)], ""
     found = []
@@ -51,6 +53,10 @@ def problems(settings: Settings | None = None, *, model: bool = True) -> tuple[l
                 "was used in demo mode. Production needs its own store: set APP_DB to a new file "
                 "(demo mode has its own default, data/demo.duckdb), or disable them with "
                 "`python -m core users disable NAME --by YOU`")
+        if seeded:
+            found.append(
+                f"the store {store.path} holds a synthetic demo history (seeded in demo mode): "
+                "production needs its own store; set APP_DB to a new file")
     if not settings.demo:
         found += store.privilege_problems()
     if not model:
@@ -72,7 +78,8 @@ _started: set[tuple[str, str]] = set()
 
 def start(settings: Settings, *, by: str) -> list[str]:
     """What a serving process does once per configuration: the checks above; when they pass,
-    the demo accounts (demo mode only) and a record of the configuration if it changed.
+    the demo accounts and, on a store with no predictions, the seeded demo history (demo mode
+    only; APP_DEMO_HISTORY), and a record of the configuration if it changed.
     Returns the problems (empty: serve); later calls with the same settings cost nothing."""
     secret = settings.patient_key.get_secret_value() if settings.patient_key else ""
     key = (settings.model_dump_json(), audit.sha256_text(secret))
@@ -85,6 +92,10 @@ def start(settings: Settings, *, by: str) -> list[str]:
     from core.maintenance import record_configuration
 
     ensure_demo_accounts()
+    if settings.demo and settings.demo_history:
+        from core.demo_history import seed
+
+        seed(open_store(settings.db), settings)  # once: a store with predictions is left as it is
     record_configuration(open_store(settings.db), settings, by=by)
     _started.add(key)
     return []

@@ -8,6 +8,7 @@ same moment is told who decided and when (checked while the store holds writes).
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -58,28 +59,14 @@ def meaning(name: str, decision: str, model_class: str, reviewer_class: str) -> 
 
 def decide(payload: dict, *, user: str, display_name: str, store: Store | None = None) -> dict:
     """Record one decision; InvalidInput for a bad form, AlreadyDecided when someone was first."""
-    settings = get_settings()
-    store = store or open_store(settings.db)
-    try:
-        d = ReviewDecision.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidInput.from_pydantic(exc) from None
-    if d.reason_code not in settings.review_reason_codes:
-        raise InvalidInput([problem("reason_code", "must be one of: "
-                                    + "; ".join(settings.review_reason_codes), d.reason_code)])
+    store = store or open_store(get_settings().db)
+    d = checked(payload, get_settings().review_reason_codes)
     prediction = store.prediction(d.prediction_id)
     if prediction is None:
         raise NotFound(f"prediction {d.prediction_id} does not exist")
-    model_class = prediction["risk_class"]
-    reviewer_class = {"agree": model_class, "override_high": "high", "override_low": "low"}[d.decision]
     at = now_utc()
-    name = display_name.strip() or user
-    record = ReviewDecisionRecord(
-        decision_id=str(uuid.uuid4()), created_at=at, user_name=user, reviewer_name=name,
-        prediction_id=d.prediction_id, decision=d.decision, model_class=model_class,
-        reviewer_class=reviewer_class, direction=direction(model_class, reviewer_class),
-        reason_code=d.reason_code, comment=d.comment,
-        meaning=meaning(name, d.decision, model_class, reviewer_class), supersedes=d.supersedes)
+    record = decision_record(d, prediction["risk_class"], user=user, display_name=display_name,
+                             at=at)
 
     def first_wins() -> None:
         current = store.current_decision(d.prediction_id)
@@ -91,6 +78,32 @@ def decide(payload: dict, *, user: str, display_name: str, store: Store | None =
     store.append([Event("review_decision", user, at, d.prediction_id, record)],
                  precondition=first_wins)
     return record.row()
+
+
+def checked(payload: dict, codes: list[str]) -> ReviewDecision:
+    """The decision a form states, validated (its reason one of the configured `codes`)."""
+    try:
+        d = ReviewDecision.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidInput.from_pydantic(exc) from None
+    if d.reason_code not in codes:
+        raise InvalidInput([problem("reason_code", "must be one of: " + "; ".join(codes),
+                                    d.reason_code)])
+    return d
+
+
+def decision_record(d: ReviewDecision, model_class: str, *, user: str, display_name: str,
+                    at: datetime) -> ReviewDecisionRecord:
+    """The record of a checked decision on a prediction of `model_class`, signed at `at` (now,
+    except in the demo's seeded history, core.demo_history)."""
+    reviewer_class = {"agree": model_class, "override_high": "high", "override_low": "low"}[d.decision]
+    name = display_name.strip() or user
+    return ReviewDecisionRecord(
+        decision_id=str(uuid.uuid4()), created_at=at, user_name=user, reviewer_name=name,
+        prediction_id=d.prediction_id, decision=d.decision, model_class=model_class,
+        reviewer_class=reviewer_class, direction=direction(model_class, reviewer_class),
+        reason_code=d.reason_code, comment=d.comment,
+        meaning=meaning(name, d.decision, model_class, reviewer_class), supersedes=d.supersedes)
 
 
 def label(decision: str | None, reviewer_class: str | None = None, direction: str | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -32,6 +32,10 @@ from core.text import actor
 
 Source = Literal["form", "batch", "api"]  # who sent a payload: the scoring page, a batch file, the API
 SOURCES: tuple[str, ...] = get_args(Source)
+# The source of the synthetic history seeded into a demo-mode store (core.demo_history), and of
+# nothing else: no caller can state it (it is not one of SOURCES); only seeded events, which
+# carry their own past times, are recorded with it.
+SEEDED_SOURCE = "demo_history"
 # Sources whose payloads are JSON, validated with JSON's own types (no "70" for 70, no 0 for
 # false), as the API's document states them; a form and a file give text, read as text.
 STRICT_SOURCES = ("api",)
@@ -160,11 +164,23 @@ def new_ids(n: int) -> list[str]:
     return out
 
 
+def event_times(n: int, source: str, seeded_at: Sequence[datetime] | None) -> list[datetime]:
+    """The times of n events from `source`: now, for one of SOURCES; with `seeded_at` (the
+    demo's seeded history only, core.demo_history), those past times, for SEEDED_SOURCE."""
+    if seeded_at is None:
+        check_source(source)
+        return [now_utc()] * n
+    if source != SEEDED_SOURCE or len(seeded_at) != n:
+        raise ValueError(f"past times are for the {SEEDED_SOURCE} source only, one per event")
+    return list(seeded_at)
+
+
 def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict]],
-                      pred: Predictions, *, user: str, source: str, key: bytes) -> list[Event]:
-    """One prediction event per input (vectorised enough for batch: no per-row model objects)."""
-    check_source(source)
-    at = now_utc()
+                      pred: Predictions, *, user: str, source: str, key: bytes,
+                      seeded_at: Sequence[datetime] | None = None) -> list[Event]:
+    """One prediction event per input (vectorised enough for batch: no per-row model objects).
+    `seeded_at`: see event_times (never given by a page, a command or the API)."""
+    times = event_times(len(inputs), source, seeded_at)
     risk, low, high = pred.risk.round(4).tolist(), pred.risk_low.round(4).tolist(), pred.risk_high.round(4).tolist()
     conf = np.minimum(pred.confidence.round(4), CONFIDENCE_CAP).tolist()
     classes = pred.risk_class.tolist()
@@ -172,6 +188,7 @@ def prediction_events(artefact: artifacts.Artefact, inputs: list[tuple[str, dict
     version, sha = artefact.version, artefact.sha256
     events = []
     for i, ((ref, values), prediction_id) in enumerate(zip(inputs, new_ids(len(inputs)), strict=True)):
+        at = times[i]
         input_json = audit.canonical_json(values)
         record = Prediction(
             prediction_id=prediction_id, created_at=at, user_name=user, source=source,
@@ -217,17 +234,18 @@ def known_fields(spec: Spec) -> set[str]:
 
 
 def record_rejections(store: Store, artefact: artifacts.Artefact,
-                      rejected: list[tuple[Any, list[dict]]], *, user: str, source: str) -> None:
+                      rejected: list[tuple[Any, list[dict]]], *, user: str, source: str,
+                      seeded_at: Sequence[datetime] | None = None) -> None:
     """Record rejected payloads: field names and messages and a payload hash, never the values.
 
     A name that is not one of the model's fields is recorded as UNKNOWN_FIELD: a key or a column
-    heading is whatever the sender typed, and could itself identify a patient."""
-    check_source(source)
-    at = now_utc()
+    heading is whatever the sender typed, and could itself identify a patient.
+    `seeded_at`: see event_times (never given by a page, a command or the API)."""
+    times = event_times(len(rejected), source, seeded_at)
     known = known_fields(artefact.spec)
     key = get_settings().patient_key_bytes()
     events = []
-    for payload, errors in rejected:
+    for (payload, errors), at in zip(rejected, times, strict=True):
         fields = [{"field": e["field"] if e["field"] in known else UNKNOWN_FIELD,
                    "message": e["message"]} for e in errors]
         record = RejectedInput(rejection_id=str(uuid.uuid4()), created_at=at, user_name=user,

@@ -295,13 +295,19 @@ def write_extract(
     return path
 
 
-def write_sample_patients(path: str | Path, n: int = 300, seed: int = DEFAULT_SEED + 1) -> Path:
-    """Write eligible synthetic patients in the scoring input format (for score-batch examples)."""
+def eligible_patients(n: int, seed: int = DEFAULT_SEED + 1) -> pd.DataFrame:
+    """n eligible synthetic patients (adults, HFrEF, starting spironolactone) as clean feature
+    values: patient_ref and CLEAN_FEATURES, nothing missing, booleans as bool."""
     rng = np.random.default_rng(seed)
     df = _draw_patients(rng, n * 2)
     df = df[(df["age"] >= 18) & (df["lvef"] <= 40) & (df["mra_drug"] == "spironolactone")]
     df = df.head(n).rename(columns={"patient_id": "patient_ref"})
-    df = df.drop(columns=["site", "index_date", "mra_drug"])
+    return df.drop(columns=["site", "index_date", "mra_drug"]).reset_index(drop=True)
+
+
+def write_sample_patients(path: str | Path, n: int = 300, seed: int = DEFAULT_SEED + 1) -> Path:
+    """Write eligible synthetic patients in the scoring input format (for score-batch examples)."""
+    df = eligible_patients(n, seed)
     for column in _BOOLEAN_FEATURES:
         df[column] = np.where(df[column], "yes", "no")
     Path(path).write_text(df.to_csv(index=False, lineterminator="\n"))

@@ -61,12 +61,13 @@ def free_port() -> int:
 @contextmanager
 def streamlit_server(db: Path, **settings: str) -> Iterator[str]:
     """Start the app in demo mode on a free port; yield its URL; always terminate it.
-    `settings`: more APP_ variables, e.g. APP_IDLE_TIMEOUT_MINUTES="0.1"."""
+    `settings`: more APP_ variables, e.g. APP_IDLE_TIMEOUT_MINUTES="0.1" (the seeded demo
+    history is off unless they set APP_DEMO_HISTORY)."""
     port = free_port()
     # STREAMLIT_SERVER_PORT: under uvicorn, Streamlit knows its port from its config only (the
     # {port} of an SSO redirect_uri), as deploy/start.sh and `make run` set it.
     env = {**os.environ, "APP_DB": str(db), "APP_DEMO": "1", "APP_MODELS": str(MODELS),
-           "STREAMLIT_SERVER_PORT": str(port), **settings}
+           "APP_DEMO_HISTORY": "0", "STREAMLIT_SERVER_PORT": str(port), **settings}
     env.pop("APP_PATIENT_KEY", None)
     log = open(db.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(

@@ -13,7 +13,7 @@ from conftest import MODELS, TEST_PATIENT_KEY, TYPICAL_PATIENT
 from pydantic import SecretStr
 
 import core
-from core import alerts, auth, clients, stop_rules
+from core import alerts, auth, clients, demo_history, stop_rules
 from core import store as core_store
 from core.assessment import FIELDS as ASSESSMENT_FIELDS
 from core.assessment import record_assessment
@@ -33,9 +33,15 @@ from core.store import Store
 def every_table_store(path: Path, ref: str, *, comment: str = "checked",
                       more_scores: int = 0) -> Iterator[Store]:
     """The store at `path` with at least one row in each event table but audit_verifications:
-    patients named `ref`-..., a review (CDS feedback, assessment) comment, `more_scores` further
-    predictions. Closed after."""
+    a day of the demo's seeded history (made in demo mode, first: it is seeded only into a
+    store without predictions), patients named `ref`-..., a review (CDS feedback, assessment)
+    comment, `more_scores` further predictions. Closed after."""
     with pytest.MonkeyPatch.context() as mp:
+        for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "1"}.items():
+            mp.setenv(name, value)
+        mp.delenv("APP_PATIENT_KEY", raising=False)
+        # a day that ends as a Monday's clinic opens: the seeding's own row, no predictions
+        assert demo_history.seed(now=datetime(2026, 11, 2, 8, 0), days=1)["predictions"] == 0
         for name, value in {"APP_DB": str(path), "APP_MODELS": str(MODELS), "APP_DEMO": "0",
                             "APP_PATIENT_KEY": TEST_PATIENT_KEY}.items():
             mp.setenv(name, value)

@@ -103,10 +103,12 @@ def point_settings(monkeypatch: pytest.MonkeyPatch, db: str) -> None:
 
 @pytest.fixture
 def demo_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Demo mode over an empty store in a temporary file (demo accounts are created on first run)."""
+    """Demo mode over an empty store in a temporary file (demo accounts are created on first run;
+    the seeded demo history is not: tests/test_demo_history.py has it)."""
     monkeypatch.setenv("APP_DB", str(tmp_path / "app.duckdb"))
     monkeypatch.setenv("APP_MODELS", str(MODELS))
     monkeypatch.setenv("APP_DEMO", "1")
+    monkeypatch.setenv("APP_DEMO_HISTORY", "0")
     monkeypatch.delenv("APP_PATIENT_KEY", raising=False)
     # Cheaper argon2id parameters: the app's behaviour is the same, the suite is faster.
     monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

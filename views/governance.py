@@ -15,12 +15,13 @@ from core.governance import SIGNER_ROLES, record_signoff, snapshot
 from core.stop_switch import is_suspended, set_suspended
 from core.text import md_text
 from core.verification import verify_whole
-from ui import session
+from ui import demo_history, session
 from ui import stop_rules as stop_rule_section
 
 user = session.guard("govern")
 
 st.title("Governance")
+demo_history.banner()
 try:
     settings = get_settings()
     # Only what was added since the last whole verification is checked here (fast at any

@@ -16,7 +16,7 @@ from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
-from ui import monitoring_alerts, session
+from ui import demo_history, monitoring_alerts, session
 from ui import monitoring_performance as performance_section
 from ui import stop_rules as stop_rule_section
 from ui.charts import RULE, chart, direction_colour, download
@@ -49,6 +49,7 @@ def _top_reason(frame: pd.DataFrame, reason: str, count: str, what: str) -> str:
 settings = get_settings()
 today = now_utc().date()
 st.title("Monitoring")
+demo_history.banner()
 filters = st.columns([2, 1, 2])
 chosen = filters[0].date_input("Dates (UTC, both days included)", key="monitoring_dates",
                                value=(today - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1), today),

@@ -20,7 +20,7 @@ from core.errors import (
 from core.followup import due_outcomes, prediction_outcomes
 from core.outcomes import MEASURED, outcome_of, record_outcome
 from core.text import md_text
-from ui import session
+from ui import demo_history, session
 
 FIELDS = ("event", "event_date", MEASURED, "source")
 
@@ -40,6 +40,7 @@ except (StoreUnavailable, ArtefactMismatch) as exc:
     st.stop()
 
 st.title("Outcomes")
+demo_history.banner()
 st.caption("What happened to each scored patient, as the model version that scored them defines "
            "its outcome. Predictions whose horizon has passed with no outcome recorded are listed "
            "here, most overdue first. An event can be recorded as soon as it happens; 'no event' "

@@ -10,7 +10,7 @@ from core.errors import AlreadyDecided, ArtefactMismatch, InvalidInput, NotFound
 from core.predict import REASON_CODES
 from core.review_queue import QUEUE_LIMIT, queue, recent_decisions
 from core.text import md_text
-from ui import session
+from ui import demo_history, session
 
 user = session.guard("review")
 
@@ -18,6 +18,7 @@ FLAGGED = "background-color: rgba(255, 189, 69, 0.3)"  # an input missing or out
 
 settings = get_settings()
 st.title("Review queue")
+demo_history.banner()
 st.caption("Predictions routed to clinical review, oldest first. Agree with the model's risk class "
            "or override it. Every decision is signed and kept; a correction is a new decision that "
            "supersedes the one in force.")

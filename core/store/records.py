@@ -324,7 +324,27 @@ class StopRuleEvent(Record):
     note: str  # the acknowledgement's decision and reason; '' otherwise
 
 
+@dataclass(frozen=True, slots=True)
+class DemoHistorySeeded(Record):
+    """A synthetic history seeded into a demo-mode store (core.demo_history): the range its
+    records' times cover and how many of each it added. Its rows are marked too: user_name
+    'demo-history', and source 'demo_history' on predictions, rejected inputs and outcomes."""
+
+    table: ClassVar[str] = "demo_history"
+    seeding_id: str
+    created_at: datetime
+    user_name: str
+    first_at: datetime  # the earliest seeded record's time
+    last_at: datetime  # the latest
+    predictions: int
+    rejected_inputs: int
+    review_decisions: int
+    outcomes: int
+    description: str
+
+
 RECORDS: dict[str, type[Record]] = {r.table: r for r in (
     Prediction, RejectedInput, ModelActivation, UserEvent, AccessEvent, RetentionPurge,
     ConfigEvent, ReviewDecisionRecord, ServiceEvent, Signoff, OutcomeRecord, AuditVerification,
-    ClientEvent, CdsFeedback, DeploymentAssessment, AlertNotification, StopRuleEvent)}
+    ClientEvent, CdsFeedback, DeploymentAssessment, AlertNotification, StopRuleEvent,
+    DemoHistorySeeded)}

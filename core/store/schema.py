@@ -149,6 +149,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             user_name TEXT NOT NULL, rule TEXT NOT NULL, model_version TEXT NOT NULL,
             action TEXT NOT NULL, evidence TEXT NOT NULL, note TEXT NOT NULL);
     """),
+    # A synthetic history seeded into a demo-mode store: its range and counts (core.demo_history).
+    (16, "m016_demo_history", """
+        CREATE TABLE demo_history (
+            seeding_id TEXT PRIMARY KEY, audit_seq BIGINT NOT NULL, created_at TIMESTAMP NOT NULL,
+            user_name TEXT NOT NULL, first_at TIMESTAMP NOT NULL, last_at TIMESTAMP NOT NULL,
+            predictions INTEGER NOT NULL, rejected_inputs INTEGER NOT NULL,
+            review_decisions INTEGER NOT NULL, outcomes INTEGER NOT NULL,
+            description TEXT NOT NULL);
+    """),
 ]
 RENAMES_KEPT = 12  # the migration that makes sure renamed_columns exists
 GENERIC_OUTCOME = 9  # the migration after which the outcomes table has MEASURED
