@@ -250,3 +250,13 @@ def json_fields(source: str, id_column: str, json_column: str, field: str) -> st
     whose text is not valid JSON give none."""
     return (f"SELECT {id_column}, unnest(from_json({json_column}, '[{{\"{field}\": \"VARCHAR\"}}]'), "
             f"recursive := true) FROM {source} WHERE json_valid({json_column})")
+
+
+def json_values(source: str, columns: str, json_column: str, keys: list[str]) -> tuple[str, list]:
+    """A query of `columns` of `source` with (key, value) for each of `keys` in the JSON object
+    held as text in `json_column`: the value as text (a JSON null: NULL; true/false as such).
+    An absent key gives a NULL value here and no row on PostgreSQL: count the values that are
+    there. Returns (SQL, its parameters in order). Each row's JSON is parsed once."""
+    sql = (f"SELECT {columns}, unnest(CAST(? AS TEXT[])) AS key, "
+           f"unnest(json_extract_string({json_column}, CAST(? AS TEXT[]))) AS value FROM {source}")
+    return sql, [keys, [f"$.{k}" for k in keys]]
