@@ -35,10 +35,10 @@ WEEKLY_COLUMNS = ["week", "model_version", "feature", "label", "predictions", "m
 @dataclass(frozen=True)
 class DriftReport:
     """Drift per (model version, input) over [window_start, window_end), and weekly rates over
-    the range asked for. `inputs` (INPUT_COLUMNS): `psi` is None unless `level` is ok, warn or
+    the range asked for. `inputs` (INPUT_COLUMNS): `psi` is NaN unless `level` is ok, warn or
     alert; `n` is the window's predictions with their raw inputs kept. `bins` (BIN_COLUMNS):
     each bin's training and window shares. `weekly` (WEEKLY_COLUMNS): `out_of_range_rate` is
-    None for an input without a validated range. `versions`: why a version's drift cannot be
+    NaN for an input without a validated range. `versions`: why a version's drift cannot be
     measured (no training distribution, an unreadable artefact)."""
 
     window_start: datetime
@@ -104,7 +104,8 @@ def drift(store: Store, settings: Settings, start: datetime, end: datetime,
         window_start=window_start, window_end=window_end,
         window_days=settings.drift_window_days, warn=settings.drift_psi_warn,
         alert=settings.drift_psi_alert, min_predictions=settings.drift_min_predictions,
-        retention_days=settings.retention_days, inputs=_sorted(pd.DataFrame(rows, columns=INPUT_COLUMNS)),
+        retention_days=settings.retention_days,
+        inputs=_sorted(pd.DataFrame(rows, columns=INPUT_COLUMNS).astype({"n": int, "psi": float})),
         bins=pd.DataFrame(shares, columns=BIN_COLUMNS),
         weekly=_weekly(store.agg_drift_weekly(fr, ranges), refs),
         versions={v: why for v, (_, _, why) in refs.items() if why})
@@ -193,4 +194,4 @@ def _weekly(weekly: pd.DataFrame, refs: dict) -> pd.DataFrame:
         missing_rate=(weekly["missing"] / weekly["predictions"]).round(4),
         out_of_range_rate=[round(o / p, 4) if k in ranged else None for k, o, p in
                            zip(keys, weekly["out_of_range"], weekly["predictions"], strict=True)])
-    return out[WEEKLY_COLUMNS].reset_index(drop=True)
+    return out[WEEKLY_COLUMNS].astype({"out_of_range_rate": float}).reset_index(drop=True)

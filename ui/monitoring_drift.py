@@ -93,7 +93,7 @@ def _table(inputs: pd.DataFrame, report: DriftReport, suffix: str) -> None:
             alt.Tooltip("threshold:N", title="Threshold"), alt.Tooltip("psi:Q", title="PSI")])
     top = judged.iloc[0]
     over = int((judged["psi"] >= report.warn).sum())
-    chart(alt.layer(bars, limits).properties(height=max(120, 24 * len(judged))),
+    chart(alt.layer(bars, limits).properties(height=alt.Step(22)),
           "Population stability index of each input against its training distribution, largest "
           "first; dashed lines: the warning and alert thresholds", "drift_psi",
           key_figure=f"Largest: {top['input']}, {top['psi']:.3f} ({LEVEL_WORDS[top['level']]}). "
@@ -121,11 +121,11 @@ def _rates(report: DriftReport, suffix: str) -> None:
             "isValid(datum.rate)").mark_line(point=True).encode(
             x=alt.X("week:T", timeUnit="yearmonthdate", title="Week starting"),
             y=alt.Y("rate:Q", title="Share of predictions", axis=alt.Axis(format="%")),
-            color=alt.Color("input:N", title="Input", legend=alt.Legend(orient="bottom", columns=2,
-                                                                         labelLimit=320)),
-            strokeDash=alt.StrokeDash("rate_of:N", title=None, legend=alt.Legend(
-                orient="bottom", labelExpr="datum.label == 'missing_rate' ? 'missing' : "
-                                           "'outside the validated range'")),
+            color=alt.Color("input:N", title="Input", legend=alt.Legend(orient="right", labelLimit=280)),
+            strokeDash=alt.StrokeDash("rate_of:N", title="Share", legend=alt.Legend(
+                orient="right", symbolType="stroke", symbolStrokeWidth=2, labelExpr=(
+                    "datum.label == 'missing_rate' ? 'missing' : 'outside the validated range'"))),
+            shape=alt.Shape("rate_of:N", title="Share"),
             tooltip=[alt.Tooltip("week:T", title="Week starting"), alt.Tooltip("input:N", title="Input"),
                      alt.Tooltip("predictions:Q", title="Predictions"),
                      alt.Tooltip("missing:Q", title="Missing"),
