@@ -5,8 +5,9 @@ cleared and come back. Every attempt, sent or failed, and every clear is recorde
 
 Conditions come from providers, `provider(store, settings, now) -> list[Condition]`, listed in
 PROVIDERS: the same-direction override alert (key `override:<direction>`), queue ageing (key
-`queue_age`), and the stop rules' recommendations in force (core.stop_rules, key
-`stop_rule:<rule>:<version>`). To add one (drift, say), write the
+`queue_age`), each drifting input (core.drift, key `drift:<version>:<feature>`), and the stop
+rules' recommendations in force (core.stop_rules, key `stop_rule:<rule>:<version>`). To add
+one, write the
 function in its own module of the oversight layer, import it here and append it to PROVIDERS; a
 condition's key must name it stably while it lasts, and its text must carry no patient data
 (no prediction ids, patient references or input values). A provider that fails is reported and
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from core import alert_delivery, artifacts, stop_rules
+from core import alert_delivery, artifacts, drift, stop_rules
 from core.alert_delivery import LABELS, About
 from core.clock import now_utc
 from core.conditions import Condition
@@ -82,7 +83,8 @@ def queue_age_conditions(store: Store, settings: Settings, now: datetime) -> lis
                  "first; the Monitoring page shows the backlog and the time to decision."))]
 
 
-PROVIDERS: list[Provider] = [override_conditions, queue_age_conditions, stop_rules.conditions]
+PROVIDERS: list[Provider] = [override_conditions, queue_age_conditions, drift.conditions,
+                              stop_rules.conditions]
 
 
 @dataclass

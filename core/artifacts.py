@@ -191,6 +191,27 @@ def spec_of(models: Models, version: str) -> Spec:
     return parse_spec(raw, source=f"{version}/spec.json")
 
 
+def statistics_of(models: Models, version: str) -> dict:
+    """A version's statistics.json (no model is loaded), checked against the sha256 its manifest
+    records: ArtefactMismatch when it is missing, altered or unreadable."""
+    where = location(models)
+    manifest = manifest_of(models, version)
+    if isinstance(where, S3Location):
+        data = _bucket(where).read(f"{version}/statistics.json")
+    else:
+        path = where / version / "statistics.json"
+        data = path.read_bytes() if path.is_file() else None
+    if data is None:
+        raise ArtefactMismatch(f"{version}: statistics.json is missing")
+    if hashlib.sha256(data).hexdigest() != manifest.get("files", {}).get("statistics.json"):
+        raise ArtefactMismatch(f"{version}: statistics.json does not match the sha256 its "
+                               "manifest records")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ArtefactMismatch(f"{version}: statistics.json is not valid JSON") from exc
+
+
 def verify(models: Models, version: str) -> list[str]:
     """Every problem with a version's files (empty list: all files match their recorded hashes)."""
     return _checked(models, version)[0]

@@ -305,6 +305,26 @@ class Settings(BaseSettings):
         default=True, description="demo mode only: at start, seed a store that has no "
         "predictions with a synthetic history of about 12 weeks, marked as demo data (never "
         "outside demo mode)")
+    # Input drift (core.drift): each input's recent values against the version's training data
+    drift_window_days: int = Field(
+        default=30, ge=1, le=3650, description="days of recent predictions the input drift "
+        "compares with the training distribution")
+    drift_psi_warn: float = Field(
+        default=0.1, gt=0, le=10, description="population stability index at or above which an "
+        "input's drift is shown as a warning")
+    drift_psi_alert: float = Field(
+        default=0.25, gt=0, le=10, description="population stability index at or above which an "
+        "input's drift raises the alert (above APP_DRIFT_PSI_WARN)")
+    drift_min_predictions: int = Field(
+        default=100, ge=1, description="predictions with their inputs kept in the window before "
+        "an input's drift is judged")
+
+    @model_validator(mode="after")
+    def _drift_alert_above_warn(self) -> Settings:
+        if self.drift_psi_alert <= self.drift_psi_warn:
+            raise ValueError(f"APP_DRIFT_PSI_ALERT ({self.drift_psi_alert:g}) must be above "
+                             f"APP_DRIFT_PSI_WARN ({self.drift_psi_warn:g})")
+        return self
 
     @model_validator(mode="before")
     @classmethod

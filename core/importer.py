@@ -24,7 +24,7 @@ from sklearn.base import is_regressor
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.linear_model import LogisticRegression
 
-from core import build, estimators, explain, routing, uncertainty
+from core import build, distribution, estimators, explain, routing, uncertainty
 from core.artifacts import Models, sha256_file
 from core.cleaning import clean, read_extract
 from core.errors import ModelImportError
@@ -56,6 +56,8 @@ def import_model(*, pipeline: Path, data: Path, spec_path: Path, version: str, m
     if recalibrate:
         stats["recalibration"] = _recalibration(model, x_cal, y_cal)
     spec = build.with_validated_ranges(spec, frame)
+    stats["distribution"] = distribution.training_distribution(
+        spec, frame, "the held-out data supplied at import")
 
     def make(rule: routing.RoutingRule) -> Predictor:
         return Predictor(model, spec, stats, rule)

@@ -21,7 +21,7 @@ import sklearn
 import skops
 import skops.io
 
-from core import build, estimators, explain, uncertainty
+from core import build, distribution, estimators, explain, uncertainty
 from core.artifacts import Models
 from core.cleaning import clean, read_extract
 from core.config import PROJ_ROOT
@@ -50,6 +50,7 @@ def train(*, data: Path, spec_path: Path, version: str, models_dir: Models,
     stats["reference"] = explain.reference_values(spec, x_train)
     stats["novelty"] = build.novelty(spec, x_train)
     spec = build.with_validated_ranges(spec, frame)
+    stats["distribution"] = distribution.training_distribution(spec, frame, "the training cohort")
     kind = "delta_method" if estimators.linear(spec) else "held_out_neighbours"
 
     def make(rule: RoutingRule) -> Predictor:

@@ -21,7 +21,7 @@ from core.clock import now_utc
 PAGE = str(REPO / "views" / "monitoring.py")
 EXPECTED_SHARE = read_manifest(MODELS / "v1")["routing"]["expected_review_share"]
 CHARTS = {"override_rate", "reviewed", "reasons", "daily", "review_share", "review_reasons",
-          "time_to_decision", "workload", "calibration"}
+          "drift_psi", "drift_rates", "time_to_decision", "workload", "calibration"}
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_monitoring_charts_equal_independent_counts():
         "GROUP BY ALL")
 
     labels = [b.proto.label for b in at.get("download_button")]
-    assert len(labels) == 14 and all(label.endswith("(CSV)") for label in labels)
+    assert len(labels) == 17 and all(label.endswith("(CSV)") for label in labels)
 
 
 @pytest.mark.usefixtures("busy")
@@ -216,7 +216,7 @@ def test_monitoring_charts_meet_contrast_and_have_a_text_alternative():
     specs. Text 4.5:1, marks and their keys 3:1 against the page (WCAG 2.1 AA)."""
     at = pi_page()
     specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
-    assert len(specs) == 9
+    assert len(specs) == len(CHARTS)
     for spec in specs:
         config = spec["config"]
         text = [config["axis"]["labelColor"], config["axis"]["titleColor"],

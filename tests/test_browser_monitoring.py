@@ -32,7 +32,7 @@ def test_browser_pi_sees_charts_and_alert(server):
             assert "Most common reasons:" in alert.inner_text()
             charts = page.locator('[data-testid="stVegaLiteChart"]')
             charts.first.wait_for(timeout=20_000)
-            assert charts.count() == 9
+            assert charts.count() == 11
             # Vega drew them: each chart holds a rendered canvas or svg with a size.
             page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
                 .every(c => { const g = c.querySelector('canvas, svg');

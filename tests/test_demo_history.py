@@ -23,7 +23,8 @@ from core.verification import verify_audit
 
 MARKED = ("predictions", "rejected_inputs", "review_decisions", "outcomes", "demo_history")
 CHARTS = {"override_rate", "reviewed", "reasons", "daily", "review_share", "review_reasons",
-          "time_to_decision", "workload", "calibration", "calibration_by_month"}
+          "time_to_decision", "workload", "calibration", "calibration_by_month",
+          "drift_psi", "drift_rates"}
 NO_DATA = ("No review decisions", "No predictions", "No input was rejected",
            "No overridden prediction", "Too few outcomes")
 

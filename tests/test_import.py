@@ -80,6 +80,21 @@ def test_import_evaluates_on_the_held_out_half(imported):
     assert routing["expected_review_share"] == routing["achieved_on_test"]["share_review"]
 
 
+def test_import_ships_the_held_out_datas_distribution_for_drift(imported, files):
+    """The reference drift monitoring compares with: every input over all the held-out rows,
+    the rows the validated ranges come from."""
+    from core.cleaning import clean, read_extract
+    from core.distribution import training_distribution
+
+    stats = artifacts.statistics_of(imported.parent, "hgb-1")
+    spec = load_spec(imported / "spec.json")
+    cohort, _ = clean(read_extract(files["heldout"]), spec)
+    assert stats["distribution"] == training_distribution(
+        spec, model_frame(cohort, spec), "the held-out data supplied at import")
+    assert stats["distribution"]["rows"] == json.loads((imported / "manifest.json").read_text()
+                                                       )["data"]["patients_included"]
+
+
 def test_imported_pipeline_is_served_with_its_own_probabilities(imported, files, tmp_path, monkeypatch):
     serve_from(imported.parent, tmp_path / "s.duckdb", monkeypatch)
     serving.activate("hgb-1", by="admin", reason="the team's validated model")

@@ -10,7 +10,7 @@ from core import alerts
 from core.alert_delivery import LABELS
 from core.errors import ArtefactMismatch, StoreUnavailable
 
-SHOWN_ABOVE = {"override", "stop_rule"}  # kinds whose condition the page shows in a block of its own
+SHOWN_ABOVE = {"override", "stop_rule", "drift"}  # kinds whose condition the page shows in a block of its own
 COLUMNS = {"created_at": "When (UTC)", "condition_key": "Condition", "channel": "Channel",
            "status": "Status", "destination": "To", "title": "Alert", "error": "Error",
            "user_name": "Checked by"}

@@ -16,7 +16,7 @@ from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
 from core.monitoring import Dashboard, dashboard
 from core.predict import REASON_CODES
-from ui import demo_history, monitoring_alerts, session
+from ui import demo_history, monitoring_alerts, monitoring_drift, session
 from ui import monitoring_performance as performance_section
 from ui import stop_rules as stop_rule_section
 from ui.charts import RULE, chart, direction_colour, download
@@ -248,6 +248,8 @@ else:
     st.caption("A rejected input can name several fields. Many rejections on one field point to a "
                "form or export problem; a name the model does not have is shown as '(unknown field)'.")
     _download(rejected, "rejected_fields", "fields named by rejected inputs")
+
+monitoring_drift.render(monitoring_drift.report(str(settings.db), first_day, last_day, version), f"{first_day}_{last_day}")
 
 # ---- review backlog, time to decision, workload -------------------------------------------------
 

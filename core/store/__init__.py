@@ -16,6 +16,7 @@ from core.store.aggregates import MonitoringReads
 from core.store.alert_reads import AlertReads
 from core.store.base import StoreBase
 from core.store.chain_windows import ChainWindowReads
+from core.store.drift_reads import DriftReads
 from core.store.interface import Store
 from core.store.queries import AccessReads, OutcomeReads, RecordReads, ReviewReads
 from core.store.records import RECORDS, Event
@@ -27,7 +28,7 @@ __all__ = ["APPEND_ONLY", "AUDIT_COLUMNS", "MIGRATIONS", "PHI_COLUMNS", "RECORDS
 
 
 class DuckDBStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
-                  MonitoringReads, ChainWindowReads, AlertReads):
+                  MonitoringReads, ChainWindowReads, AlertReads, DriftReads):
     """A store in an embedded DuckDB file; create with `open_store` so each file has one per
     process."""
 

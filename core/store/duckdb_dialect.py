@@ -256,3 +256,13 @@ def json_text(json_column: str) -> str:
     """The text of one key of a JSON object column (the key: one bound parameter); NULL when
     the key is absent or null."""
     return f"({json_column} ->> CAST(? AS TEXT))"
+
+
+def json_values(source: str, columns: str, json_column: str, keys: list[str]) -> tuple[str, list]:
+    """A query of `columns` of `source` with (key, value) for each of `keys` in the JSON object
+    held as text in `json_column`: the value as text (a JSON null: NULL; true/false as such).
+    An absent key gives a NULL value here and no row on PostgreSQL: count the values that are
+    there. Returns (SQL, its parameters in order). Each row's JSON is parsed once."""
+    sql = (f"SELECT {columns}, unnest(CAST(? AS TEXT[])) AS key, "
+           f"unnest(json_extract_string({json_column}, CAST(? AS TEXT[]))) AS value FROM {source}")
+    return sql, [keys, [f"$.{k}" for k in keys]]

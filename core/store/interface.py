@@ -191,3 +191,14 @@ class Store(Protocol):
 
     def recent_alert_notifications(self, *, limit: int = 50) -> pd.DataFrame:
         """The latest `limit` alert notifications, newest first."""
+
+    # ---- input drift aggregates (core.drift; chart-sized, computed by the database) -----------
+
+    def agg_drift_inputs(self, f: tuple) -> pd.DataFrame:
+        """(model_version, n): predictions in the window whose raw inputs are still kept."""
+
+    def agg_drift_window(self, f: tuple, bins: list[tuple]) -> pd.DataFrame:
+        """(model_version, feature, bin, value, n) per bin of a number, per value of the others."""
+
+    def agg_drift_weekly(self, f: tuple, features: list[tuple]) -> pd.DataFrame:
+        """(week, model_version, feature, predictions, missing, out_of_range) per week."""

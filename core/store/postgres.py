@@ -25,6 +25,7 @@ from core.store.aggregates import MonitoringReads
 from core.store.alert_reads import AlertReads
 from core.store.base import StoreBase
 from core.store.chain_windows import ChainWindowReads
+from core.store.drift_reads import DriftReads
 from core.store.queries import STATE, STATE_WITH_HEAD, AccessReads, OutcomeReads, RecordReads, ReviewReads
 from core.store.schema import APPEND_ONLY, IDENTITY_TABLE, MIGRATIONS, TABLES
 from core.store.writes import ChainWrites
@@ -33,7 +34,7 @@ GUARDED = [*APPEND_ONLY, *TABLES]
 
 
 class PostgresStore(StoreBase, ChainWrites, RecordReads, ReviewReads, OutcomeReads, AccessReads,
-                    MonitoringReads, ChainWindowReads, AlertReads):
+                    MonitoringReads, ChainWindowReads, AlertReads, DriftReads):
     """A store in a PostgreSQL database; create with `open_store(url)` (one per process)."""
 
     _dialect = postgres_dialect

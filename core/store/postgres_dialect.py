@@ -268,3 +268,12 @@ def json_fields(source: str, id_column: str, json_column: str, field: str) -> st
 
 def json_text(json_column: str) -> str:
     return f"(CAST({json_column} AS JSONB) ->> CAST(? AS TEXT))"
+
+
+def json_values(source: str, columns: str, json_column: str, keys: list[str]) -> tuple[str, list]:
+    # OFFSET 0: the planner may not join what the caller joins this with before the function
+    # scan, which would parse each row's JSON once per joined row instead of once.
+    sql = (f"SELECT {columns}, kv.key, kv.value FROM {source}, "
+           f"json_each_text(CAST({json_column} AS JSON)) AS kv(key, value) "
+           "WHERE kv.key = ANY(CAST(? AS TEXT[])) OFFSET 0")
+    return sql, [keys]
