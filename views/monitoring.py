@@ -1,4 +1,5 @@
-"""Principal investigator: override rates and alerts, routing, review backlog, real-world performance.
+"""Principal investigator: override rates and alerts, routing, input drift, review backlog,
+real-world performance.
 
 Every figure comes from core.monitoring.dashboard(), aggregated in SQL, so only chart-sized frames
 reach the browser. The aggregates are cached for a minute per choice of filters.

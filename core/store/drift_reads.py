@@ -21,13 +21,18 @@ class DriftReads:
                "JOIN phi_inputs phi USING (prediction_id) WHERE p.created_at >= ? AND "
                "p.created_at < ? AND (CAST(? AS TEXT) IS NULL OR p.model_version = ?)")
 
+    _ROWS = ("SELECT p.model_version, p.created_at FROM predictions p JOIN phi_inputs phi "
+             "USING (prediction_id) WHERE p.created_at >= ? AND p.created_at < ? AND "
+             "(CAST(? AS TEXT) IS NULL OR p.model_version = ?)")  # _INPUTS without the JSON
+
     def _drift(self, sql: str, f: tuple, rows: list[tuple], types: tuple[str, ...],
-               columns: str) -> pd.DataFrame:
-        """`sql` after `base` (the inputs in `f`), `given` (the rows, named `columns`) and
-        `vals` (version, created_at, feature, value: the values present of the given inputs'
-        names, of any version). Group `vals` first, then join `given` to keep each version's
-        own inputs (the join's row estimate is poor: grouped first, the planner hashes the
-        values instead of sorting them)."""
+               columns: str, more: list | None = None) -> pd.DataFrame:
+        """`sql` (its own parameters `more`) after `base` (the inputs in `f`), `given` (the
+        rows, named `columns`) and `vals` (version, created_at, feature, value: the values
+        present of the given inputs' names, of any version: join `given` to keep each version's
+        own). `base` is read once, so PostgreSQL need not keep every row's JSON aside; `vals`
+        is grouped before any join with `given`, whose row estimate is poor (joined first, the
+        planner would sort every value instead of hashing them)."""
         start, end, version = f
         one = "(" + ", ".join(f"CAST(? AS {t})" for t in types) + ")"
         keys = sorted({r[1] for r in rows})
@@ -37,7 +42,7 @@ class DriftReads:
             f"WITH base AS ({self._INPUTS}), given({columns}) AS (VALUES {', '.join([one] * len(rows))}), "
             "vals AS (SELECT v.model_version, v.created_at, v.key AS feature, v.value "
             f"FROM ({pairs}) v WHERE v.value IS NOT NULL) " + sql,
-            [start, end, version, version, *(v for r in rows for v in r), *pair_params])
+            [start, end, version, version, *(v for r in rows for v in r), *pair_params, *(more or [])])
 
     def agg_drift_inputs(self, f: tuple) -> pd.DataFrame:
         """(model_version, n): the predictions in `f` whose raw inputs are still kept."""
@@ -73,13 +78,14 @@ class DriftReads:
         if not features:
             return pd.DataFrame(columns=["week", "model_version", "feature", "predictions",
                                          "missing", "out_of_range"])
+        start, end, version = f
         week = "CAST(date_trunc('week', created_at) AS DATE)"
         value = "CAST(s.value AS FLOAT8)"
         return self._drift(
-            f"SELECT w.week, w.model_version, g.feature, w.predictions, "
+            "SELECT w.week, w.model_version, g.feature, w.predictions, "
             "w.predictions - COALESCE(c.present, 0) AS missing, "
             "COALESCE(c.out_of_range, 0) AS out_of_range FROM "
-            f"(SELECT {week} AS week, model_version, count(*) AS predictions FROM base "
+            f"(SELECT {week} AS week, model_version, count(*) AS predictions FROM ({self._ROWS}) r "
             "GROUP BY 1, 2) w JOIN given g ON g.model_version = w.model_version LEFT JOIN "
             "(SELECT s.week, s.model_version, s.feature, CAST(sum(s.n) AS BIGINT) AS present, "
             "CAST(COALESCE(sum(s.n) FILTER (WHERE CASE WHEN g.lo IS NULL THEN false ELSE "
@@ -87,5 +93,6 @@ class DriftReads:
             f"(SELECT {week} AS week, model_version, feature, value, count(*) AS n FROM vals "
             "GROUP BY 1, 2, 3, 4) s JOIN given g ON g.model_version = s.model_version "
             "AND g.feature = s.feature GROUP BY 1, 2, 3) c ON c.week = w.week "
-            "AND c.model_version = w.model_version AND c.feature = g.feature "
-            "ORDER BY 1, 2, 3", f, features, ("TEXT", "TEXT", "FLOAT8", "FLOAT8"), "model_version, feature, lo, hi")
+            "AND c.model_version = w.model_version AND c.feature = g.feature ORDER BY 1, 2, 3",
+            f, features, ("TEXT", "TEXT", "FLOAT8", "FLOAT8"), "model_version, feature, lo, hi",
+            [start, end, version, version])

@@ -271,8 +271,9 @@ def json_text(json_column: str) -> str:
 
 
 def json_values(source: str, columns: str, json_column: str, keys: list[str]) -> tuple[str, list]:
-    # OFFSET 0: the planner may not join what the caller joins this with before the function
-    # scan, which would parse each row's JSON once per joined row instead of once.
+    # OFFSET 0: planned on its own, so the planner neither joins anything to `source` before
+    # the JSON is read (it would read each row's JSON once per joined row) nor sorts the rows,
+    # JSON and all, to group them (measured: the weekly counts take about a third less time).
     sql = (f"SELECT {columns}, kv.key, kv.value FROM {source}, "
            f"json_each_text(CAST({json_column} AS JSON)) AS kv(key, value) "
            "WHERE kv.key = ANY(CAST(? AS TEXT[])) OFFSET 0")
