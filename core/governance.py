@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from core import artifacts, assessment, deployment
+from core import artifacts, assessment, deployment, stop_rules
 from core.clock import now_utc
 from core.config import PROJ_ROOT, Settings, get_settings
 from core.errors import InvalidInput, problem
@@ -45,7 +45,9 @@ def snapshot(store: Store | None = None, settings: Settings | None = None, *,
             "trail": trail, "questions": _questions(artefact, counts, trail, settings),
             "checklist": _checklist(artefact, counts, signoffs, settings),
             "deployment": deployment.describe(settings, store, artefact),
-            "assessment": assessment.latest(store), "counts": counts}
+            "assessment": assessment.latest(store), "counts": counts,
+            "stop_rules": stop_rules.check(store, settings, now_utc()),
+            "stop_rule_history": store.stop_rule_records()}
 
 
 def trail_sentence(t: TrailStatus) -> str:

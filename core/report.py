@@ -19,6 +19,7 @@ from core.clock import now_utc
 from core.config import get_settings
 from core.model_card import render
 from core.pdf import Document
+from core.stop_rules import TITLES
 from core.stop_switch import is_suspended
 from core.store import open_store
 from core.text import md_cell, md_text
@@ -121,6 +122,7 @@ def markdown(snap: dict, *, by: str, head: tuple[int, str] | None = None,
                   + " |" for r in s.itertuples()]
         lines += [""]
     lines += _assessment(snap["assessment"])
+    lines += _stop_rules(snap)
     lines += ["## Data flow and retention", "",
               "What data the service keeps, where, for how long and who can see it. The legal "
               "basis is the institution's to state.", "",
@@ -137,6 +139,24 @@ def markdown(snap: dict, *, by: str, head: tuple[int, str] | None = None,
                       r"*Figure: \1 (drawn in the PDF report, and in the app).*",
                       text, flags=re.MULTILINE)
     return text
+
+
+def _stop_rules(snap: dict) -> list[str]:
+    """The stop rules as checked at printing, and every recommendation raised, acknowledged or
+    cleared (RUNBOOK.md "When to stop using the model")."""
+    lines = ["## Stop rules", "", "Checked at printing on the serving version's recent outcomes.", "",
+             "| Rule | State | Rule in words | Judged on |", "|---|---|---|---|"]
+    lines += [f"| {TITLES[c.rule]} | {c.state.replace('_', ' ')} | {md_cell(c.statement)} | "
+              f"{md_cell(c.evidence)} |" for c in snap["stop_rules"]]
+    history = snap["stop_rule_history"]
+    lines += ["", "Recommendations recorded:" if len(history) else "No recommendation was ever raised.", ""]
+    if len(history):
+        lines += ["| When (UTC) | Rule | Model | Action | By | Figures or decision |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r.created_at:%Y-%m-%d %H:%M} | {TITLES.get(r.rule, md_cell(r.rule))} | "
+                  f"{md_cell(r.model_version)} | {r.action} | {md_cell(r.user_name)} | "
+                  f"{md_cell(r.note or r.evidence)} |" for r in history.itertuples()]
+        lines += [""]
+    return lines
 
 
 def _assessment(latest: dict | None) -> list[str]:

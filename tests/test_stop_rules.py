@@ -130,6 +130,14 @@ def test_the_pages_show_a_recommendation_and_record_its_acknowledgement(demo_app
     assert list(ack["user_name"]) == ["demo-pi"] and list(ack["note"]) == ["investigate: lab feed under review"]
     assert any("Acknowledged by demo-pi" in w.value for w in at.warning)
 
+    # The evaluator report lists the rules as checked at printing and every recorded step.
+    from core import governance, report
+
+    text = report.markdown(governance.snapshot(by="demo-pi"), by="demo-pi")
+    section = text[text.index("## Stop rules"):text.index("## Data flow")]
+    assert section.count("| met |") == 3 and section.count("| raised |") == 3
+    assert "| acknowledged | demo-pi | investigate: lab feed under review |" in section
+
 
 @pytest.mark.parametrize("name", ["TRUSTED_PROXIES", "REVIEW_REASON_CODES", "SSO_EMAIL_ROLES"])
 def test_a_list_or_object_setting_that_is_not_json_is_refused_by_name(monkeypatch, name):
