@@ -112,6 +112,21 @@ def _known_fields(models: Path) -> set[str]:
     return names
 
 
+DAILY_UP_TO = 92  # days: a longer range is charted per week (its CSV stays per day)
+
+
+def per_period(daily: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Predictions per day and routing (agg_predictions_daily) as the chart shows them: per day
+    up to DAILY_UP_TO days, per week (starting Monday) beyond, so a year stays chart-sized.
+    Returns the frame (its 'day' the period's first day) and 'day' or 'week'."""
+    if daily.empty or daily["day"].nunique() <= DAILY_UP_TO:
+        return daily, "day"
+    day = pd.to_datetime(daily["day"])
+    week = (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).dt.date
+    weekly = daily.assign(day=week).groupby(["day", "routing"], as_index=False)["predictions"].sum()
+    return weekly, "week"
+
+
 def _with_rates(weekly: pd.DataFrame) -> pd.DataFrame:
     if weekly.empty:
         return weekly.assign(upgrade_rate=[], downgrade_rate=[])

@@ -207,3 +207,18 @@ def test_a_subgroup_value_the_inputs_no_longer_hold_is_counted_as_not_recorded()
     assert dict(sex["outcomes"]) == {"female": 100, "male": 200, NOT_RECORDED: 100}
     assert sex["too_few"].isna().all()
     assert subgroups(pairs.iloc[:0], 50, spec) == {}
+
+
+def test_a_long_range_is_charted_per_week_with_the_same_totals():
+    from core.monitoring import DAILY_UP_TO, per_period
+
+    days = pd.date_range("2026-01-01", periods=DAILY_UP_TO + 30, freq="D").date
+    daily = pd.DataFrame([{"day": d, "routing": r, "predictions": i % 7 + (r == "review")}
+                          for i, d in enumerate(days) for r in ("auto_finalised", "review")])
+    short, unit = per_period(daily[daily["day"] < days[DAILY_UP_TO]])
+    assert unit == "day" and len(short) == 2 * DAILY_UP_TO
+    weekly, unit = per_period(daily)
+    assert unit == "week" and all(pd.Timestamp(d).weekday() == 0 for d in weekly["day"][1:])
+    assert weekly.groupby("routing")["predictions"].sum().to_dict() == \
+        daily.groupby("routing")["predictions"].sum().to_dict()
+    assert weekly["day"].nunique() == len({pd.Timestamp(d).to_period("W-SUN") for d in days})

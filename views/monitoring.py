@@ -15,7 +15,7 @@ from core import artifacts
 from core.clock import now_utc
 from core.config import get_settings
 from core.errors import ArtefactMismatch, StoreUnavailable
-from core.monitoring import Dashboard, dashboard
+from core.monitoring import Dashboard, dashboard, per_period
 from core.predict import REASON_CODES
 from ui import demo_history, monitoring_alerts, monitoring_drift, session
 from ui import monitoring_performance as performance_section
@@ -186,20 +186,22 @@ st.dataframe(table, hide_index=True, key="monitoring_review_share", column_confi
 _download(table, "review_share", "share routed to review")
 daily = f["predictions_per_day"]
 if not daily.empty:
+    shown, unit = per_period(daily)
+    when = "Day (UTC)" if unit == "day" else "Week starting (UTC)"
     left, right = st.columns([3, 2])
     with left:
-        st.subheader("Predictions per day")
-        chart(alt.Chart(daily).mark_bar().encode(
-            x=alt.X("day:T", timeUnit="yearmonthdate", title="Day (UTC)"),
+        st.subheader(f"Predictions per {unit}")
+        chart(alt.Chart(shown).mark_bar().encode(
+            x=alt.X("day:T", timeUnit="yearmonthdate", title=when),
             y=alt.Y("sum(predictions):Q", title="Predictions"),
             color=alt.Color("routing:N", title="Routing", legend=alt.Legend(orient="bottom", labelExpr=(
                 "datum.label == 'review' ? 'routed to review' : 'auto-finalised'"))),
-            tooltip=[alt.Tooltip("day:T", title="Day"), alt.Tooltip("routing:N", title="Routing"),
+            tooltip=[alt.Tooltip("day:T", title=when), alt.Tooltip("routing:N", title="Routing"),
                      alt.Tooltip("predictions:Q", title="Predictions")]).properties(height=280),
-            "Predictions recorded per day, split into auto-finalised and routed to review", "daily",
+            f"Predictions recorded per {unit}, split into auto-finalised and routed to review", "daily",
             key_figure=f"{predictions} predictions on {daily['day'].nunique()} days, {routed} "
                        f"({_share(routed, predictions)}) routed to review.",
-            data=daily, columns={"day": "Day (UTC)", "routing": "Routing", "predictions": "Predictions"})
+            data=shown, columns={"day": when, "routing": "Routing", "predictions": "Predictions"})
         _download(daily, "predictions_per_day", "predictions per day")
     with right:
         st.subheader("Share routed to review")
