@@ -294,7 +294,7 @@ ON_POSTGRESQL = pytest.mark.parametrize("any_store", ["postgresql"], indirect=Tr
 
 
 @ON_DUCKDB
-@settings(max_examples=1000, **PROPERTY_SETTINGS)
+@settings(max_examples=700, **PROPERTY_SETTINGS)
 @given(payload=hostile_payloads())
 def test_hostile_payloads_never_crash_or_predict_from_invalid_input(any_store: Store, payload):
     _hostile(any_store, payload)
