@@ -41,12 +41,13 @@ def snapshot(store: Store | None = None, settings: Settings | None = None, *,
     counts = store.governance_counts()
     trail = trail_status(store, by=by)
     signoffs = store.signoff_records()
+    checks, recommendations = stop_rules.review(store, settings)  # records a rule newly met or cleared
     return {"artefact": artefact, "signoffs": signoffs, "service": store.service_state(),
             "trail": trail, "questions": _questions(artefact, counts, trail, settings),
             "checklist": _checklist(artefact, counts, signoffs, settings),
             "deployment": deployment.describe(settings, store, artefact),
             "assessment": assessment.latest(store), "counts": counts,
-            "stop_rules": stop_rules.check(store, settings, now_utc()),
+            "stop_rules": checks, "stop_rule_recommendations": recommendations,
             "stop_rule_history": store.stop_rule_records()}
 
 

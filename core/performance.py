@@ -110,9 +110,13 @@ def subgroups(pairs: pd.DataFrame, minimum: int, spec: Spec) -> dict[str, pd.Dat
             rows.append({"group": label, **_flat(summary(*_arrays(pairs[mask]), minimum))})
         if (~covered).any():
             rows.append({"group": NOT_RECORDED, **_flat(summary(*_arrays(pairs[~covered]), minimum))})
-        out[f.name] = pd.DataFrame(rows, columns=["group", *_flat(summary(np.zeros(0), np.zeros(0), 1))])
+        out[f.name] = pd.DataFrame(rows, columns=["group", *SUBGROUP_COLUMNS])
         out[f.name].attrs['label'] = f.label
     return out
+
+
+SUBGROUP_COLUMNS = ("outcomes", "events", "auroc", "auroc_low", "auroc_high", "observed",
+                    "mean_predicted", "calibration_in_the_large", "too_few")
 
 
 def _flat(s: dict) -> dict:

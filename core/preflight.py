@@ -40,7 +40,7 @@ def problems(settings: Settings | None = None, *, model: bool = True) -> tuple[l
         store = open_store(settings.db)
         active = store.active_activation()
         users = store.users()
-        seeded = store.count("demo_history")
+        seeded = 0 if settings.demo else store.count("demo_history")
     except CoreError as exc:
         return [str(exc)], ""
     found = []

@@ -15,11 +15,12 @@ STATES = {"met": "met: recommendation raised", "not_met": "not met", "too_few": 
           "not_applicable": "not applicable to this version"}
 
 
-def render(user, *, key: str) -> None:
-    """The section; `key` tells the two pages' widgets apart."""
+def render(user, *, key: str, reviewed: tuple | None = None) -> None:
+    """The section; `key` tells the two pages' widgets apart; `reviewed`: stop_rules.review()'s
+    result when the page already has it (the governance snapshot), else it is done here."""
     st.header("Stop rules")
     try:
-        checks, recommendations = stop_rules.review()
+        checks, recommendations = reviewed if reviewed is not None else stop_rules.review()
     except CoreError as exc:
         st.error(f"The stop rules cannot be checked: {exc}")
         return

@@ -140,7 +140,7 @@ with st.form("gov_assessment", clear_on_submit=True):
                 for sentence in said:
                     st.error(md_text(sentence))
 
-stop_rule_section.render(user, key="gov")
+stop_rule_section.render(user, key="gov", reviewed=(snap["stop_rules"], snap["stop_rule_recommendations"]))
 
 st.header("Stop switch")
 with st.form("gov_stop_switch"):
