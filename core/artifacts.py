@@ -164,14 +164,23 @@ def _bucket_manifest(bucket, version: str) -> dict:
         raise ArtefactMismatch(f"{bucket.uri(version)}: manifest.json is not valid JSON") from exc
 
 
-def _spec_json(models: Models, version: str) -> Any:
+def _version_file(models: Models, version: str, name: str) -> bytes | None:
+    """The bytes of one file of a version, from its folder or its bucket (None: not there)."""
     where = location(models)
     if isinstance(where, S3Location):
-        data = _bucket(where).read(f"{version}/spec.json")
-        if data is None:
+        return _bucket(where).read(f"{version}/{name}")
+    path = where / version / name
+    return path.read_bytes() if path.is_file() else None
+
+
+def _spec_json(models: Models, version: str) -> Any:
+    data = _version_file(models, version, "spec.json")
+    if data is None:
+        where = location(models)
+        if isinstance(where, S3Location):
             raise ArtefactMismatch(f"{where.uri(version)}/spec.json is missing")
-        return json.loads(data)
-    return json.loads((where / version / "spec.json").read_text())
+        raise FileNotFoundError(where / version / "spec.json")
+    return json.loads(data)
 
 
 def read_title(models: Models, version: str) -> str:
@@ -194,13 +203,8 @@ def spec_of(models: Models, version: str) -> Spec:
 def statistics_of(models: Models, version: str) -> dict:
     """A version's statistics.json (no model is loaded), checked against the sha256 its manifest
     records: ArtefactMismatch when it is missing, altered or unreadable."""
-    where = location(models)
     manifest = manifest_of(models, version)
-    if isinstance(where, S3Location):
-        data = _bucket(where).read(f"{version}/statistics.json")
-    else:
-        path = where / version / "statistics.json"
-        data = path.read_bytes() if path.is_file() else None
+    data = _version_file(models, version, "statistics.json")
     if data is None:
         raise ArtefactMismatch(f"{version}: statistics.json is missing")
     if hashlib.sha256(data).hexdigest() != manifest.get("files", {}).get("statistics.json"):
